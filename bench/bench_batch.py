@@ -1,0 +1,98 @@
+"""Batch throughput: `grader batch` over a synthetic class of 40 submissions x 4 exercises, a realistic mix
+built from the fixture class (tests/fixtures/class): solutions as folders and zips, stubs, wrong fixes, a crash,
+a partial hand-in and 4 that hang (2 wait forever on a lock: a deadlock the grader calls early; 2 poll for a
+file that never comes: they run until the run's timeout). Prints the wall time with -j 1 and -j 2, the
+speed-up, and the per-submission overhead beyond the checks themselves ((wall time with -j 1 - the time
+spent in the checks) / submissions). Targets on a 2-core machine: -j 2 within 90 s, -j 2 at least 1.7x
+faster than -j 1, overhead under 0.3 s.
+
+Usage: python bench/bench_batch.py [--students 40] [--jobs 1,2]"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from grader import batch
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASS = ROOT / "tests" / "fixtures" / "class"
+# (fixture entry, how many of the 40): hangs are frank (polling: runs to the timeout) and judy (a deadlock).
+MIX = [("alice", 12), ("carol.zip", 4), ("laura.zip", 4), ("bob", 6), ("heidi", 4), ("ivan", 3), ("grace", 2),
+       ("dave.zip", 1), ("frank", 2), ("judy", 2)]
+HANGS = {"frank", "judy"}
+LAB = [1, 2, 3, 4]
+
+
+def build_class(folder: Path, students: int) -> list[str]:
+    """`students` submissions in the proportions of MIX (scaled), interleaved as in a real class list (the
+    hangs spread out, not all last), named s01_alice, s02_carol..."""
+    total = sum(n for _, n in MIX)
+    counts = {entry: max(1, round(n * students / total)) for entry, n in MIX}
+    plan: list[str] = []
+    while len(plan) < students and any(counts.values()):
+        for entry, _ in MIX:
+            if counts[entry] and len(plan) < students:
+                plan.append(entry)
+                counts[entry] -= 1
+    names = []
+    for index, entry in enumerate(plan, 1):
+        source = CLASS / entry
+        name = f"s{index:02d}_{entry.removesuffix('.zip')}"
+        if source.is_dir():
+            shutil.copytree(source, folder / name)
+        else:
+            shutil.copyfile(source, folder / f"{name}.zip")
+        names.append(name)
+    return names
+
+
+def timed_batch(submissions: Path, out: Path, jobs: int) -> tuple[float, batch.BatchSummary]:
+    """One batch into a fresh gradebook, and its wall time."""
+    options = batch.BatchOptions(submissions=submissions, out=out, numbers=LAB, workers=jobs)
+    started = time.monotonic()
+    summary = batch.run_batch(options, progress_stream=io.StringIO(), terminal=False)
+    return time.monotonic() - started, summary
+
+
+def main() -> int:
+    """Time the batch with each -j and print the figures against their targets."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=40)
+    parser.add_argument("--jobs", default="1,2", help="the -j values to time, e.g. 1,2")
+    args = parser.parse_args()
+    jobs = [int(j) for j in args.jobs.split(",")]
+    print(f"cpus {batch.cpu_count()}, load average {os.getloadavg()[0]:.1f} at start")
+    walls: dict[int, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+        submissions = Path(tmp) / "class"
+        submissions.mkdir()
+        names = build_class(submissions, args.students)
+        hangs = sum(name.split("_", 1)[1] in HANGS for name in names)
+        print(f"class: {len(names)} submissions x {len(LAB)} exercises, {hangs} of them hang")
+        grades: dict[int, str] = {}
+        for j in jobs:
+            wall, summary = timed_batch(submissions, Path(tmp) / f"out-j{j}", j)
+            walls[j] = wall
+            grades[j] = (Path(tmp) / f"out-j{j}" / "grades.csv").read_text()
+            checks = sum(s.duration for s in summary.book.students)
+            overhead = (wall - checks / j) / len(names) if j == 1 else None
+            extra = "" if overhead is None else f", overhead per submission {overhead:.3f} s (checks {checks:.1f} s)"
+            print(f"-j {j}: {wall:6.1f} s wall, {len(summary.graded)} graded, {len(summary.problems)} without a "
+                  f"grade{extra}", flush=True)
+        same = len(set(grades.values())) == 1
+        print(f"the same gradebook with every -j: {same}")
+    if 1 in walls and 2 in walls:
+        print(f"speed-up -j 2 over -j 1: {walls[1] / walls[2]:.2f}x (target >= 1.7); -j 2 wall {walls[2]:.1f} s "
+              f"(target <= 90 s)")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Checks of exercise 1, the oversold ticket: many seeded trials of main() with several (tickets, buyers)
+settings, judged from the file the grader reads back and from buy_ticket's results as the probe saw them."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from grader.evidence import Run, Step
+from grader.harness import CheckFailed, Student, check, crashed_children, require_ended
+
+EXERCISE = 1
+CONTRACT = {
+    "load": ["db_path"], "save": ["db_path", "data"], "check_ticket": ["db_path"],
+    "buy_ticket": ["db_path", "lock"], "buyer": ["db_path", "lock"], "main": ["db_path", "buyers"],
+}
+# (tickets, buyers): scarce tickets expose overselling; more tickets than buyers checks nobody is refused.
+SETTINGS = [(1, 10), (2, 6), (1, 8), (3, 5), (5, 5), (6, 4)]
+
+
+@dataclass
+class Trial:
+    """One call of main(): the setting, what the file said afterwards, and what each buyer got."""
+
+    step: Step
+    tickets: int
+    buyers: int
+    final: object
+    sold: int
+    winners: list[str]
+
+
+@dataclass
+class TicketRuns:
+    run: Run
+    trials: list[Trial]
+
+
+def _trial(run: Run, step: Step, tickets: int, buyers: int, db: str) -> Trial:
+    children = run.children_of_step(step)
+    pids = {p.pid for p in children}
+    wins = [e for e in run.returns("buy_ticket", pids) if e["value"].get("value") is True]
+    try:
+        final = json.loads(run.outcome.files.get(db, "null"))["count"]
+    except (ValueError, TypeError, KeyError):
+        final = run.outcome.files.get(db, "<missing>")
+    labels = [run.processes[e["pid"]].label for e in wins if e["pid"] in run.processes]
+    return Trial(step, tickets, buyers, final, len(wins), labels)
+
+
+@pytest.fixture(scope="module")
+def tickets(student: Student) -> TicketRuns:
+    """One supervised run of every setting: each check judges the same trials."""
+    files = {f"tickets-{i}.json": json.dumps({"count": t}) for i, (t, _) in enumerate(SETTINGS)}
+    steps = [{"call": "main", "args": [f"tickets-{i}.json", b], "label": f"{t} tickets, {b} buyers"}
+             for i, (t, b) in enumerate(SETTINGS)]
+    run = student.run_steps("tickets", steps, contract=CONTRACT, spy=["buy_ticket", "buyer"], files=files,
+                            timeout=40, step_timeout=8)
+    trials = [
+        _trial(run, step, *SETTINGS[step.index], db=f"tickets-{step.index}.json") for step in run.steps
+        if step.finished and step.error is None
+    ]
+    return TicketRuns(run, trials)
+
+
+def _require_completed(runs: TicketRuns) -> None:
+    """Every verdict below needs the trials to have run to the end, without a hang or a crash in main()."""
+    run = runs.run
+    require_ended(run, "The ticket sale")
+    for step in run.steps:
+        if step.error is not None:
+            frames = step.error.get("frames") or []
+            raise CheckFailed(
+                f"main() raised {step.error['error']} ({step.error['message']}) with {step.label}.",
+                locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run)
+    if len(runs.trials) < len(SETTINGS):
+        raise CheckFailed(f"Only {len(runs.trials)} of the {len(SETTINGS)} trials of main() ran to the end "
+                          f"(exit code {run.outcome.returncode}).", run=run)
+
+
+def _buy_ticket_line(run: Run) -> list:
+    call = next((e for e in run.events("call") if e["func"] == "buy_ticket" and e.get("def_line")), None)
+    return run.location({"line": call["def_line"], "func": "buy_ticket"}, "buy_ticket") if call else []
+
+
+@check("No ticket is sold twice", points=3,
+       hint="Hold the lock around the whole read-decide-write of buy_ticket, so no two buyers read the same count.")
+def check_no_ticket_is_oversold(student: Student, tickets: TicketRuns) -> None:
+    _require_completed(tickets)
+    student.show(tickets.run)
+    for trial in tickets.trials:
+        if trial.sold > trial.tickets:
+            raise CheckFailed(
+                f"With {trial.tickets} ticket(s) and {trial.buyers} buyers, {trial.sold} buyers got a ticket: "
+                f"{', '.join(trial.winners[:4])}{f' and {len(trial.winners) - 4} more' if len(trial.winners) > 4 else ''}. Several buyers read the "
+                "same count before any of them wrote it back, so each sold the 'same' ticket: the read-decide-write "
+                "in buy_ticket is not a critical section.",
+                expected=f"at most {trial.tickets} sold", actual=f"{trial.sold} sold",
+                locations=_buy_ticket_line(tickets.run), run=tickets.run)
+
+
+@check("The file ends at exactly count - sold", points=2,
+       hint="Every ticket sold must be written back: a lost update leaves the count too high, a double sale too low.")
+def check_file_matches_sales(student: Student, tickets: TicketRuns) -> None:
+    _require_completed(tickets)
+    student.show(tickets.run)
+    for trial in tickets.trials:
+        expected = trial.tickets - trial.sold
+        if trial.final == expected and expected >= 0:
+            continue
+        setting = f"With {trial.tickets} ticket(s) and {trial.buyers} buyers, {trial.sold} buyer(s) were told they got a ticket"
+        if not isinstance(trial.final, int):
+            why = f"the file holds {trial.final!r} instead of a count."
+        elif trial.final < 0:
+            why = f"the count went down to {trial.final}: tickets were sold that did not exist."
+        elif trial.final > expected:
+            why = (f"the count went from {trial.tickets} only to {trial.final}: {trial.final - expected} sale(s) were "
+                   "never written back. Two buyers wrote the count from the same read, and one update was lost.")
+        else:
+            why = f"the count went from {trial.tickets} down to {trial.final}, more than the tickets sold."
+        raise CheckFailed(f"{setting}, but {why}", expected=f"count {expected} (= {trial.tickets} - {trial.sold})",
+                          actual=f"count {trial.final}", locations=_buy_ticket_line(tickets.run), run=tickets.run)
+
+
+@check("Every ticket is sold when there are enough buyers", points=1,
+       hint="A buyer who finds a ticket left must get it: do not refuse a sale the count allows.")
+def check_all_tickets_sold(student: Student, tickets: TicketRuns) -> None:
+    _require_completed(tickets)
+    student.show(tickets.run)
+    for trial in tickets.trials:
+        if trial.buyers >= trial.tickets and trial.sold < trial.tickets:
+            raise CheckFailed(
+                f"With {trial.tickets} ticket(s) and {trial.buyers} buyers, only {trial.sold} ticket(s) were sold "
+                f"and {trial.final} left unsold.", expected=f"{trial.tickets} sold", actual=f"{trial.sold} sold",
+                locations=_buy_ticket_line(tickets.run), run=tickets.run)
+
+
+@check("Every buyer finishes", points=2,
+       hint="Every buyer must end normally: no exception, and no lock left held on any path (the early return too).")
+def check_every_buyer_finishes(student: Student, tickets: TicketRuns) -> None:
+    run = tickets.run
+    student.show(run)
+    require_ended(run, "The ticket sale")
+    for step in run.steps:
+        crashed = crashed_children(run, run.children_of_step(step))
+        if crashed:
+            proc, last_line = crashed[0]
+            raise CheckFailed(
+                f"{proc.label} crashed with {step.label}: {last_line}. A crashed buyer is a failure of the program, "
+                "not bad luck: its full traceback is in the report.", run=run)
+    _require_completed(tickets)
+
+
+@check("The buyers run at the same time", points=2,
+       hint="Start every buyer, then join them all. Joining each one right after starting it removes all concurrency.")
+def check_buyers_are_concurrent(student: Student, tickets: TicketRuns) -> None:
+    _require_completed(tickets)
+    run = tickets.run
+    student.show(run)
+    for trial in tickets.trials:
+        buyers = [p for p in run.children_of_step(trial.step) if p.ran is not None and p.exited is not None]
+        if trial.buyers < 2 or len(buyers) < 2:
+            continue
+        overlapping = any(
+            a.ran < b.exited and b.ran < a.exited for i, a in enumerate(buyers) for b in buyers[i + 1:]  # type: ignore[operator]
+        )
+        if overlapping:
+            return
+    first = next((p for p in run.processes.values() if p.spawn_where), None)
+    raise CheckFailed(
+        "The buyers never ran at the same time: each started only after the previous one had ended. Joining each "
+        "process right after starting it avoids the race by removing the concurrency, and fixes the order of the "
+        "buyers; a lock serialises only the critical section and keeps the competition fair.",
+        expected="buyers running concurrently", actual="one buyer at a time",
+        locations=run.location(first.spawn_where if first else None, "start() followed by join()"), run=run)

@@ -1,0 +1,371 @@
+"""Checks of exercise 5, a shared counter in a Manager: one supervised run calls main() with several
+(start, workers, times) settings. The probe delays every write through a Manager proxy, so a read-modify-write
+that is not one critical section loses updates in every trial. Verdicts come from main()'s return value, the
+values decrement() returned (two equal ones are two workers that read the same value) and the probe's lock
+events (which process held which lock, and when)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from grader.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
+from grader.harness import CheckFailed, Student, check
+from grader.results import Location
+
+EXERCISE = 5
+CONTRACT: dict[str, list[str] | None] = {
+    "decrement": ["counter", "lock"], "worker": ["counter", "lock", "times"], "main": ["start", "workers", "times"],
+}
+# (start, workers, times): 60 sales in all; every trial has at least two workers, so lost updates show in each.
+SETTINGS = ((40, 4, 5), (30, 2, 8), (25, 5, 3), (10, 3, 3))
+MANAGER_SERVER = "_run_server"  # the target of a Manager's server process, as the probe names it
+LOCK_ADVICE = ("Hold the lock that main() passes around the read and the write of decrement (`with lock:`), "
+               "so that no other worker can act in between.")
+
+
+@dataclass
+class Call:
+    """One call of decrement() in a worker: when it ran and what it returned."""
+
+    pid: int
+    start: float
+    end: float | None
+    value: Any = None
+    where: dict[str, Any] | None = None
+
+
+@dataclass
+class Trial:
+    """One call of main(): its setting, the processes it started and what decrement() did in them."""
+
+    step: Step
+    start: int
+    workers: int
+    times: int
+    final: Any
+    procs: list[Proc]
+    calls: list[Call] = field(default_factory=list)
+
+    @property
+    def expected(self) -> int:
+        """What the counter must end at: one less per sale."""
+        return self.start - self.workers * self.times
+
+    def call_text(self) -> str:
+        """main(...) as the student would write it, for messages."""
+        return f"main({self.start}, {self.workers}, {self.times})"
+
+
+@dataclass
+class CounterRuns:
+    """The run behind every verdict, and each call of main() it made."""
+
+    run: Run
+    trials: list[Trial]
+
+
+def _spawned_in(run: Run, step: Step) -> list[Proc]:
+    """Children started while `step` ran, dated by the parent's start() (a spawned child boots later)."""
+    spawned_at = {e["child"]: e["t"] for e in run.events("spawn")}
+    procs = [p for p in run.processes.values() if not p.is_main and step.contains(spawned_at.get(p.pid, p.started))]
+    return sorted(procs, key=lambda p: spawned_at.get(p.pid, p.started or 0))
+
+
+def _calls(run: Run, pids: set[int]) -> list[Call]:
+    """Every call of decrement() in these processes, paired with its return (or raise)."""
+    calls: list[Call] = []
+    open_: dict[tuple[int, int], list[Call]] = {}
+    for event in run.events("call", "return", "raise"):
+        if event.get("func") != "decrement" or event["pid"] not in pids:
+            continue
+        key = (event["pid"], event.get("tid", 0))
+        if event["ev"] == "call":
+            call = Call(event["pid"], event["t"], None, where={"line": event.get("def_line"), "func": "decrement"})
+            open_.setdefault(key, []).append(call)
+            calls.append(call)
+        elif open_.get(key):
+            call = open_[key].pop()
+            call.end = event["t"]
+            if event["ev"] == "return":
+                call.value = event["value"].get("value")
+    return calls
+
+
+def _trial(run: Run, step: Step) -> Trial:
+    """What one call of main() did: its workers are the children that ran worker() or decrement()."""
+    start, workers, times = SETTINGS[step.index]
+    children = _spawned_in(run, step)
+    active = {e["pid"] for e in run.events("call") if e.get("func") in ("worker", "decrement")}
+    procs = [p for p in children if p.target == "worker" or p.pid in active]
+    final = step.value.get("value", step.value.get("repr")) if step.value else None
+    trial = Trial(step, start, workers, times, final, procs)
+    trial.calls = _calls(run, {p.pid for p in procs})
+    return trial
+
+
+@pytest.fixture(scope="module")
+def counters(student: Student) -> CounterRuns:
+    """One supervised run of every setting: each check judges the same trials."""
+    steps = [{"call": "main", "args": list(setting), "label": f"main{setting}"} for setting in SETTINGS]
+    run = student.run_steps("counter", steps, contract=CONTRACT, spy=["decrement", "worker"], timeout=30)
+    return CounterRuns(run, [_trial(run, step) for step in run.steps if step.finished])
+
+
+# ---- what every verdict needs -------------------------------------------------------------------
+def _decrement_line(run: Run) -> list[Location]:
+    """The line where the student's decrement() is defined, from the spy's call events."""
+    call = next((e for e in run.events("call") if e["func"] == "decrement" and e.get("def_line")), None)
+    return run.location({"line": call["def_line"], "func": "decrement"}, "decrement") if call else []
+
+
+def _hang_failure(run: Run, what: str) -> CheckFailed:
+    """A run the grader had to stop, explained process by process, with advice for a lock never released."""
+    sentences, locations = explain_hang(run)
+    # The Manager's server process only waits for requests: it is not the student's, and not why it hangs.
+    servers = [p.label for p in run.processes.values() if p.target == MANAGER_SERVER]
+    sentences = [s for s in sentences if not any(label in s for label in servers)] or sentences
+    sentences = sentences[:1] + [capital(s) for s in sentences[1:]]
+    holds = run.holds()
+    if run.events("self_deadlock") or any(h.released is None for h in holds):
+        sentences.append("Every acquire() needs its release(), on every path: `with lock:` does that for you.")
+    return CheckFailed(f"{what} did not end: " + " ".join(sentences), locations=locations, run=run)
+
+
+def _require_finished(runs: CounterRuns, judged: str = "") -> None:
+    """Every call of main() must have returned, without a hang, and every worker must have ended normally."""
+    run = runs.run
+    lead = f"{judged} can only be judged once every worker has finished. " if judged else ""
+    try:
+        _check_finished(runs)
+    except CheckFailed as failed:
+        if not lead:
+            raise
+        raise CheckFailed(lead + failed.message, locations=failed.locations, run=run) from None
+
+
+def _check_finished(runs: CounterRuns) -> None:
+    """The reasons why the trials did not all run to the end, the first one found."""
+    run = runs.run
+    first_unfinished = next((s for s in run.steps if not s.finished), None)
+    if run.hung:
+        step = first_unfinished or (run.steps[-1] if run.steps else None)
+        what = f"main({', '.join(map(str, SETTINGS[step.index]))})" if step is not None else "The program"
+        raise _hang_failure(run, what)
+    for step in run.steps:
+        if step.error is not None:
+            frames = step.error.get("frames") or []
+            raise CheckFailed(
+                f"main({', '.join(map(str, SETTINGS[step.index]))}) raised {step.error['error']}: "
+                f"{step.error['message']}.",
+                locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run)
+    for trial in runs.trials:
+        crashed = [p for p in trial.procs if p.code not in (0, None)]
+        if crashed:
+            err = run.outcome.output.get(str(crashed[0].pid), {}).get("err", "").strip()
+            last = err.splitlines()[-1] if err else f"exit code {crashed[0].code}"
+            others = f" and {len(crashed) - 1} other worker(s)" if len(crashed) > 1 else ""
+            raise CheckFailed(
+                f"{capital(crashed[0].label)}{others} crashed during {trial.call_text()}: {last}. A crashed worker "
+                "is a failure of the program: its full traceback is in the report.", run=run)
+    if len(runs.trials) < len(SETTINGS):
+        raise CheckFailed(f"Only {len(runs.trials)} of the {len(SETTINGS)} calls of main() ran to the end "
+                          f"(exit code {run.outcome.returncode}).", run=run)
+
+
+@check("The workers finish and main() returns", points=2,
+       hint="Every acquire() needs its release(), on every path: with `with lock:` every worker finishes.")
+def check_program_ends(student: Student, counters: CounterRuns) -> None:
+    """Every call of main() returns and every worker process ends normally; a hang is explained."""
+    student.show(counters.run)
+    _require_finished(counters)
+
+
+# ---- the final value ----------------------------------------------------------------------------
+def _same_writes(run: Run, trial: Trial) -> str:
+    """Two workers that wrote the same value: proof that both read the same value before either wrote."""
+    written: dict[int, list[int]] = {}
+    for call in trial.calls:
+        if isinstance(call.value, int) and not isinstance(call.value, bool):
+            written.setdefault(call.value, []).append(call.pid)
+    twice = sorted(v for v, pids in written.items() if len(pids) > 1)
+    if not twice:
+        return ""
+    value = twice[-1]
+    names = [run.processes[p].label if p in run.processes else f"pid {p}" for p in written[value][:2]]
+    who = f"{names[0]} and {names[1]}" if names[0] != names[1] else f"{names[0]} (twice)"
+    more = f" ({len(twice)} values were written more than once)" if len(twice) > 1 else ""
+    return (f"For instance, {who} both wrote {value}: both had read {value + 1} before either wrote it back"
+            f"{more}. ")
+
+
+def _worker_holds(run: Run, trial: Trial) -> list[Hold]:
+    """Locks the workers of a trial held."""
+    pids = {p.pid for p in trial.procs}
+    return [h for h in run.holds() if h.pid in pids]
+
+
+def _lock_kinds(run: Run, trial: Trial) -> set[str]:
+    """The kinds of lock (Lock, manager-Lock, thread-Lock...) the workers of a trial acquired."""
+    pids = {p.pid for p in trial.procs}
+    return {str(e.get("kind")) for e in run.events("acquired") if e["pid"] in pids}
+
+
+def _lost_update_cause(run: Run, trial: Trial) -> str:
+    """Why two workers could read the same value: no lock, a threading lock, different locks, or too little held."""
+    holds = _worker_holds(run, trial)
+    if not holds:
+        return ("The workers never held a lock, so two of them read the same value, each took one off it, and "
+                "the second write overwrote the first: a lost update. The Manager makes each single read and "
+                "each single write safe, not the pair. " + LOCK_ADVICE)
+    if any(kind.startswith("thread-") for kind in _lock_kinds(run, trial)):
+        return ("The workers held a threading lock: it works between the threads of one process, but every "
+                "worker process has its own copy of it, so it keeps no other process out. Share a process lock: "
+                "manager.Lock() or multiprocessing.Lock(), created once in main() and passed to every worker.")
+    pair = overlapping_holders(run, holds)
+    if pair is not None or len({h.lock for h in holds}) > 1:
+        who = (f"{capital(pair[0])} and {pair[1]} held 'the' lock at the same moment, so they held two "
+               "different locks" if pair is not None else "The workers held different locks")
+        return (f"{who}: a lock protects nothing unless every process uses the same lock object, the one main() "
+                "creates and passes to every worker. Two workers then read the same value and the second write "
+                "overwrote the first.")
+    return ("Two workers read the same value, each took one off it, and the second write overwrote the first: the "
+            "lock does not cover the whole read-modify-write. Hold it from decrement's read to its write, in one "
+            "critical section.")
+
+
+def _final_failure(run: Run, trial: Trial) -> CheckFailed:
+    """main() returned something other than start - workers * times: say what was lost, and why."""
+    final, expected = trial.final, trial.expected
+    setting = (f"{trial.call_text()}: {trial.workers} workers made {trial.times} sales each, so main() must return "
+               f"{trial.start} - {trial.workers * trial.times} = {expected}")
+    if not isinstance(final, int) or isinstance(final, bool):
+        why = (f"it returned {final!r} instead of a number. main() must return the counter's final value, "
+               "counter['value'], read before the Manager shuts down.")
+    elif final == trial.start:
+        why = (f"it returned {final}: the counter never changed. Processes do not share memory: if each worker "
+               "decremented its own copy of a plain dict, main()'s dict never saw a sale. Keep the counter in the "
+               "Manager's dict (manager.dict()), which every process reaches through its proxy.")
+    elif final > expected:
+        why = (f"it returned {final}: {final - expected} sale(s) were lost. " + _same_writes(run, trial)
+               + _lost_update_cause(run, trial))
+    else:
+        why = f"it returned {final}: the counter went down {trial.start - final} times for {trial.workers * trial.times} sales."
+    return CheckFailed(f"{setting}, but {why}", expected=f"{expected}", actual=f"{final!r}",
+                       locations=_decrement_line(run), run=run)
+
+
+@check("No sale is lost: the final value is exact", points=4,
+       hint="Hold one shared lock from decrement's read to its write: two requests to the Manager are two steps, "
+            "and another worker can act in between.")
+def check_final_value_exact(student: Student, counters: CounterRuns) -> None:
+    """Every call of main() returns exactly start - workers * times, over several seeded settings."""
+    _require_finished(counters, "The final value")
+    run = counters.run
+    student.show(run)
+    for trial in counters.trials:
+        if trial.final != trial.expected or isinstance(trial.final, bool):
+            raise _final_failure(run, trial)
+
+
+# ---- one lock, shared by every worker -----------------------------------------------------------
+def _unlocked_calls(run: Run, trial: Trial) -> list[Call]:
+    """decrement() calls during which their process held no lock at all."""
+    by_pid: dict[int, list[Hold]] = {}
+    for hold in _worker_holds(run, trial):
+        by_pid.setdefault(hold.pid, []).append(hold)
+    unlocked = []
+    for call in trial.calls:
+        end = call.end if call.end is not None else float("inf")
+        if not any(h.acquired < end and (h.released if h.released is not None else float("inf")) > call.start
+                   for h in by_pid.get(call.pid, [])):
+            unlocked.append(call)
+    return unlocked
+
+
+def _where_acquired(run: Run, holds: list[Hold], pid: int) -> str:
+    """' at line 30 (decrement)' for the first lock a process took, or nothing."""
+    hold = next((h for h in holds if h.pid == pid and h.where), None)
+    text = run.describe_where(hold.where) if hold else ""
+    return f" at {text}" if text else ""
+
+
+def _sharing_problem(run: Run, trial: Trial) -> CheckFailed | None:
+    """Why the workers of one trial did not all hold one shared lock around decrement(), or None."""
+    label = {p.pid: p.label for p in trial.procs}
+    unlocked = _unlocked_calls(run, trial)
+    if trial.calls and len(unlocked) == len(trial.calls):
+        return CheckFailed(
+            f"During {trial.call_text()}, no worker held any lock while it ran decrement(): the lock main() passes "
+            "is never used. " + LOCK_ADVICE, expected="every decrement() holding the shared lock",
+            actual="no lock held", locations=_decrement_line(run), run=run)
+    if unlocked:
+        who = label.get(unlocked[0].pid, f"pid {unlocked[0].pid}")
+        return CheckFailed(
+            f"During {trial.call_text()}, {len(unlocked)} of the {len(trial.calls)} calls of decrement() ran without "
+            f"holding any lock ({who}, for one): every process must hold the lock around every update. "
+            + LOCK_ADVICE, expected="every decrement() holding the shared lock",
+            actual=f"{len(unlocked)} call(s) without a lock", locations=_decrement_line(run), run=run)
+    holds = _worker_holds(run, trial)
+    if any(kind.startswith("thread-") for kind in _lock_kinds(run, trial)):
+        return CheckFailed(
+            f"During {trial.call_text()}, the workers held a threading lock: it excludes the other threads of one "
+            "process, but every worker process has its own copy of it, so the workers never exclude each other. "
+            "Share a process lock: manager.Lock() or multiprocessing.Lock(), created once in main() and passed to "
+            "every worker.", expected="one process lock shared by every worker", actual="a threading lock",
+            locations=run.location(holds[0].where if holds else None, "a threading lock"), run=run)
+    locks: dict[str, list[int]] = {}
+    for hold in holds:
+        locks.setdefault(hold.lock, [])
+        if hold.pid not in locks[hold.lock]:
+            locks[hold.lock].append(hold.pid)
+    if len(locks) > 1:
+        groups = list(locks.values())
+        first, second = groups[0][0], groups[1][0]
+        return CheckFailed(
+            f"During {trial.call_text()}, the {len(trial.procs)} workers held {len(locks)} different locks: "
+            f"{label.get(first, first)} took one{_where_acquired(run, holds, first)} and {label.get(second, second)} "
+            f"another{_where_acquired(run, holds, second)}. A lock protects nothing unless every process uses the "
+            "same lock object: create it once, in main(), and pass it to every worker.",
+            expected="1 lock shared by every worker", actual=f"{len(locks)} different locks",
+            locations=run.location(next((h.where for h in holds if h.where), None), "acquires its own lock"),
+            run=run)
+    return None
+
+
+@check("Every worker holds the same lock, the one main() shares", points=2,
+       hint="A lock only works if every process uses the same lock object: create it once in main() and pass it "
+            "to every worker; a threading.Lock or a Lock made inside a worker keeps nobody out.")
+def check_lock_is_shared(student: Student, counters: CounterRuns) -> None:
+    """In every trial, each decrement() ran while its worker held a lock, and all the workers held one lock."""
+    _require_finished(counters, "The lock the workers use")
+    run = counters.run
+    student.show(run)
+    for trial in counters.trials:
+        problem = _sharing_problem(run, trial)
+        if problem is not None:
+            raise problem
+
+
+# ---- the workers run at the same time -----------------------------------------------------------
+@check("The workers run at the same time", points=2,
+       hint="Start every worker, then join them all. Joining each one right after starting it removes the "
+            "concurrency along with the race.")
+def check_workers_concurrent(student: Student, counters: CounterRuns) -> None:
+    """In at least one trial, two workers were running at the same moment."""
+    _require_finished(counters, "Whether the workers run at the same time")
+    run = counters.run
+    student.show(run)
+    for trial in counters.trials:
+        procs = [p for p in trial.procs if p.ran is not None and p.exited is not None]
+        if any(a.ran < b.exited and b.ran < a.exited  # type: ignore[operator]
+               for i, a in enumerate(procs) for b in procs[i + 1:]):
+            return
+    first = next((p for t in counters.trials for p in t.procs if p.spawn_where), None)
+    raise CheckFailed(
+        "The workers never ran at the same time: each started only after the previous one had ended. Joining each "
+        "process right after starting it avoids the race by removing the concurrency; a lock serialises only the "
+        "critical section and lets the rest of the work run in parallel.",
+        expected="workers running concurrently", actual="one worker at a time",
+        locations=run.location(first.spawn_where if first else None, "start() followed by join()"), run=run)

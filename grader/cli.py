@@ -1,0 +1,124 @@
+"""The command line: `grader check`, `grader list`, `grader hint` (and more as the course grows).
+
+Exit codes of `check`: 0 every check passed, 1 a check failed, 2 a usage error or the grader broke."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+
+from grader import daily, progress, session
+from grader import batch, ci  # grader batch / merge (instructors), grader ci / gradescope-bundle (CI)
+from grader.course import course_root
+from grader.render import jsonfile, terminal
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on a usage error, which is our contract too; keep its message plain."""
+
+
+def _exercise_numbers(text: str) -> int:
+    try:
+        return int(text.removeprefix("ex"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an exercise number") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="grader", description="Judge the course's concurrency exercises.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="run the checks of some exercises (all when none is named)")
+    check.add_argument("numbers", nargs="*", type=_exercise_numbers, metavar="N")
+    check.add_argument("--submission", type=Path, help="judge the exercise files in this folder")
+    check.add_argument("--seed", type=int, help="replay the runs of an earlier check")
+    check.add_argument("--json", type=Path, help="also write the results model as JSON here")
+    check.add_argument("--report-dir", type=Path, default=Path("feedback"), metavar="DIR",
+                       help="write the HTML reports here (default: feedback/)")
+    check.add_argument("--open", action="store_true", help="open the HTML report in the browser")
+    check.add_argument("--start-method", choices=["fork", "spawn", "forkserver", "all"], default=None,
+                       help="multiprocessing start method for student code (default: the platform's; "
+                            "all: every one, a check passes only under all)")
+    commands.add_parser("list", help="the exercises with their status from the last check, and your progress")
+    hint = commands.add_parser("hint", help="the next hint of an exercise (one more each time)")
+    hint.add_argument("number", type=_exercise_numbers)
+    hint.add_argument("--all", action="store_true", help="every hint at once")
+    reset = commands.add_parser("reset", help="restore an exercise's stub, keeping your version as a backup")
+    reset.add_argument("number", type=_exercise_numbers)
+    reset.add_argument("--yes", action="store_true", help="do not ask")
+    watch = commands.add_parser("watch", help="re-check whenever you save an exercise")
+    watch.add_argument("number", nargs="?", type=_exercise_numbers)
+    batch.add_arguments(commands)
+    ci.add_arguments(commands)
+    return parser
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        exercises = session.select(args.numbers)
+    except ValueError as exc:
+        print(f"grader: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.submission is not None and not args.submission.is_dir():
+        print(f"grader: --submission {args.submission}: no such folder", file=sys.stderr)
+        return EXIT_USAGE
+    if terminal.use_color():
+        with Console().status("running the checks..."):
+            report = session.grade(exercises, args.submission, args.seed, args.start_method)
+    else:
+        report = session.grade(exercises, args.submission, args.seed, args.start_method)
+    sys.stdout.write(terminal.render(report))
+    if args.submission is None:
+        state = progress.load(course_root())
+        state.record(report)
+        progress.save(course_root(), state)
+    if args.json is not None:
+        args.json.write_text(jsonfile.render(report))
+    from grader.render import html  # the HTML pages: exNN.html per exercise and index.html
+
+    try:
+        index = html.write_reports(report, args.report_dir)
+    except OSError as exc:  # the verdict stands; only the pages are missing
+        print(f"grader: could not write the HTML report to {args.report_dir}: {exc}", file=sys.stderr)
+    else:
+        page = index.with_name(html.report_name(report.exercises[0])) if len(report.exercises) == 1 else index
+        print(f"report: {page}" + (f" (every exercise checked: {index})" if page != index else ""))
+        if args.open:
+            import webbrowser
+
+            if not webbrowser.open(page.resolve().as_uri()):
+                print(f"grader: no browser could be opened; open {page} yourself", file=sys.stderr)
+    return report.exit_code()
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "check": cmd_check, "list": daily.cmd_list, "hint": daily.cmd_hint, "reset": daily.cmd_reset,
+    "watch": daily.cmd_watch,
+}
+COMMANDS.update({**batch.COMMANDS, **ci.COMMANDS})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("grader: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception:  # noqa: BLE001 - the grader broke: say so, and never exit 0
+        print("grader: internal error (not your fault):", file=sys.stderr)
+        traceback.print_exc()
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

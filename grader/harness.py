@@ -1,0 +1,262 @@
+"""What a check module works with: the student's file, seeded runs of it, and CheckFailed to say why the
+student's code is wrong. A check that raises anything else is a grader error, never the student's fault."""
+from __future__ import annotations
+
+import hashlib
+import signal
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from grader import isolation, runner
+from grader.course import Exercise, course_root
+from grader.evidence import Run, explain_hang
+from grader.results import Location
+
+# Delays (seconds, min-max) injected where races open. Large next to the spread of a gated start, small
+# next to the runner's patience: locked code only gets slower, racy code loses every time.
+RACE_DELAYS: dict[str, tuple[float, float]] = {
+    "write": (0.004, 0.008),
+    "replace": (0.0, 0.002),
+    "read": (0.0, 0.002),
+    "lock": (0.0, 0.001),
+    "queue": (0.0, 0.002),
+}
+MAX_SOURCE_BYTES = 2_000_000
+COURSE_SLEEP_SCALE = 0.001  # course code sleeps seconds to simulate work: judge it in milliseconds
+
+
+class CheckFailed(AssertionError):
+    """The student's code is wrong: a reason in plain words, optionally expected/actual and lines to show."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected: str | None = None,
+        actual: str | None = None,
+        locations: list[Location] | None = None,
+        run: Run | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.expected = expected
+        self.actual = actual
+        self.locations = locations or []
+        self.run = run
+
+
+def check(title: str, points: float, hint: str = "", timeout: float = 300) -> Callable[[Callable[..., None]], Any]:
+    """Declare a check: its title, points and hint; pytest-timeout guards it as a last resort only."""
+
+    def decorate(func: Callable[..., None]) -> Any:
+        marked = pytest.mark.grader_check(title=title, points=points, hint=hint)(func)
+        return pytest.mark.timeout(timeout)(marked)
+
+    return decorate
+
+
+@dataclass
+class Student:
+    """The submission's file for one exercise, and the means to run it under the probe."""
+
+    exercise: Exercise
+    file: Path
+    shown_as: str
+    seed: int
+    start_method: str | None
+    shown: Run | None = None
+    runs: list[Run] = field(default_factory=list)
+
+    def scenario_seed(self, label: str) -> int:
+        """A seed per scenario, derived from the session's: the same --seed replays the same delays."""
+        digest = hashlib.sha256(f"{self.seed}/{self.exercise.number}/{label}".encode()).digest()
+        return int.from_bytes(digest[:4], "big")
+
+    def require_file(self) -> None:
+        """The file must exist, be a plain file of the submission (not a link out of it) and be of sane size."""
+        if self.file.is_symlink() and self.file.resolve().parent != self.file.parent.resolve():
+            raise CheckFailed(f"{self.shown_as} is a link to a file outside your submission: hand in the file itself.")
+        if not self.file.is_file():
+            raise CheckFailed(
+                f"{self.shown_as} is missing: the grader looks for your solution of exercise "
+                f"{self.exercise.number} in a file named {self.exercise.filename}."
+            )
+        size = self.file.stat().st_size
+        if size > MAX_SOURCE_BYTES:
+            raise CheckFailed(f"{self.shown_as} is {size / 1e6:.1f} MB; an exercise file is a few kilobytes, and the "
+                              f"grader does not run files over {MAX_SOURCE_BYTES // 1_000_000} MB.")
+
+    def run_steps(
+        self,
+        label: str,
+        steps: list[dict[str, Any]],
+        *,
+        contract: dict[str, list[str] | None],
+        spy: list[str] = (),  # type: ignore[assignment]
+        replace: dict[str, dict[str, Any]] | None = None,
+        files: dict[str, str] | None = None,
+        **rules: Any,
+    ) -> Run:
+        """Import the student's module in a fresh supervised process and call `steps` in order."""
+        self.require_file()
+        plan = {"module": self.exercise.name, "contract": contract, "steps": steps, "replace": replace or {}}
+        spec = self._spec([str(runner.DRIVER), "{meta}/plan.json"], label, files, {self.exercise.name: list(spy)},
+                          rules)
+        spec.meta_files["plan.json"] = json.dumps(plan)  # inside the run's own folder, the only one it sees
+        return self._judge_runnable(label, runner.run(spec))
+
+    def run_program(self, label: str, *, files: dict[str, str] | None = None, **rules: Any) -> Run:
+        """Run the student's file as a whole program: ``python exNN_name.py``."""
+        self.require_file()
+        spec = self._spec([self.exercise.filename], label, files, {}, rules)
+        return self._judge_runnable(label, runner.run(spec))
+
+    def _spec(self, argv: list[str], label: str, files: dict[str, str] | None, spy: dict[str, list[str]],
+              rules: dict[str, Any]) -> runner.RunSpec:
+        rules.setdefault("sleep_scale", COURSE_SLEEP_SCALE)
+        rules.setdefault("delays", RACE_DELAYS)
+        rules.setdefault("hide", isolation.hidden_paths(course_root()))
+        return runner.RunSpec(argv=argv, copy={self.exercise.filename: self.file}, files=files or {},
+                              seed=self.scenario_seed(label), start_method=self.start_method, spy=spy, **rules)
+
+    def _judge_runnable(self, label: str, outcome: runner.RunOutcome) -> Run:
+        run = Run(outcome=outcome, label=label, student_file=self.exercise.filename)
+        self.runs.append(run)
+        if outcome.probe_errors:
+            raise RuntimeError("the grader's probe failed to load:\n" + outcome.probe_errors[0])
+        bad_input(run, self.shown_as)
+        return run
+
+    def show(self, run: Run) -> None:
+        """Name the run that a passing check judged, so the report can show it."""
+        self.shown = run
+
+
+def bad_input(run: Run, shown_as: str) -> None:
+    """Fail, with a message a student understands, when the file cannot even be run as asked."""
+    status = run.outcome.status
+    if status == runner.OUTPUT_LIMIT:
+        raise CheckFailed(
+            "Your program printed more output than the grader keeps (several megabytes) and was stopped: "
+            "is a print inside an endless loop?", run=run)
+    if status == runner.PROCESS_LIMIT:
+        raise CheckFailed(
+            "Your program started far more processes than the exercise needs and was stopped (runaway "
+            "forking?). Start a fixed number of processes and join them.", run=run)
+    error = run.first("import_error") or run.first("import_exit")
+    if error is not None:
+        raise CheckFailed(_import_message(error, shown_as), locations=_frames_to_locations(run, error), run=run)
+    if run.first("import_start") is not None and run.first("import_done") is None:
+        if run.hung:
+            sentences, locations = explain_hang(run)
+            frames = run.stack_of(run.main.pid) if run.main else []
+            where = f" It was still running line {frames[-1].line}." if frames else ""
+            raise CheckFailed(
+                f"Importing {shown_as} never finished: code at the top level of your file runs when it is imported "
+                f"(an endless loop there?).{where} Put the program's own code under `if __name__ == \"__main__\":`.",
+                locations=[Location(run.student_file, frames[-1].line, "still running here")] if frames else locations,
+                run=run)
+        raise CheckFailed(
+            f"Your file ended the program while it was being imported (exit code {run.outcome.returncode}): "
+            f"code at the top level of {shown_as} must not exit (sys.exit / os._exit); put it under "
+            f"`if __name__ == \"__main__\":`.", run=run)
+    tamper = run.first("tamper")
+    if tamper is not None:
+        raise CheckFailed(
+            f"Your code replaced {', '.join(tamper['replaced'])}, which the grader relies on to watch your "
+            "program. The exercise never needs that: leave Python's own functions and multiprocessing as they "
+            "are.", run=run)
+    contract = run.first("contract_error")
+    if contract is not None:
+        raise CheckFailed(_contract_message(contract["problems"], shown_as),
+                          locations=[Location(run.student_file, p["line"], "signature")
+                                     for p in contract["problems"] if p.get("line")], run=run)
+    unfinished = next((s for s in run.steps if not s.finished), None)
+    if unfinished is not None and run.outcome.status == runner.EXITED:
+        code = run.outcome.returncode or 0
+        how = (f"was killed by signal {_signal_name(-code)}" if code < 0
+               else f"ended with exit code {code} (os._exit()?)")
+        raise CheckFailed(
+            f"The main program {how} in the middle of {unfinished.call}()"
+            + (f" ({unfinished.label})" if unfinished.label else "")
+            + ": the grader cannot judge work that never finished. Does a process of yours kill or exit its parent?",
+            run=run)
+    if run.outcome.leftovers:
+        raise CheckFailed(_leftover_message(run), run=run)
+    for step in run.steps:
+        if step.error and "exit" in step.error:
+            raise CheckFailed(
+                f"Your code called sys.exit({step.error['exit']}) during {step.call}(): the grader cannot judge a "
+                "program that exits in the middle of its work.", locations=_frames_to_locations(run, step.error),
+                run=run)
+
+
+def _leftover_message(run: Run) -> str:
+    """Processes that outlived the program: name them by what they ran when the probe saw them start."""
+    names = []
+    for left in run.outcome.leftovers:
+        proc = run.processes.get(left["pid"])
+        names.append(proc.label if proc and proc.target else f"pid {left['pid']} ({left['cmdline'][:60]})")
+    return (f"After your program ended, {len(names)} of its processes were still running: {', '.join(names[:4])}"
+            f"{', ...' if len(names) > 4 else ''}. The grader killed them. Every process a program starts must end "
+            "with it: join it, or make it a daemon; never detach it (os.fork() + setsid()).")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _frames_to_locations(run: Run, error: dict[str, Any]) -> list[Location]:
+    frames = error.get("frames") or []
+    return [Location(run.student_file, f["line"], error.get("error", "")) for f in frames[-1:] if f.get("line")]
+
+
+def _import_message(error: dict[str, Any], shown_as: str) -> str:
+    frames = error.get("frames") or []
+    line = f" at line {frames[-1]['line']}" if frames and frames[-1].get("line") else ""
+    if error["ev"] == "import_exit":
+        return (f"Your file called sys.exit({error.get('code')}){line} while it was being imported: code at the "
+                f"top level of {shown_as} must not exit; put it under `if __name__ == \"__main__\":`.")
+    if error["error"] in ("SyntaxError", "IndentationError", "TabError"):
+        text = f": `{error['text'].strip()}`" if error.get("text") else ""
+        return f"Python cannot read {shown_as}: {error['error']}{line}{text} ({error['message']})."
+    return (f"Importing {shown_as} raised {error['error']}{line}: {error['message']}. The grader imports your "
+            f"file to call its functions, so code at the top level must run without errors.")
+
+
+def _contract_message(problems: list[dict[str, Any]], shown_as: str) -> str:
+    parts = []
+    for problem in problems:
+        expected = f"{problem['name']}({', '.join(problem['expected'] or [])})"
+        if problem["problem"] == "missing":
+            parts.append(f"{shown_as} has no `{problem['name']}`: the exercise asks for {expected}")
+        elif problem["problem"] == "not callable":
+            parts.append(f"`{problem['name']}` in {shown_as} is not a function: the exercise asks for {expected}")
+        else:
+            parts.append(f"`{problem['name']}({', '.join(problem['actual'])})` cannot be called as {expected}")
+    return "; ".join(parts) + ". Keep the names and parameters the exercise gives: the grader calls them."
+
+
+def require_ended(run: Run, what: str) -> None:
+    """Fail with the hang explained when the grader had to stop the run."""
+    if run.hung:
+        sentences, locations = explain_hang(run)
+        raise CheckFailed(f"{what} did not end: " + " ".join(sentences), locations=locations, run=run)
+
+
+def crashed_children(run: Run, procs: list[Any]) -> list[tuple[Any, str]]:
+    """Processes among `procs` that ended with an exception, each with the last lines of its traceback."""
+    crashed = []
+    labels = {p.pid: p for p in procs}
+    for pid, proc in labels.items():
+        if proc.code not in (0, None):
+            err = run.outcome.output.get(str(pid), {}).get("err", "")
+            crashed.append((proc, err.strip().splitlines()[-1] if err.strip() else f"exit code {proc.code}"))
+    return crashed

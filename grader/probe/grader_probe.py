@@ -1,0 +1,753 @@
+"""The probe: loaded by sitecustomize into every student process (fork, spawn and forkserver alike).
+
+It scales ``time.sleep``, injects small seeded delays where races open (file reads and writes, lock and
+queue operations), records events (process start and exit, lock acquire and release, queue put and get,
+calls of the student functions a check spies on) and dumps every thread's stack on SIGUSR1.
+
+Like pytest-xdist's ``remote.py`` it imports nothing from the grader package: it runs inside untrusted
+student processes and talks to the grader only through plain JSON-lines files, one per process.
+"""
+from __future__ import annotations
+
+import atexit
+import builtins
+import faulthandler
+import functools
+import io
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+CONFIG_ENV = "GRADER_PROBE"
+ROOT_ENV = "GRADER_PROBE_ROOT"
+
+# Captured before any student code runs, so that a student who monkeypatches these cannot blind the probe.
+_real_sleep = time.sleep
+_real_open = builtins.open
+_real_replace = os.replace
+_real_rename = os.rename
+_monotonic = time.monotonic
+_dumps = json.dumps
+_os_write = os.write
+_getpid = os.getpid
+
+_WRITE_MODES = frozenset("wax+")
+_LOCK_KINDS = {"Lock": "Lock", "RLock": "RLock"}
+
+
+def _safe_repr(value: Any, limit: int = 120) -> str:
+    """repr() that never raises and never grows without bound (student objects can do either)."""
+    try:
+        text = repr(value)
+    except BaseException:  # noqa: BLE001 - a student __repr__ may raise anything
+        text = f"<{type(value).__name__} with a broken repr>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(value: Any) -> dict[str, Any]:
+    """A plain description of a value that the grader can compare: its type, its repr and, if simple, itself."""
+    described: dict[str, Any] = {"type": type(value).__name__, "repr": _safe_repr(value)}
+    if value is None or type(value) in (bool, int, float, str):
+        described["value"] = value
+    return described
+
+
+class Probe:
+    """State of the probe in one process; re-initialised in every child after fork."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.meta = config["meta"]
+        self.workdir = os.path.realpath(config["workdir"])
+        self.seed = int(config.get("seed", 0))
+        self.sleep_scale = float(config.get("sleep_scale", 1.0))
+        self.delays: dict[str, list[float]] = config.get("delays", {})
+        self.max_events = int(config.get("max_events", 20000))
+        self.gate = config.get("gate", {"quiet": 0.03, "max": 1.5, "poll": 0.002})
+        self.fd = -1
+        self.pid = 0
+        self.count = 0
+        self.stack_file: Any = None
+        self.rng = random.Random()
+        self.held: dict[tuple[str, int], list[dict[str, Any] | None]] = {}
+        self.name = "MainProcess"
+        self.root_pid = 0
+        self.installed: list[tuple[Any, str, Any]] = []
+
+    def install(self, owner: Any, attr: str, value: Any) -> None:
+        """Replace owner.attr with the probe's version, remembering it so tampering can be detected."""
+        setattr(owner, attr, value)
+        self.installed.append((owner, attr, value))
+
+    def tampered(self) -> list[str]:
+        """The probe's patches that student code replaced (e.g. builtins.open put back to hide races)."""
+        return [f"{getattr(owner, '__name__', type(owner).__name__)}.{attr}"
+                for owner, attr, value in self.installed if getattr(owner, attr, None) is not value]
+
+    # ---- per-process set-up -------------------------------------------------------------------
+    def attach(self, name: str, redirect_output: bool) -> None:
+        """Open this process's event and stack files; called at start-up and in every fork child."""
+        pid = _getpid()
+        if pid == self.pid:
+            return
+        if self.fd >= 0:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+        self.pid = pid
+        self.count = 0
+        self.held = {}
+        self.name = name
+        self.rng = random.Random(f"{self.seed}/{name}/{pid if name == 'forked' else ''}")
+        path = os.path.join(self.meta, "events", f"{pid}.jsonl")
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # faulthandler needs a file that stays open; one file per pid so that dumps never interleave.
+        self.stack_file = _real_open(os.path.join(self.meta, "stacks", f"{pid}.txt"), "w")
+        faulthandler.register(signal.SIGUSR1, file=self.stack_file, all_threads=True, chain=False)
+        if redirect_output:
+            self._redirect_output(pid)
+
+    def _redirect_output(self, pid: str | int) -> None:
+        """Give this process its own stdout/stderr files, so the report can show output per process."""
+        for fd, suffix in ((1, "out"), (2, "err")):
+            target = os.open(
+                os.path.join(self.meta, "out", f"{pid}.{suffix}"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+            )
+            os.dup2(target, fd)
+            os.close(target)
+
+    def rename(self, name: str) -> None:
+        """Name this process (a multiprocessing child knows its name only at bootstrap) and reseed."""
+        self.name = name
+        self.rng = random.Random(f"{self.seed}/{name}")
+
+    # ---- events -------------------------------------------------------------------------------
+    def emit(self, kind: str, /, **fields: Any) -> None:
+        """Append one event to this process's file; never raises into student code."""
+        if self.fd < 0 or self.count > self.max_events:
+            return
+        self.count += 1
+        event = {"t": _monotonic(), "pid": self.pid, "tid": threading.get_ident(), "ev": kind, **fields}
+        if self.count > self.max_events:
+            event = {"t": event["t"], "pid": self.pid, "ev": "events_truncated", "limit": self.max_events}
+        try:
+            _os_write(self.fd, (_dumps(event, default=_safe_repr) + "\n").encode("utf-8", "replace"))
+        except (OSError, ValueError, TypeError):
+            pass
+
+    def where(self) -> dict[str, Any] | None:
+        """The innermost frame of the student's own code (file, line, function), if any."""
+        frame = sys._getframe(1)
+        prefix = self.workdir + os.sep
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if filename.startswith(prefix):
+                return {"file": filename[len(prefix):], "line": frame.f_lineno, "func": frame.f_code.co_name}
+            frame = frame.f_back
+        return None
+
+    def called_by_student(self) -> bool:
+        """Whether the first frame outside the probe is the student's own code (not Python's library)."""
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename == __file__:
+            frame = frame.f_back
+        return frame is not None and frame.f_code.co_filename.startswith(self.workdir + os.sep)
+
+    # ---- delays -------------------------------------------------------------------------------
+    def delay(self, point: str) -> None:
+        """Sleep a seeded random time at a point where races open (real time, never scaled)."""
+        low_high = self.delays.get(point)
+        if not low_high:
+            return
+        low, high = low_high
+        seconds = low + (high - low) * self.rng.random()
+        if seconds > 0:
+            _real_sleep(seconds)
+
+    def in_workdir(self, path: Any) -> bool:
+        """Whether a path names a file of the run (only those get delays: never Python's own files)."""
+        try:
+            text = os.fspath(path)
+        except TypeError:
+            return False
+        if isinstance(text, bytes):
+            text = os.fsdecode(text)
+        if not os.path.isabs(text):
+            return os.getcwd().startswith(self.workdir)
+        return os.path.realpath(text).startswith(self.workdir + os.sep)
+
+
+# ---- patches ------------------------------------------------------------------------------------
+def _patch_time(probe: Probe) -> None:
+    """Scale time.sleep so that course code that sleeps for seconds is judged in about a second."""
+    scale = probe.sleep_scale
+    if scale == 1.0:
+        return
+
+    @functools.wraps(_real_sleep)
+    def sleep(seconds: float) -> None:
+        _real_sleep(max(0.0, float(seconds) * scale))
+
+    probe.install(time, "sleep", sleep)
+
+
+def _patch_files(probe: Probe) -> None:
+    """Delay file opens and replaces inside the run's directory: that is where check-then-act races open."""
+
+    @functools.wraps(_real_open)
+    def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if isinstance(file, (str, bytes, os.PathLike)) and probe.in_workdir(file):
+            writing = bool(_WRITE_MODES.intersection(str(mode)))
+            probe.delay("write" if writing else "read")
+        return _real_open(file, mode, *args, **kwargs)
+
+    def wrap_move(real: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(real)
+        def move(src: Any, dst: Any, *args: Any, **kwargs: Any) -> Any:
+            if probe.in_workdir(dst):
+                probe.delay("replace")
+            return real(src, dst, *args, **kwargs)
+
+        return move
+
+    probe.install(builtins, "open", open_)
+    probe.install(io, "open", open_)
+    probe.install(os, "replace", wrap_move(_real_replace))
+    probe.install(os, "rename", wrap_move(_real_rename))
+
+
+def _lock_id(semlock: Any) -> str:
+    """A name for a multiprocessing lock that is the same in every process sharing it."""
+    name = getattr(semlock, "name", None)
+    return name if name else f"lock-{semlock.handle:x}"
+
+
+def _recording_lock(
+    probe: Probe, lock: str, kind: str, real_acquire: Callable[..., bool], real_release: Callable[[], Any],
+    student_only: bool = False,
+) -> tuple[Callable[..., bool], Callable[[], None]]:
+    """acquire/release that record who holds `lock` and where (and spot a non-reentrant lock taken twice).
+
+    With `student_only`, calls that do not come from the student's code (Python's own use of the same kind
+    of lock) pass straight through, unrecorded and undelayed."""
+    reentrant = not (kind == "Lock" or kind.endswith("-Lock"))
+
+    def acquire(block: bool = True, timeout: float | None = None) -> bool:
+        if student_only and not probe.called_by_student():
+            return real_acquire(block) if timeout is None else real_acquire(block, timeout)
+        where = probe.where()
+        key = (lock, threading.get_ident())
+        if not reentrant and block and timeout in (None, -1) and probe.held.get(key):
+            probe.emit("self_deadlock", lock=lock, where=where, held_since=probe.held[key][-1])
+        probe.delay("lock")
+        probe.emit("acquire_wait", lock=lock, kind=kind, where=where)
+        got = real_acquire(block, timeout) if timeout is not None else real_acquire(block)
+        if got:
+            probe.held.setdefault(key, []).append(where)
+            probe.emit("acquired", lock=lock, kind=kind, where=where)
+        else:
+            probe.emit("acquire_failed", lock=lock, kind=kind, where=where)
+        return got
+
+    def release() -> None:
+        stack = probe.held.get((lock, threading.get_ident()))
+        if student_only and not stack and not probe.called_by_student():
+            real_release()
+            return
+        where = probe.where()
+        # The event goes first: once the lock is free, another process may record its acquire.
+        probe.emit("released", lock=lock, kind=kind, where=where)
+        try:
+            real_release()
+        except BaseException as exc:
+            probe.emit("release_error", lock=lock, where=where, error=_safe_repr(exc))
+            raise
+        if stack:
+            stack.pop()
+        probe.delay("lock")
+
+    return acquire, release
+
+
+def _patch_locks(probe: Probe) -> None:
+    """Record who acquires and releases each multiprocessing Lock/RLock, and where, with small delays."""
+    from multiprocessing import synchronize
+
+    original_make_methods = synchronize.SemLock._make_methods
+
+    def _make_methods(self: Any) -> None:
+        original_make_methods(self)
+        kind = _LOCK_KINDS.get(type(self).__name__)
+        if kind is None:
+            return
+        semlock = self._semlock
+        # A fork-context lock has no name, and two locks made in two forked children can share a handle
+        # address: name it by its creator once, and forked children inherit the name with the object.
+        if getattr(self, "_grader_lock_id", None) is None:
+            self._grader_lock_id = semlock.name or f"lock-{os.getpid()}-{semlock.handle:x}"
+        # student_only: multiprocessing's own locks (a queue's reader lock...) are not the student's.
+        self.acquire, self.release = _recording_lock(probe, self._grader_lock_id, kind, semlock.acquire,
+                                                     semlock.release, student_only=True)
+
+    def __enter__(self: Any) -> bool:
+        return self.acquire()
+
+    def __exit__(self: Any, *exc_info: Any) -> None:
+        self.release()
+
+    probe.install(synchronize.SemLock, "_make_methods", _make_methods)
+    for cls in (synchronize.Lock, synchronize.RLock):
+        probe.install(cls, "__enter__", __enter__)
+        probe.install(cls, "__exit__", __exit__)
+
+
+class _ProbedThreadLock:
+    """A threading.Lock/RLock that records the student's acquires and releases (threads share memory, so
+    the lock object is the same in every thread of a process)."""
+
+    def __init__(self, probe: Probe, real: Any, kind: str) -> None:
+        self._real = real
+        self.acquire, self.release = _recording_lock(probe, f"thread-{kind}-{id(real):x}", f"thread-{kind}",
+                                                     real.acquire, real.release, student_only=True)
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.release()
+
+    def __getattr__(self, name: str) -> Any:  # locked(), _at_fork_reinit(), _is_owned()...
+        return getattr(self._real, name)
+
+
+def _patch_threads(probe: Probe) -> None:
+    """Record threads the student starts (daemon flag, target, where) and their locks."""
+    real_lock, real_rlock = threading.Lock, threading.RLock
+
+    def lock_factory() -> _ProbedThreadLock:
+        return _ProbedThreadLock(probe, real_lock(), "Lock")
+
+    def rlock_factory(*args: Any, **kwargs: Any) -> _ProbedThreadLock:
+        return _ProbedThreadLock(probe, real_rlock(*args, **kwargs), "RLock")
+
+    # Pickled by reference as threading.Lock/RLock (a Manager's registry holds them): same name, same object.
+    for factory, name in ((lock_factory, "Lock"), (rlock_factory, "RLock")):
+        factory.__module__, factory.__qualname__, factory.__name__ = "threading", name, name
+
+    original_start = threading.Thread.start
+    original_inner = threading.Thread._bootstrap_inner
+
+    @functools.wraps(original_start)
+    def start(self: Any) -> None:
+        where = probe.where() if probe.called_by_student() else None
+        if where is not None:
+            self._grader_where = where
+        original_start(self)
+        if where is not None:
+            target = getattr(self, "_target", None)
+            probe.emit("thread_spawn", name=self.name, daemon=self.daemon, thread=self.ident, where=where,
+                       target=getattr(target, "__name__", type(self).__name__ + ".run"))
+
+    @functools.wraps(original_inner)
+    def _bootstrap_inner(self: Any) -> None:
+        if getattr(self, "_grader_where", None) is None:
+            return original_inner(self)
+        probe.emit("thread_start", name=self.name, daemon=self.daemon)
+        try:
+            return original_inner(self)
+        finally:
+            probe.emit("thread_exit", name=self.name)
+
+    probe.install(threading, "Lock", lock_factory)
+    probe.install(threading, "RLock", rlock_factory)
+    probe.install(threading.Thread, "start", start)
+    probe.install(threading.Thread, "_bootstrap_inner", _bootstrap_inner)
+
+
+def _patch_managers(probe: Probe) -> None:
+    """Delay reads and writes through Manager proxies (a dict, a Value) and record Manager locks."""
+    from multiprocessing import managers
+
+    reads = {"__getitem__", "get", "__contains__", "keys", "values", "items", "__len__", "copy"}
+    writes = {"__setitem__", "update", "setdefault", "pop", "__delitem__", "set", "append", "extend", "remove"}
+    original_callmethod = managers.BaseProxy._callmethod
+
+    @functools.wraps(original_callmethod)
+    def _callmethod(self: Any, methodname: str, args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> Any:
+        if (methodname in reads or methodname in writes) and probe.where() is not None:
+            probe.delay("write" if methodname in writes else "read")
+        return original_callmethod(self, methodname, args, kwds or {})
+
+    def recording(method: str) -> Callable[..., Any]:
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            acquire, release = _recording_lock(
+                # the kind follows the Manager's type: only a Manager "Lock" is non-reentrant
+                probe, f"manager-lock-{self._token.id}", f"manager-{self._token.typeid}",
+                lambda block=True, timeout=None: self._callmethod("acquire", (block, timeout) if timeout is not None else (block,)),
+                lambda: self._callmethod("release"))
+            return acquire(*args, **kwargs) if method == "acquire" else release()
+
+        return call
+
+    probe.install(managers.BaseProxy, "_callmethod", _callmethod)
+    probe.install(managers.AcquirerProxy, "acquire", recording("acquire"))
+    probe.install(managers.AcquirerProxy, "release", recording("release"))
+    probe.install(managers.AcquirerProxy, "__enter__", lambda self: self.acquire())
+    probe.install(managers.AcquirerProxy, "__exit__", lambda self, *exc_info: self.release())
+
+
+def _sem_value_max() -> int:
+    try:
+        import _multiprocessing
+
+        return _multiprocessing.SemLock.SEM_VALUE_MAX
+    except (ImportError, AttributeError):
+        return 2**31 - 1
+
+
+_UNBOUNDED = _sem_value_max()  # what multiprocessing.Queue uses as maxsize when none is given
+
+
+def _queue_id(queue: Any) -> str:
+    """A name for a multiprocessing queue that is the same in every process sharing it."""
+    rlock = getattr(queue, "_rlock", None)
+    semlock = getattr(rlock, "_semlock", None)
+    if semlock is None:
+        return f"queue-{id(queue):x}"
+    return "queue-" + (getattr(rlock, "_grader_lock_id", None) or _lock_id(semlock))
+
+
+def _patch_queues(probe: Probe) -> None:
+    """Record queue puts and gets (item, where, and a get that gave up with queue.Empty), with small delays."""
+    from multiprocessing import queues
+
+    def wrap_put(real: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(real)
+        def put(self: Any, obj: Any, *args: Any, **kwargs: Any) -> Any:
+            where = probe.where()
+            probe.delay("queue")
+            # A bounded queue's put can block: then say when it went through, so a hang can be explained.
+            bounded = getattr(self, "_maxsize", None) not in (None, _UNBOUNDED)
+            probe.emit("q_put", queue=_queue_id(self), item=_describe(obj), where=where, bounded=bounded)
+            try:
+                result = real(self, obj, *args, **kwargs)
+            except BaseException as exc:
+                probe.emit("q_put_raise", queue=_queue_id(self), where=where, error=type(exc).__name__)
+                raise
+            if bounded:
+                probe.emit("q_put_done", queue=_queue_id(self), where=where)
+            return result
+
+        return put
+
+    def wrap_joinable(real: Callable[..., Any], before: str, after: str) -> Callable[..., Any]:
+        @functools.wraps(real)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            where = probe.where()
+            probe.emit(before, queue=_queue_id(self), where=where)
+            result = real(self, *args, **kwargs)
+            if after:
+                probe.emit(after, queue=_queue_id(self), where=where)
+            return result
+
+        return call
+
+    def wrap_get(real: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(real)
+        def get(self: Any, *args: Any, **kwargs: Any) -> Any:
+            where = probe.where()
+            queue = _queue_id(self)
+            probe.delay("queue")
+            probe.emit("q_get_wait", queue=queue, where=where, args=[_safe_repr(a) for a in args],
+                       kwargs={k: _safe_repr(v) for k, v in kwargs.items()})
+            try:
+                item = real(self, *args, **kwargs)
+            except BaseException as exc:
+                probe.emit("q_get_raise", queue=queue, where=where, error=type(exc).__name__)
+                raise
+            probe.emit("q_get", queue=queue, item=_describe(item), where=where)
+            return item
+
+        return get
+
+    probe.install(queues.Queue, "put", wrap_put(queues.Queue.put))
+    probe.install(queues.Queue, "get", wrap_get(queues.Queue.get))
+    probe.install(queues.JoinableQueue, "put", wrap_put(queues.JoinableQueue.put))
+    probe.install(queues.SimpleQueue, "put", wrap_put(queues.SimpleQueue.put))
+    probe.install(queues.SimpleQueue, "get", wrap_get(queues.SimpleQueue.get))
+    probe.install(queues.JoinableQueue, "task_done", wrap_joinable(queues.JoinableQueue.task_done, "q_task_done", ""))
+    probe.install(queues.JoinableQueue, "join", wrap_joinable(queues.JoinableQueue.join, "q_join_wait", "q_joined"))
+
+
+def _target_name(process: Any) -> str:
+    """What a multiprocessing.Process runs: its target's name, or its class for a run() override."""
+    remembered = getattr(process, "_grader_target", None)
+    if remembered:  # start() deletes _target in the parent: the name was taken just before
+        return remembered
+    target = getattr(process, "_target", None)
+    if target is not None:
+        return getattr(target, "__name__", _safe_repr(target))
+    return type(process).__name__ + ".run"
+
+
+class _Gate:
+    """A start barrier: a child waits until its parent has started all of its siblings and they booted.
+
+    Spawned children boot one after another, wider apart than a race window; holding each child until
+    the burst of starts is over lets them compete as they would on a fast machine.
+    """
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self.dir = os.path.join(probe.meta, "gate")
+
+    def _touch(self, name: str) -> None:
+        """Write the current time to a gate file atomically: a reader never sees it empty."""
+        path = os.path.join(self.dir, name)
+        tmp = f"{path}.{_getpid()}.{threading.get_ident()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _os_write(fd, repr(_monotonic()).encode())
+        finally:
+            os.close(fd)
+        _real_replace(tmp, path)
+
+    def starting(self) -> None:
+        """The parent is about to start a child."""
+        self._touch(f"{_getpid()}.last")
+
+    def started(self, child_pid: int) -> None:
+        """The parent has started a child."""
+        self._touch(f"{_getpid()}.start.{child_pid}")
+        self._touch(f"{_getpid()}.last")
+
+    def wait(self, parent_pid: int) -> None:
+        """In the child: say we booted, then wait (bounded) until the parent's burst of starts is over."""
+        self._touch(f"{parent_pid}.ready.{_getpid()}")
+        quiet, limit, poll = self.probe.gate["quiet"], self.probe.gate["max"], self.probe.gate["poll"]
+        deadline = _monotonic() + limit
+        prefix = f"{parent_pid}."
+        while _monotonic() < deadline:
+            try:
+                names = [n for n in os.listdir(self.dir) if n.startswith(prefix) and not n.endswith(".tmp")]
+                with _real_open(os.path.join(self.dir, f"{parent_pid}.last")) as f:
+                    last = float(f.read() or 0)
+            except (OSError, ValueError):
+                return
+            started = {n.rsplit(".", 1)[1] for n in names if ".start." in n}
+            ready = {n.rsplit(".", 1)[1] for n in names if ".ready." in n}
+            if started <= ready and _monotonic() - last >= quiet:
+                return
+            _real_sleep(poll)
+
+
+def _patch_processes(probe: Probe) -> None:
+    """Record process starts (with the daemon flag as it was at start()) and exits; gate child starts."""
+    from multiprocessing import process
+
+    gate = _Gate(probe)
+    original_start = process.BaseProcess.start
+    original_bootstrap = process.BaseProcess._bootstrap
+
+    @functools.wraps(original_start)
+    def start(self: Any) -> None:
+        where = probe.where()
+        try:
+            self._grader_target = _target_name(self)
+        except AttributeError:  # a class with __slots__: the name is then read after start, as before
+            pass
+        gate.starting()
+        original_start(self)
+        gate.started(self.pid)
+        probe.emit("spawn", child=self.pid, name=self.name, daemon=bool(self.daemon), target=_target_name(self),
+                   where=where)
+
+    @functools.wraps(original_bootstrap)
+    def _bootstrap(self: Any, *args: Any, **kwargs: Any) -> int:
+        probe.attach(self.name, redirect_output=True)
+        probe.rename(self.name)
+        parent = getattr(self, "_parent_pid", None)
+        probe.emit("proc_start", name=self.name, daemon=bool(self.daemon), target=_target_name(self),
+                   parent=parent)
+        if parent:
+            gate.wait(parent)
+        probe.emit("proc_run")
+        code = 1
+        try:
+            code = original_bootstrap(self, *args, **kwargs)
+            return code
+        finally:
+            tampered = probe.tampered()
+            if tampered:
+                probe.emit("tamper", replaced=tampered)
+            probe.emit("proc_exit", code=code)
+
+    probe.install(process.BaseProcess, "start", start)
+    probe.install(process.BaseProcess, "_bootstrap", _bootstrap)
+
+
+def _patch_exit(probe: Probe) -> None:
+    """At the end of the main program, record which non-daemonic children Python is about to wait for."""
+    import multiprocessing
+    import multiprocessing.util  # noqa: F401 - registers _exit_function first, so ours runs before it
+
+    def at_exit() -> None:
+        if _getpid() != probe.root_pid:
+            return
+        try:
+            children = multiprocessing.active_children()
+        except BaseException:  # noqa: BLE001
+            children = []
+        waiting = [
+            {"pid": c.pid, "name": c.name, "target": _target_name(c)} for c in children if not c.daemon
+        ]
+        probe.emit("main_done", waiting=waiting, daemons=[c.pid for c in children if c.daemon])
+
+    atexit.register(at_exit)
+    original_shutdown = threading._shutdown
+
+    def _shutdown() -> None:
+        # Python waits for non-daemon threads before it runs atexit handlers: say so first, so that a
+        # thread that never ends is explained (and stopped after the exit grace) like a process.
+        if _getpid() == probe.root_pid:
+            threads = [t for t in threading.enumerate()
+                       if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+            if threads:
+                probe.emit("main_done", waiting=[], daemons=[],
+                           threads=[{"name": t.name, "thread": t.ident, "where": getattr(t, "_grader_where", None),
+                                     "target": getattr(getattr(t, "_target", None), "__name__", type(t).__name__)}
+                                    for t in threads])
+        original_shutdown()
+
+    probe.install(threading, "_shutdown", _shutdown)
+
+
+def _apply_start_method(method: str | None) -> None:
+    """Make `method` the default start method without 'setting' it, so student code may still set its own."""
+    if not method:
+        return
+    from multiprocessing import context
+
+    context._default_context._default_context = context._concrete_contexts[method]
+
+
+def _apply_limits(limits: dict[str, int]) -> None:
+    """Resource limits for the whole student tree (children inherit them): no core dumps, bounded memory."""
+    try:
+        import resource
+    except ImportError:
+        return
+    names = {"core": "RLIMIT_CORE", "as": "RLIMIT_AS", "fsize": "RLIMIT_FSIZE", "nproc": "RLIMIT_NPROC"}
+    for key, value in limits.items():
+        which = getattr(resource, names.get(key, ""), None)
+        if which is None:
+            continue
+        try:
+            soft, hard = resource.getrlimit(which)
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
+            resource.setrlimit(which, (value, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def _patch_spies(probe: Probe, spies: dict[str, list[str]]) -> None:
+    """Wrap the named student functions when their module is imported, in whichever process imports it."""
+    import importlib.abc
+    import importlib.machinery
+
+    def spy(module_name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        def_line = getattr(getattr(func, "__code__", None), "co_firstlineno", None)
+
+        @functools.wraps(func)
+        def spied(*args: Any, **kwargs: Any) -> Any:
+            probe.emit("call", func=func.__name__, args=[_describe(a) for a in args],
+                       kwargs={k: _describe(v) for k, v in kwargs.items()}, where=probe.where(), def_line=def_line)
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as exc:
+                probe.emit("raise", func=func.__name__, error=type(exc).__name__, message=_safe_repr(exc, 300))
+                raise
+            probe.emit("return", func=func.__name__, value=_describe(result))
+            return result
+
+        spied.__grader_spy__ = True  # type: ignore[attr-defined]
+        return spied
+
+    class SpyLoader(importlib.abc.Loader):
+        def __init__(self, loader: Any, name: str) -> None:
+            self.loader, self.name = loader, name
+
+        def create_module(self, spec: Any) -> Any:
+            return self.loader.create_module(spec)
+
+        def exec_module(self, module: Any) -> None:
+            self.loader.exec_module(module)
+            for attr in spies.get(self.name, []):
+                func = getattr(module, attr, None)
+                if callable(func) and not getattr(func, "__grader_spy__", False):
+                    setattr(module, attr, spy(self.name, func))
+
+    class SpyFinder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+            if name not in spies:
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is not None and spec.loader is not None:
+                spec.loader = SpyLoader(spec.loader, name)
+            return spec
+
+    sys.meta_path.insert(0, SpyFinder())
+
+
+def activate() -> Probe | None:
+    """Install the probe in this process if the grader asked for it (GRADER_PROBE holds the config)."""
+    raw = os.environ.get(CONFIG_ENV)
+    if not raw:
+        return None
+    config = json.loads(raw)
+    probe = Probe(config)
+    root = os.environ.get(ROOT_ENV)
+    is_root = root is None
+    if is_root:
+        os.environ[ROOT_ENV] = str(_getpid())
+        _apply_limits(config.get("limits", {}))
+    probe.root_pid = int(os.environ[ROOT_ENV])
+    probe.attach("MainProcess" if is_root else "spawned", redirect_output=not is_root)
+
+    def after_fork_in_child() -> None:
+        probe.attach("forked", redirect_output=True)
+        # multiprocessing's own fork children say more at bootstrap; a bare os.fork() child is known by this.
+        probe.emit("proc_start", name="forked", daemon=None, target="os.fork", parent=os.getppid())
+
+    os.register_at_fork(after_in_child=after_fork_in_child)
+    _apply_start_method(config.get("start_method"))
+    _patch_time(probe)
+    _patch_files(probe)
+    _patch_locks(probe)
+    _patch_queues(probe)
+    _patch_threads(probe)
+    _patch_managers(probe)
+    _patch_processes(probe)
+    _patch_exit(probe)
+    _patch_spies(probe, config.get("spy", {}))
+    if is_root:
+        probe.emit("proc_start", name="MainProcess", daemon=False, target="__main__", parent=None,
+                   argv=[_safe_repr(a, 200) for a in getattr(sys, "argv", [])])
+    global _PROBE
+    _PROBE = probe
+    return probe
+
+
+_PROBE: Probe | None = None
+
+
+def current() -> Probe | None:
+    """The probe of this process (the driver uses it to mark steps)."""
+    return _PROBE

@@ -1,0 +1,699 @@
+"""The timeline picture of a run: one lane per process, drawn as inline SVG from the probe's events.
+
+Each lane shows a process's lifetime (daemon processes marked), the intervals in which it held a lock,
+its calls of the exercise's critical function, its queue puts and gets (the item that stopped a consumer
+marked as its sentinel), what it was still waiting for when the grader stopped the run, and where two
+processes were inside the critical section at once (red). Every piece of text comes from student code
+(labels, item reprs, lines), so every piece of text is escaped here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from markupsafe import Markup, escape
+
+from grader.results import Evidence
+
+HANG_STATUSES = frozenset({"timeout", "deadlock", "self_deadlock", "kept_alive"})
+WIDTH = 960
+LABEL_WIDTH = 210
+RIGHT_MARGIN = 18
+TOP = 34
+LANE_HEIGHT = 24
+BOTTOM = 10
+MAX_LANES = 80
+MAX_DETAILED_MARKS = 40
+MAX_WORDS_PER_LANE = 12
+COMPRESSED_SHARE = 0.86
+
+
+@dataclass
+class Lane:
+    """One process: when it lived and who it was."""
+
+    pid: int
+    label: str
+    daemon: bool | None
+    start: float
+    end: float
+    running_at_stop: bool
+    code: int | None
+    is_main: bool
+
+
+@dataclass
+class Segment:
+    """An interval drawn on a lane: a lock held, a call, a wait that never ended, an overlap."""
+
+    pid: int
+    start: float
+    end: float
+    kind: str
+    text: str
+    ref: str = ""
+
+
+@dataclass
+class Mark:
+    """An instant drawn on a lane: a queue put or get, a start, a crash, a second acquire."""
+
+    pid: int
+    t: float
+    kind: str
+    text: str
+
+
+@dataclass
+class Overlap:
+    """Two processes inside the critical section at the same time, both successful."""
+
+    first: str
+    second: str
+    func: str
+    start: float
+    end: float
+
+
+@dataclass
+class Timeline:
+    """Everything the picture and its text alternative show, in the run's own clock (monotonic seconds)."""
+
+    status: str
+    t0: float
+    last: float
+    stop: float | None
+    duration: float
+    lanes: list[Lane] = field(default_factory=list)
+    hidden_lanes: int = 0
+    segments: list[Segment] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)
+    overlaps: list[Overlap] = field(default_factory=list)
+    steps: list[tuple[float, str]] = field(default_factory=list)
+    critical: str | None = None
+
+    @property
+    def end(self) -> float:
+        """The last moment drawn: the stop of a hang, else the last event."""
+        return self.stop if self.stop is not None else self.last
+
+    def rel(self, t: float) -> str:
+        """A time of the run as a short text relative to its start ("12.3 ms", "1.25 s")."""
+        return _duration(t - self.t0)
+
+
+# ---- reading the events ---------------------------------------------------------------------------------
+def build(evidence: Evidence, critical: str | None = None, success: Any = True, show_overlaps: bool = False) -> Timeline:
+    """Read a run's evidence into lanes, intervals and marks (overlaps only when `show_overlaps`)."""
+    events = [e for e in evidence.events if isinstance(e, dict) and _is_time(e.get("t"))]
+    events.sort(key=lambda e: e["t"])
+    times = [e["t"] for e in events] + [p["started"] for p in evidence.processes if _is_time(p.get("started"))]
+    t0 = min(times) if times else 0.0
+    last = max(times) if times else 0.0
+    if last <= t0:
+        last = t0 + 0.001
+    hung = evidence.status in HANG_STATUSES
+    duration = float(evidence.duration) if _is_time(evidence.duration) and evidence.duration > 0 else 0.0
+    stop = max(last, t0 + duration) if hung else None
+    timeline = Timeline(status=evidence.status, t0=t0, last=last, stop=stop, duration=duration, critical=critical)
+    timeline.lanes, timeline.hidden_lanes = _lanes(evidence, events, timeline)
+    ends = {lane.pid: lane.end for lane in timeline.lanes}
+    shown = set(ends)
+    locks = _lock_names(events, _ignored_lock_places(events), _queue_locks(events))
+    holds = _holds(events, locks, ends, {lane.pid for lane in timeline.lanes if not lane.running_at_stop}, stop)
+    timeline.segments += holds
+    timeline.segments += _waits(events, locks, ends)
+    calls = _calls(events, critical, success, ends, holds) if critical else []
+    timeline.segments += [c.segment for c in calls]
+    if show_overlaps:
+        overlaps, segments = _overlaps(calls, timeline.lanes, str(critical))
+        timeline.overlaps, timeline.segments = overlaps, timeline.segments + segments
+    timeline.segments += _lock_overlaps(holds, timeline.lanes)
+    timeline.marks = _marks(events, timeline.lanes, locks)
+    timeline.segments = [s for s in timeline.segments if s.pid in shown]
+    timeline.marks = [m for m in timeline.marks if m.pid in shown]
+    timeline.steps = [(e["t"], f"step {e.get('step', 0) + 1}: {e.get('call', '')}()" + (f" with {e['label']}" if e.get("label") else ""))
+                      for e in events if e.get("ev") == "step_start" and isinstance(e.get("step"), int)]
+    return timeline
+
+
+def _is_time(value: Any) -> bool:
+    """Whether a value is a finite number of seconds (events come from student processes: trust nothing)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _lanes(evidence: Evidence, events: list[dict[str, Any]], timeline: Timeline) -> tuple[list[Lane], int]:
+    """One lane per process, the main process first, then in start order."""
+    last_seen: dict[int, float] = {}
+    first_seen: dict[int, float] = {}
+    for event in events:
+        pid = event.get("pid")
+        if isinstance(pid, int):
+            first_seen.setdefault(pid, event["t"])
+            last_seen[pid] = event["t"]
+    procs = [p for p in evidence.processes if isinstance(p.get("pid"), int)]
+    known = {p["pid"] for p in procs}
+    procs += [{"pid": pid, "label": f"process {pid}", "target": ""} for pid in first_seen if pid not in known]
+    hung = timeline.stop is not None
+    lanes = []
+    for proc in procs:
+        pid = proc["pid"]
+        start = proc.get("started") if _is_time(proc.get("started")) else first_seen.get(pid, timeline.t0)
+        exited = proc.get("exited") if _is_time(proc.get("exited")) else None
+        is_main = proc.get("target") == "__main__"
+        if exited is not None:
+            end, running = exited, False
+        elif hung:
+            end, running = timeline.end, True
+        else:
+            end, running = (timeline.last if is_main or proc.get("daemon") else last_seen.get(pid, timeline.last)), False
+        lanes.append(Lane(pid=pid, label=str(proc.get("label") or f"process {pid}"), daemon=proc.get("daemon"),
+                          start=float(start), end=max(float(end), float(start)), running_at_stop=running,
+                          code=proc.get("code") if isinstance(proc.get("code"), int) else None, is_main=is_main))
+    lanes.sort(key=lambda lane: (not lane.is_main, lane.start))
+    return lanes[:MAX_LANES], max(0, len(lanes) - MAX_LANES)
+
+
+def _where_key(where: Any) -> tuple[Any, Any] | None:
+    """(file, line) of a probe `where`, or None."""
+    if not isinstance(where, dict):
+        return None
+    return where.get("file"), where.get("line")
+
+
+def _ignored_lock_places(events: list[dict[str, Any]]) -> set[tuple[Any, Any]]:
+    """Lines that start a process or thread: locks taken there belong to multiprocessing, not to the student
+    (and a forked child inherits its parent's start() frame at the bottom of its stack)."""
+    return {k for e in events if e.get("ev") in ("spawn", "thread_spawn") and (k := _where_key(e.get("where")))}
+
+
+def _queue_locks(events: list[dict[str, Any]]) -> set[str]:
+    """Lock ids that are a queue's own internal lock (the probe names a queue after its lock)."""
+    return {str(e["queue"])[len("queue-"):] for e in events if str(e.get("queue", "")).startswith("queue-")}
+
+
+def _lock_names(events: list[dict[str, Any]], ignored: set[tuple[Any, Any]], queue_locks: set[str]) -> dict[str, str]:
+    """The student's locks, named "lock A", "lock B"... in order of first use; library locks are left out."""
+    names: dict[str, str] = {}
+    for event in events:
+        if event.get("ev") not in ("acquire_wait", "acquired", "self_deadlock"):
+            continue
+        lock = str(event.get("lock", ""))
+        where = _where_key(event.get("where"))
+        if lock in names or lock in queue_locks or where is None or where in ignored:
+            continue
+        names[lock] = "lock " + _letters(len(names))
+    return names
+
+
+def _letters(index: int) -> str:
+    """A, B, ..., Z, AA, AB..."""
+    text = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        text = chr(65 + rest) + text
+    return text
+
+
+def _line(where: Any) -> str:
+    """'line 12 (buy_ticket)' for a probe `where`, '' when unknown."""
+    if not isinstance(where, dict) or not where.get("line"):
+        return ""
+    func = where.get("func")
+    return f"line {where['line']}" + (f" ({func})" if func and func != "<module>" else "")
+
+
+def _holds(events: list[dict[str, Any]], locks: dict[str, str], ends: dict[int, float], ended: set[int],
+           stop: float | None) -> list[Segment]:
+    """Every interval in which a process held one of the student's locks (to its end when never released;
+    when it ended holding the lock and the run hung, the lock stays taken until the stop)."""
+    open_: dict[tuple[Any, Any, str], list[tuple[float, Any]]] = {}
+    holds: list[Segment] = []
+    for event in events:
+        kind, lock = event.get("ev"), str(event.get("lock", ""))
+        if kind not in ("acquired", "released") or lock not in locks:
+            continue
+        key = (event.get("pid"), event.get("tid"), lock)
+        if kind == "acquired":
+            open_.setdefault(key, []).append((event["t"], event.get("where")))
+        elif open_.get(key):
+            start, where = open_[key].pop()
+            holds.append(Segment(event["pid"], start, event["t"], "hold",
+                                 f"holds {locks[lock]} (taken at {_line(where) or 'an unknown line'})", lock))
+    for (pid, _tid, lock), stack in open_.items():
+        for start, where in stack:
+            if pid in ends:
+                holds.append(Segment(pid, start, ends[pid], "hold never-released",
+                                     f"holds {locks[lock]} (taken at {_line(where) or 'an unknown line'}) and never "
+                                     "releases it", lock))
+                if pid in ended and stop is not None and stop > ends[pid]:
+                    holds.append(Segment(pid, ends[pid], stop, "orphan", f"{locks[lock]} stays taken: this process "
+                                         "ended without releasing it, so nobody can acquire it any more", lock))
+    return holds
+
+
+def _waits(events: list[dict[str, Any]], locks: dict[str, str], ends: dict[int, float]) -> list[Segment]:
+    """Waits that never ended: a lock never obtained, a q.get() that never returned."""
+    pending: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for event in events:
+        kind = event.get("ev")
+        key = (event.get("pid"), event.get("tid"))
+        if kind == "acquire_wait" and str(event.get("lock", "")) in locks:
+            pending[key] = event
+        elif kind == "q_get_wait":
+            pending[key] = event
+        elif kind in ("acquired", "acquire_failed", "q_get", "q_get_raise"):
+            waiting = pending.get(key)
+            if waiting is not None and (kind.startswith("q_") == (waiting["ev"] == "q_get_wait")):
+                del pending[key]
+    waits = []
+    for (pid, _tid), event in pending.items():
+        if pid not in ends or ends[pid] <= event["t"]:
+            continue
+        if event["ev"] == "acquire_wait":
+            text = f"waits for {locks[str(event.get('lock'))]} at {_line(event.get('where')) or 'an unknown line'} and never gets it"
+        else:
+            text = f"blocked in q.get() at {_line(event.get('where')) or 'an unknown line'}: nothing more arrives"
+        waits.append(Segment(pid, event["t"], ends[pid], "wait", text))
+    return waits
+
+
+@dataclass
+class _Call:
+    """A call of the critical function: when it was inside the critical section, and whether it succeeded."""
+
+    pid: int
+    inside: float
+    until: float
+    won: bool
+    segment: Segment
+
+
+def _calls(events: list[dict[str, Any]], func: str, success: Any, ends: dict[int, float],
+           holds: list[Segment]) -> list[_Call]:
+    """Calls of the critical function. Inside a call that takes a lock, the critical section is from its first
+    acquire to its last release (waiting for the lock is not being inside); otherwise it is the whole call."""
+    open_: dict[tuple[Any, Any], list[float]] = {}
+    calls = []
+    held: dict[Any, list[Segment]] = {}
+    for hold in holds:
+        held.setdefault(hold.pid, []).append(hold)
+    for event in events:
+        kind = event.get("ev")
+        if kind not in ("call", "return", "raise") or event.get("func") != func:
+            continue
+        key = (event.get("pid"), event.get("tid"))
+        if kind == "call":
+            open_.setdefault(key, []).append(event["t"])
+            continue
+        if not open_.get(key):
+            continue
+        start = open_[key].pop()
+        pid = event["pid"]
+        value = event.get("value") if isinstance(event.get("value"), dict) else {}
+        won = kind == "return" and "value" in value and value["value"] == success and type(value["value"]) is type(success)
+        result = f"returned {value.get('repr', '?')}" if kind == "return" else f"raised {event.get('error', 'an exception')}"
+        mine = [h for h in held.get(pid, []) if start <= h.start <= event["t"]]
+        inside, until = (min(h.start for h in mine), min(max(h.end for h in mine), event["t"])) if mine else (start, event["t"])
+        calls.append(_Call(pid, inside, until, won, Segment(pid, start, event["t"], "call", f"inside {func}(): {result}")))
+    for (pid, _tid), starts in open_.items():
+        for start in starts:
+            if pid in ends:
+                calls.append(_Call(pid, start, ends[pid], False,
+                                   Segment(pid, start, ends[pid], "call", f"inside {func}(), never returns")))
+    return calls
+
+
+def _merge(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping intervals merged into one."""
+    merged: list[list[float]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(a, b) for a, b in merged]
+
+
+def _overlaps(calls: list[_Call], lanes: list[Lane], func: str) -> tuple[list[Overlap], list[Segment]]:
+    """Pairs of successful calls by different processes inside the critical section at the same time."""
+    labels = {lane.pid: lane.label for lane in lanes}
+    wins = sorted((c for c in calls if c.won and c.pid in labels), key=lambda c: c.inside)
+    overlaps: list[Overlap] = []
+    windows: dict[int, list[tuple[float, float]]] = {}
+    for i, a in enumerate(wins):
+        for b in wins[i + 1:]:
+            if b.inside >= a.until:
+                break
+            if a.pid == b.pid:
+                continue
+            start, end = max(a.inside, b.inside), min(a.until, b.until)
+            if start < end:
+                overlaps.append(Overlap(labels[a.pid], labels[b.pid], func, start, end))
+                for call in (a, b):
+                    windows.setdefault(call.pid, []).append((start, end))
+    segments = [Segment(pid, s, e, "overlap", "inside the critical section at the same time as another process, "
+                        "and both succeeded") for pid, spans in windows.items() for s, e in _merge(spans)]
+    return overlaps, segments
+
+
+def _lock_overlaps(holds: list[Segment], lanes: list[Lane]) -> list[Segment]:
+    """Holds of the 'same' lock by two processes at once (the lock was not really shared)."""
+    labels = {lane.pid: lane.label for lane in lanes}
+    by_lock: dict[str, list[Segment]] = {}
+    for hold in holds:
+        by_lock.setdefault(hold.ref, []).append(hold)
+    windows: dict[int, list[tuple[float, float]]] = {}
+    for same in by_lock.values():
+        same.sort(key=lambda h: h.start)
+        for i, a in enumerate(same):
+            for b in same[i + 1:]:
+                if b.start >= a.end:
+                    break
+                if a.pid != b.pid and a.pid in labels and b.pid in labels:
+                    for hold in (a, b):
+                        windows.setdefault(hold.pid, []).append((max(a.start, b.start), min(a.end, b.end)))
+    return [Segment(pid, s, e, "overlap", "holds the lock at the same time as another process: each process had "
+                    "its own lock, so nothing was shared") for pid, spans in windows.items() for s, e in _merge(spans)]
+
+
+def _marks(events: list[dict[str, Any]], lanes: list[Lane], locks: dict[str, str]) -> list[Mark]:
+    """Instants: queue puts and gets (sentinels marked), starts, second acquires, crashes, the main's end."""
+    labels = {lane.pid: lane.label for lane in lanes}
+    stop_gets, sentinel_puts = _stop_items(events, lanes)
+    marks = []
+    for event in events:
+        kind, pid, where = event.get("ev"), event.get("pid"), _line(event.get("where"))
+        at = f" at {where}" if where else ""
+        if kind in ("q_put", "q_get"):
+            item = event.get("item") if isinstance(event.get("item"), dict) else {}
+            sentinel = id(event) in (sentinel_puts if kind == "q_put" else stop_gets)
+            verb = "puts" if kind == "q_put" else "gets"
+            text = f"{verb} {item.get('repr', '?')}{at}"
+            if sentinel:
+                text += " (a sentinel: a consumer stopped on this item)" if kind == "q_put" else " and stops: its sentinel"
+            marks.append(Mark(pid, event["t"], ("put" if kind == "q_put" else "get") + (" sentinel" if sentinel else ""), text))
+        elif kind == "q_get_raise":
+            marks.append(Mark(pid, event["t"], "raise", f"q.get(){at} raised {event.get('error', '')}"))
+        elif kind == "spawn":
+            child = labels.get(event.get("child"), f"pid {event.get('child')}")
+            daemon = "a daemon" if event.get("daemon") else "not a daemon"
+            marks.append(Mark(pid, event["t"], "spawn", f"starts {child}{at} ({daemon})"))
+        elif kind == "self_deadlock":
+            lock = locks.get(str(event.get("lock")), "a lock")
+            marks.append(Mark(pid, event["t"], "self-deadlock", f"acquires {lock}{at} while already holding it: waits for itself"))
+        elif kind == "main_done":
+            waiting = [labels.get(w.get("pid"), str(w.get("name"))) for w in event.get("waiting") or [] if isinstance(w, dict)]
+            text = "the main program's code is done" + (f"; Python now waits for {', '.join(waiting)} (not daemons)" if waiting else "")
+            marks.append(Mark(pid, event["t"], "done", text))
+        elif kind == "proc_exit" and event.get("code") not in (0, None):
+            marks.append(Mark(pid, event["t"], "crash", f"ends with exit code {event.get('code')} (crashed)"))
+    return marks
+
+
+def _item_key(event: dict[str, Any]) -> tuple[str, Any, Any]:
+    """What identifies a queue item across processes: its queue, type and repr."""
+    item = event.get("item") if isinstance(event.get("item"), dict) else {}
+    return str(event.get("queue")), item.get("type"), item.get("repr")
+
+
+def _stop_items(events: list[dict[str, Any]], lanes: list[Lane]) -> tuple[set[int], set[int]]:
+    """The gets a consumer stopped on (its last get before it ended normally), and the puts of those items by
+    processes that put nothing else (who sends sentinels): ids of the events."""
+    ended = {lane.pid for lane in lanes if not lane.running_at_stop and lane.code == 0 and not lane.is_main}
+    last_get: dict[Any, dict[str, Any] | None] = {}
+    for event in events:
+        if event.get("ev") == "q_get":
+            last_get[event.get("pid")] = event
+        elif event.get("ev") == "q_get_wait":
+            last_get[event.get("pid")] = None
+    stop_gets = {id(e): _item_key(e) for pid, e in last_get.items() if e is not None and pid in ended}
+    keys = set(stop_gets.values())
+    puts: dict[Any, list[dict[str, Any]]] = {}
+    for event in events:
+        if event.get("ev") == "q_put":
+            puts.setdefault(event.get("pid"), []).append(event)
+    sentinel_puts = {id(e) for same in puts.values() if all(_item_key(e) in keys for e in same) for e in same}
+    return set(stop_gets), sentinel_puts
+
+
+# ---- drawing ----------------------------------------------------------------------------------------------
+@dataclass
+class _Scale:
+    """Maps run times to x; when a hang was stopped long after the last event, the quiet gap is squeezed."""
+
+    t0: float
+    last: float
+    end: float
+    compressed: bool
+
+    def x(self, t: float) -> float:
+        """The x coordinate of a run time."""
+        width = WIDTH - LABEL_WIDTH - RIGHT_MARGIN
+        t = min(max(t, self.t0), self.end)
+        if not self.compressed:
+            return LABEL_WIDTH + width * (t - self.t0) / (self.end - self.t0)
+        if t <= self.last:
+            return LABEL_WIDTH + width * COMPRESSED_SHARE * (t - self.t0) / (self.last - self.t0)
+        rest = (t - self.last) / (self.end - self.last)
+        return LABEL_WIDTH + width * (COMPRESSED_SHARE + (1 - COMPRESSED_SHARE) * rest)
+
+
+def _scale(timeline: Timeline) -> _Scale:
+    """The time scale of a timeline (squeezed when a hang was stopped long after the last event)."""
+    end = max(timeline.end, timeline.t0 + 1e-6)
+    quiet = end - timeline.last
+    compressed = timeline.stop is not None and quiet > 0.5 * (timeline.last - timeline.t0)
+    return _Scale(timeline.t0, max(timeline.last, timeline.t0 + 1e-6), end, compressed)
+
+
+def _n(value: float) -> str:
+    """A coordinate, short."""
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as a short text: '12.3 ms', '250 ms', '1.25 s'."""
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms" if seconds < 0.1 else f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _ticks(span: float) -> list[float]:
+    """Round tick values (relative seconds) for an axis `span` seconds long: about 6 of them."""
+    if span <= 0:
+        return [0.0]
+    raw = span / 6
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    return [i * step for i in range(int(span / step) + 1)]
+
+
+def _tick_label(value: float, step: float) -> str:
+    """The label of an axis tick, in the unit its step calls for."""
+    if step >= 1:
+        return f"{value:g} s"
+    if step >= 0.001:
+        return f"{value * 1000:g} ms"
+    return f"{value * 1000:.2f} ms"
+
+
+def _text(x: float, y: float, text: str, css: str, anchor: str = "start") -> str:
+    """An escaped SVG <text> element."""
+    return (f'<text x="{_n(x)}" y="{_n(y)}" class="{css}"'
+            + (f' text-anchor="{anchor}"' if anchor != "start" else "") + f">{escape(text)}</text>")
+
+
+def _short(text: str, limit: int) -> str:
+    """Text cut to `limit` characters with an ellipsis (the full text goes in a <title>)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def svg(timeline: Timeline, ident: str, title: str) -> Markup:
+    """The picture: inline SVG with a <title> and a <desc> (its text alternative is `words`)."""
+    scale = _scale(timeline)
+    height = TOP + LANE_HEIGHT * max(1, len(timeline.lanes)) + BOTTOM
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" viewBox="0 0 {WIDTH} {height}" '
+        f'role="img" aria-labelledby="{ident}-title {ident}-desc" id="{ident}">',
+        f'<title id="{ident}-title">{escape(title)}</title>',
+        f'<desc id="{ident}-desc">{escape(summary(timeline))}</desc>',
+        f'<defs><pattern id="{ident}-hatch" class="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+        'patternTransform="rotate(45)"><rect width="6" height="6" class="hatch-bg"/>'
+        '<line x1="0" y1="0" x2="0" y2="6" class="hatch-line"/></pattern></defs>',
+    ]
+    parts += _axis(timeline, scale, height)
+    for index, lane in enumerate(timeline.lanes):
+        parts.append(_lane(timeline, scale, lane, TOP + index * LANE_HEIGHT, ident))
+    parts += _stop(timeline, scale, height)
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _axis(timeline: Timeline, scale: _Scale, height: int) -> list[str]:
+    """The time axis: ticks, grid lines and the steps of the run."""
+    span = (scale.last if scale.compressed else scale.end) - timeline.t0
+    ticks = _ticks(span)
+    step = ticks[1] if len(ticks) > 1 else 1.0
+    parts = ['<g class="axis">']
+    for value in ticks:
+        x = scale.x(timeline.t0 + value)
+        parts.append(f'<line x1="{_n(x)}" y1="{TOP - 6}" x2="{_n(x)}" y2="{height - BOTTOM}" class="grid"/>')
+        parts.append(_text(x, TOP - 10, _tick_label(value, step), "tick", "middle"))
+    parts.append(_text(LABEL_WIDTH - 30, TOP - 10, "time →", "tick", "end"))
+    last_x = -1e9
+    for number, (t, label) in enumerate(timeline.steps, 1):
+        x = scale.x(t)
+        parts.append(f'<line x1="{_n(x)}" y1="{TOP}" x2="{_n(x)}" y2="{height - BOTTOM}" class="step">'
+                     f"<title>{escape(label)}</title></line>")
+        if x - last_x > 34:
+            parts.append(_text(x + 2, TOP - 1, f"step {number}", "step-label"))
+            last_x = x
+    if scale.compressed:
+        x = scale.x(scale.last) + 4
+        parts.append(_text(x, TOP - 10, f"… {_duration(scale.end - scale.last)} later", "tick"))
+    parts.append("</g>")
+    return parts
+
+
+def _lane(timeline: Timeline, scale: _Scale, lane: Lane, y: float, ident: str) -> str:
+    """One process's lane: label, lifetime, intervals and marks."""
+    label = lane.label + (" · daemon" if lane.daemon else "")
+    classes = "lane" + (" daemon" if lane.daemon else "") + (" main" if lane.is_main else "")
+    parts = [f'<g class="{classes}" data-pid="{int(lane.pid)}">',
+             f'<rect x="0" y="{_n(y)}" width="{WIDTH}" height="{LANE_HEIGHT}" class="lane-bg"/>',
+             f'<text x="{LABEL_WIDTH - 8}" y="{_n(y + 16)}" class="label" text-anchor="end">'
+             f"<title>{escape(label)}</title>{escape(_short(label, 32))}</text>"]
+    x1, x2 = scale.x(lane.start), max(scale.x(lane.end), scale.x(lane.start) + 1.5)
+    life = "life" + (" daemon" if lane.daemon else "") + (" running" if lane.running_at_stop else "")
+    state = ("still running when the grader stopped the run" if lane.running_at_stop
+             else f"ended with exit code {lane.code}" if lane.code is not None else "ended")
+    parts.append(f'<rect x="{_n(x1)}" y="{_n(y + 9)}" width="{_n(x2 - x1)}" height="6" class="{life}">'
+                 f"<title>{escape(label)}: from {timeline.rel(lane.start)} to {timeline.rel(lane.end)}, {state}</title></rect>")
+    segments = [s for s in timeline.segments if s.pid == lane.pid]
+    for kind in ("call", "hold", "orphan", "wait", "overlap"):
+        parts += _segments([s for s in segments if s.kind.split()[0] == kind], scale, y, ident, timeline)
+    parts += _marks_svg([m for m in timeline.marks if m.pid == lane.pid], scale, y, timeline)
+    if lane.running_at_stop:
+        parts.append(f'<path d="M{_n(x2)} {_n(y + 6)}l5 6-5 6z" class="running-end"/>')
+    parts.append("</g>")
+    return "".join(parts)
+
+
+_SEGMENT_BOX = {"call": (4, 16), "hold": (7, 10), "orphan": (9, 6), "wait": (6, 12), "overlap": (2, 20)}
+
+
+def _segments(segments: list[Segment], scale: _Scale, y: float, ident: str, timeline: Timeline) -> list[str]:
+    """Intervals of one kind on a lane (one path with many boxes when there are very many)."""
+    if not segments:
+        return []
+    top, height = _SEGMENT_BOX[segments[0].kind.split()[0]]
+    fill = f' fill="url(#{ident}-hatch)"' if segments[0].kind == "wait" else ""
+    boxes = [(scale.x(s.start), max(scale.x(s.end) - scale.x(s.start), 1.5), s) for s in segments]
+    if len(segments) > MAX_DETAILED_MARKS:
+        d = "".join(f"M{_n(x)} {_n(y + top)}h{_n(w)}v{height}h-{_n(w)}z" for x, w, _ in boxes)
+        names = {s.kind for s in segments}
+        return [f'<path d="{d}" class="{" ".join(sorted(names))}"{fill}>'
+                f"<title>{len(segments)} intervals: {escape(segments[0].text)}, …</title></path>"]
+    return [f'<rect x="{_n(x)}" y="{_n(y + top)}" width="{_n(w)}" height="{height}" class="{s.kind}"{fill}>'
+            f"<title>{escape(s.text)}, from {timeline.rel(s.start)} to {timeline.rel(s.end)}</title></rect>"
+            for x, w, s in boxes]
+
+
+_MARK_SHAPES = {
+    "put": "M{x} {y1}l-3.5-5h7z",          # a triangle pointing down onto the lane: an item goes in
+    "get": "M{x} {y2}l-3.5 5h7z",          # a triangle below the lane: an item comes out
+    "raise": "M{x} {y2}l-3.5 5h7z",
+    "spawn": "M{x} {y1}v-6",
+    "done": "M{x} {y1}v-6",
+    "crash": "M{xa} {ya}l7 7m0-7l-7 7",
+    "self-deadlock": "M{xa} {ya}l7 7m0-7l-7 7",
+}
+
+
+def _shape(mark: Mark, x: float, y: float) -> str:
+    """The SVG path of a mark at x on the lane at y."""
+    base = mark.kind.split()[0]
+    if "sentinel" in mark.kind:
+        cy = y + 3 if base == "put" else y + 21
+        return f"M{_n(x)} {_n(cy - 4)}l4 4-4 4-4-4z"
+    return _MARK_SHAPES[base].format(x=_n(x), y1=_n(y + 9), y2=_n(y + 15), xa=_n(x - 3.5), ya=_n(y + 8.5))
+
+
+def _marks_svg(marks: list[Mark], scale: _Scale, y: float, timeline: Timeline) -> list[str]:
+    """The marks of a lane, each with its <title> (grouped per kind when there are very many)."""
+    if not marks:
+        return []
+    if len(marks) > MAX_DETAILED_MARKS:
+        parts = []
+        for kind in sorted({m.kind for m in marks}):
+            same = [m for m in marks if m.kind == kind]
+            d = "".join(_shape(m, scale.x(m.t), y) for m in same)
+            parts.append(f'<path d="{d}" class="mark {kind}"><title>{len(same)} × {escape(_short(same[0].text, 80))}, …</title></path>')
+        return parts
+    return [f'<path d="{_shape(m, scale.x(m.t), y)}" class="mark {m.kind}"><title>{escape(m.text)} '
+            f"({timeline.rel(m.t)})</title></path>" for m in marks]
+
+
+def _stop(timeline: Timeline, scale: _Scale, height: int) -> list[str]:
+    """The dashed line where the grader stopped a run, with its reason."""
+    if timeline.stop is None:
+        return []
+    x = scale.x(timeline.stop) - 1
+    reason = {"deadlock": "deadlock", "self_deadlock": "a lock acquired twice", "kept_alive": "the program never exited",
+              "timeout": "timeout"}.get(timeline.status, timeline.status)
+    return [f'<g class="stop"><line x1="{_n(x)}" y1="{TOP - 18}" x2="{_n(x)}" y2="{height - BOTTOM}" class="stop-line">'
+            f"<title>The grader stopped the run after {timeline.duration:.1f} s ({escape(reason)})</title></line>",
+            _text(x - 3, TOP - 22, f"stopped: {reason}", "stop-label", "end"), "</g>"]
+
+
+# ---- words --------------------------------------------------------------------------------------------------
+def summary(timeline: Timeline) -> str:
+    """One or two sentences: what the picture shows."""
+    daemons = sum(1 for lane in timeline.lanes if lane.daemon)
+    text = (f"{len(timeline.lanes)} process{'es' if len(timeline.lanes) != 1 else ''}"
+            + (f" ({daemons} daemon{'s' if daemons != 1 else ''})" if daemons else "")
+            + f" over {_duration(timeline.end - timeline.t0)}.")
+    if timeline.hidden_lanes:
+        text += f" {timeline.hidden_lanes} more processes are not drawn."
+    if timeline.stop is not None:
+        running = [lane.label for lane in timeline.lanes if lane.running_at_stop]
+        text += f" The grader stopped the run after {timeline.duration:.1f} s"
+        text += f"; still running then: {', '.join(running[:4])}{', …' if len(running) > 4 else ''}." if running else "."
+    if timeline.overlaps:
+        text += " " + overlap_sentence(timeline)
+    return text
+
+
+def overlap_sentence(timeline: Timeline) -> str:
+    """The overlaps in words, as the reason of a failed check names them (empty when there are none)."""
+    if not timeline.overlaps:
+        return ""
+    first = timeline.overlaps[0]
+    more = len(timeline.overlaps) - 1
+    return (f"In red on the timeline: {first.first} and {first.second} were both inside {first.func}() at the same time "
+            f"(from {timeline.rel(first.start)} to {timeline.rel(first.end)}) and both succeeded"
+            + (f"; {more} more pair{'s' if more != 1 else ''} of processes overlapped like that" if more else "")
+            + ". A critical section lets one process in at a time.")
+
+
+def words(timeline: Timeline) -> list[tuple[str, list[str]]]:
+    """The text alternative: per process, what it did, in time order (the first few things)."""
+    result = []
+    for lane in timeline.lanes:
+        items: list[tuple[float, str]] = [(lane.start, f"starts at {timeline.rel(lane.start)}"
+                                           + (" as a daemon" if lane.daemon else ""))]
+        items += [(s.start, f"{s.text} from {timeline.rel(s.start)} to {timeline.rel(s.end)}")
+                  for s in timeline.segments if s.pid == lane.pid]
+        items += [(m.t, f"{m.text} at {timeline.rel(m.t)}") for m in timeline.marks if m.pid == lane.pid]
+        items.sort(key=lambda item: item[0])
+        lines = [text for _, text in items[:MAX_WORDS_PER_LANE]]
+        if len(items) > MAX_WORDS_PER_LANE:
+            lines.append(f"… and {len(items) - MAX_WORDS_PER_LANE} more events")
+        lines.append("still running when the grader stopped the run" if lane.running_at_stop
+                     else f"ends at {timeline.rel(lane.end)}" + (f" with exit code {lane.code}" if lane.code else ""))
+        result.append((lane.label + (" (daemon)" if lane.daemon else ""), lines))
+    return result

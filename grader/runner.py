@@ -1,0 +1,448 @@
+"""Runs student code in a supervised subprocess: a fresh working directory, its own session, the probe
+loaded into every process, a wall-clock timeout, early calls on deadlocks, stacks collected before the
+whole tree is killed and reaped, and output captured with a cap. Nothing it starts outlives run()."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from grader import isolation, proctree
+
+PROBE_DIR = Path(__file__).parent / "probe"
+DRIVER = PROBE_DIR / "grader_driver.py"
+KEEPER = PROBE_DIR / "grader_keeper.py"
+_WRAPPERS = ("grader_keeper.py", "bwrap", "unshare")
+OUTPUT_KEEP = 64 * 1024  # bytes of each captured stream kept for feedback
+_INFRA_MARKERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+_DROP_ENV_PREFIXES = ("PYTHON", "GRADER_", "COV_CORE", "COVERAGE_", "PYTEST_")
+
+# Statuses of a run, in plain words for the checks.
+EXITED = "exited"
+TIMEOUT = "timeout"
+DEADLOCK = "deadlock"
+SELF_DEADLOCK = "self_deadlock"
+KEPT_ALIVE = "kept_alive"
+OUTPUT_LIMIT = "output_limit"
+PROCESS_LIMIT = "process_limit"
+
+
+@dataclass
+class RunSpec:
+    """What to run and under which rules. `argv` follows the Python executable."""
+
+    argv: list[str]
+    copy: dict[str, Path] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    meta_files: dict[str, str] = field(default_factory=dict)  # the grader's own inputs (a driver's plan)
+    timeout: float = 10.0
+    exit_grace: float | None = 3.0  # main's code done, Python still waiting at exit: kept alive after this
+    import_timeout: float = 4.0  # the driver's import of the student module: top-level code must be quick
+    step_timeout: float | None = None  # no step of the plan may run longer (a hang is stopped sooner)
+    seed: int = 0
+    sleep_scale: float = 1.0
+    delays: dict[str, tuple[float, float]] = field(default_factory=dict)
+    spy: dict[str, list[str]] = field(default_factory=dict)
+    start_method: str | None = None
+    watch_files: list[str] = field(default_factory=list)
+    output_limit: int = 4 * 1024 * 1024
+    process_limit: int = 64
+    memory_limit: int = 2 * 1024**3
+    deadlock_quiet: float = 0.35
+    poll: float = 0.02
+    isolate: bool = True
+    hide: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class RunOutcome:
+    """Everything the grader observed of one run: plain data, judged later by the checks."""
+
+    status: str
+    returncode: int | None
+    duration: float
+    events: list[dict[str, Any]]
+    stacks: dict[int, str]
+    output: dict[str, dict[str, str]]
+    leftovers: list[dict[str, Any]]
+    files: dict[str, str]
+    lines_at_exit: dict[str, int]
+    probe_errors: list[str]
+    seed: int
+    killed: int = 0
+    isolation: str = ""
+
+
+@dataclass
+class _Dirs:
+    root: Path
+    work: Path
+    meta: Path
+
+    @classmethod
+    def create(cls) -> "_Dirs":
+        root = Path(tempfile.mkdtemp(prefix="grader-run-"))
+        work, meta = root / "work", root / "meta"
+        work.mkdir()
+        (root / "tmp").mkdir()
+        for sub in ("events", "stacks", "out", "gate"):
+            (meta / sub).mkdir(parents=True)
+        return cls(root, work, meta)
+
+
+def _environment(spec: RunSpec, dirs: _Dirs, token: str) -> dict[str, str]:
+    """The student's environment: ours minus Python and test-runner settings, plus the probe's config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_ENV_PREFIXES)}
+    config = {
+        "meta": str(dirs.meta),
+        "workdir": str(dirs.work),
+        "seed": spec.seed,
+        "sleep_scale": spec.sleep_scale,
+        "delays": {k: list(v) for k, v in spec.delays.items()},
+        "spy": spec.spy,
+        "start_method": spec.start_method,
+        "limits": {"core": 0, "as": spec.memory_limit, "fsize": 64 * 1024 * 1024, "nproc": 4096},
+    }
+    env.update(
+        PYTHONPATH=str(PROBE_DIR),
+        PYTHONHASHSEED=str(spec.seed % 4294967296),
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONUNBUFFERED="1",
+        PYTHONIOENCODING="utf-8",
+        NO_COLOR="1",
+        GRADER_PROBE=json.dumps(config),
+        GRADER_RUN_TOKEN=token,
+        TMPDIR=str(dirs.root / "tmp"),  # the only writable place besides the run's folder under bubblewrap
+    )
+    return env
+
+
+def _ppid_map() -> dict[int, int]:
+    """pid -> parent pid for every process, read in one pass over /proc (psutil re-reads it per call)."""
+    result: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2:].split()
+        if len(fields) > 1:
+            result[int(name)] = int(fields[1])
+    return result
+
+
+class _Tree:
+    """The processes of one run: descendants of the grader that did not exist before the run started."""
+
+    def __init__(self) -> None:
+        self.me = os.getpid()
+        self.before = {c.pid for c in psutil.Process(self.me).children(recursive=False)}
+        self.linux = os.path.isdir("/proc/self/task")
+
+    def pids(self) -> list[int]:
+        if not self.linux:
+            return [p.pid for p in proctree.descendants(self.me, self.before)]
+        children: dict[int, list[int]] = {}
+        for pid, ppid in _ppid_map().items():
+            children.setdefault(ppid, []).append(pid)
+        found, pending = [], [p for p in children.get(self.me, []) if p not in self.before]
+        while pending:
+            pid = pending.pop()
+            found.append(pid)
+            pending.extend(children.get(pid, []))
+        return found
+
+    def processes(self) -> list[psutil.Process]:
+        procs = []
+        for pid in self.pids():
+            try:
+                procs.append(psutil.Process(pid))
+            except psutil.Error:
+                continue
+        return procs
+
+
+def _tagged(token: str) -> list[psutil.Process]:
+    """Processes anywhere on the machine that carry this run's token: a last sweep for escapees."""
+    found = []
+    needle = f"GRADER_RUN_TOKEN={token}".encode()
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if needle in f.read():
+                    found.append(psutil.Process(int(name)))
+        except (OSError, psutil.Error):
+            continue
+    return found
+
+
+class _EventTail:
+    """Reads the events the probe appends, incrementally, so the runner can react while the run goes on."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.offsets: dict[str, int] = {}
+
+    def new(self) -> list[dict[str, Any]]:
+        events = []
+        for entry in os.scandir(self.directory):
+            offset = self.offsets.get(entry.name, 0)
+            if entry.stat().st_size <= offset:
+                continue
+            with open(entry.path, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+            complete = data[: data.rfind(b"\n") + 1]
+            self.offsets[entry.name] = offset + len(complete)
+            events.extend(_parse_lines(complete))
+        return events
+
+
+def _parse_lines(data: bytes) -> list[dict[str, Any]]:
+    events = []
+    for line in data.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and "ev" in event and "t" in event:
+            events.append(event)
+    return events
+
+
+def _output_size(out_dir: Path) -> int:
+    return sum(entry.stat().st_size for entry in os.scandir(out_dir))
+
+
+def _read_capped(path: Path) -> str:
+    """A captured stream, cut with a visible marker when it is too long."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        data = f.read(OUTPUT_KEEP)
+    text = data.decode("utf-8", "replace")
+    if size > OUTPUT_KEEP:
+        text += f"\n[... output truncated: {size - OUTPUT_KEEP:,} more bytes not shown ...]\n"
+    return text
+
+
+def _collect_output(out_dir: Path) -> dict[str, dict[str, str]]:
+    output: dict[str, dict[str, str]] = {}
+    for path in sorted(out_dir.iterdir()):
+        who, _, stream = path.name.rpartition(".")
+        if path.stat().st_size:
+            output.setdefault(who, {})[stream] = _read_capped(path)
+    return output
+
+
+def _collect_files(work: Path, skip: set[str]) -> dict[str, str]:
+    """Small text files the run left in its directory (the ticket database, the heartbeat log...)."""
+    files: dict[str, str] = {}
+    for path in sorted(work.rglob("*"))[:200]:
+        rel = path.relative_to(work).as_posix()
+        if rel in skip or not path.is_file() or path.is_symlink() or path.stat().st_size > 256 * 1024:
+            continue
+        files[rel] = path.read_bytes().decode("utf-8", "replace")
+    return files
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except OSError:
+        return 0
+
+
+def _describe(proc: psutil.Process) -> dict[str, Any]:
+    try:
+        return {"pid": proctree.ns_pid(proc.pid), "host_pid": proc.pid, "cmdline": " ".join(proc.cmdline())[:300],
+                "status": proc.status()}
+    except psutil.Error:
+        return {"pid": proc.pid, "cmdline": "", "status": "gone"}
+
+
+def _is_infrastructure(proc: psutil.Process) -> bool:
+    """multiprocessing's resource tracker and forkserver outlive the main program by a few ms by design."""
+    try:
+        cmdline = " ".join(proc.cmdline())
+    except psutil.Error:
+        return True
+    return any(marker in cmdline for marker in _INFRA_MARKERS)
+
+
+def run(spec: RunSpec) -> RunOutcome:
+    """Run student code as `spec` says and return what was observed. Never leaves a process behind."""
+    proctree.become_subreaper()
+    dirs = _Dirs.create()
+    token = secrets.token_hex(8)
+    tree = _Tree()
+    popen: subprocess.Popen[bytes] | None = None
+    killed = 0
+    try:
+        for name, source in spec.copy.items():
+            shutil.copyfile(source, dirs.work / name)
+        for name, text in spec.files.items():
+            (dirs.work / name).write_text(text)
+        for name, text in spec.meta_files.items():
+            (dirs.meta / name).write_text(text)
+        argv = [a.replace("{meta}", str(dirs.meta)).replace("{work}", str(dirs.work)) for a in spec.argv]
+        level = isolation.detect() if spec.isolate else isolation.NONE
+        # The keeper (pid 1 of the run's pid namespace) starts the student's program and reaps its orphans;
+        # -I keeps the probe out of the keeper itself.
+        student = [sys.executable, "-s", *argv]
+        command = level.wrap([sys.executable, "-I", str(KEEPER), str(dirs.meta / "main-exit.json"), "--", *student],
+                             dirs.root, spec.hide)
+        with open(dirs.meta / "out" / "main.out", "wb") as out, open(dirs.meta / "out" / "main.err", "wb") as err:
+            started = time.monotonic()
+            popen = subprocess.Popen(
+                command, cwd=dirs.work, env=_environment(spec, dirs, token),
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+            )
+        status, lines_at_exit = _supervise(spec, popen, tree, dirs, started)
+        leftovers: list[dict[str, Any]] = []
+        if status == EXITED:
+            leftovers = _settle(tree, dirs)
+        else:
+            proctree.request_stacks(tree.pids(), str(dirs.meta / "stacks"))
+        killed = proctree.kill_tree(tree.processes)
+        duration = time.monotonic() - started
+        returncode = _main_exit(dirs)
+        try:
+            wrapper_code = popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # the tree was killed, so this cannot happen; never hang on it
+            popen.kill()
+            wrapper_code = popen.wait()
+        if returncode is None:
+            returncode = wrapper_code
+        if not lines_at_exit:
+            lines_at_exit = {name: _count_lines(dirs.work / name) for name in spec.watch_files}
+        return RunOutcome(
+            status=status,
+            returncode=returncode,
+            duration=duration,
+            events=sorted(_EventTail(dirs.meta / "events").new(), key=lambda e: e["t"]),
+            stacks=_collect_stacks(dirs.meta / "stacks"),
+            output=_collect_output(dirs.meta / "out"),
+            leftovers=leftovers,
+            files=_collect_files(dirs.work, set(spec.copy)),
+            lines_at_exit=lines_at_exit,
+            probe_errors=[p.read_text() for p in dirs.meta.glob("probe-error-*.txt")],
+            seed=spec.seed,
+            killed=killed,
+            isolation=level.description,
+        )
+    finally:
+        # Whatever happened above (an exception, pytest-timeout interrupting us), the tree dies here.
+        proctree.kill_tree(lambda: tree.processes() + _tagged(token))
+        if popen is not None and popen.poll() is None:
+            popen.kill()
+            popen.wait()
+        proctree.reap_orphans({popen.pid} if popen else set())
+        shutil.rmtree(dirs.root, ignore_errors=True)
+
+
+def _supervise(
+    spec: RunSpec, popen: subprocess.Popen[bytes], tree: _Tree, dirs: _Dirs, started: float
+) -> tuple[str, dict[str, int]]:
+    """Watch the run until the main process exits or a rule stops it; returns the status."""
+    watch = proctree.DeadlockWatch(quiet=spec.deadlock_quiet)
+    tail = _EventTail(dirs.meta / "events")
+    main_done_at: float | None = None
+    self_deadlock_at: float | None = None
+    import_started_at: float | None = None
+    step_started_at: float | None = None
+    servers: set[int] = set()  # Manager server processes, idle between their clients' calls
+    while True:
+        if _main_exit(dirs) is not None or popen.poll() is not None:
+            return EXITED, {n: _count_lines(dirs.work / n) for n in spec.watch_files}
+        now = time.monotonic()
+        procs = tree.processes()
+        if len(procs) > spec.process_limit:
+            return PROCESS_LIMIT, {}
+        if _output_size(dirs.meta / "out") > spec.output_limit:
+            return OUTPUT_LIMIT, {}
+        for event in tail.new():
+            if event["ev"] == "proc_start" and event.get("target") == "_run_server":
+                servers.add(event["pid"])
+            if event["ev"] == "self_deadlock" and self_deadlock_at is None:
+                self_deadlock_at = now
+            elif event["ev"] == "main_done" and main_done_at is None:
+                main_done_at = now
+            elif event["ev"] == "import_start":
+                import_started_at = now
+            elif event["ev"] == "step_start":
+                step_started_at = now
+            elif event["ev"] == "step_end":
+                step_started_at = None
+            elif event["ev"] in ("import_done", "import_error", "import_exit"):
+                import_started_at = None
+        if import_started_at is not None and now - import_started_at > spec.import_timeout:
+            return TIMEOUT, {}
+        if step_started_at is not None and spec.step_timeout is not None and now - step_started_at > spec.step_timeout:
+            return TIMEOUT, {}
+        if self_deadlock_at is not None and now - self_deadlock_at > 0.1:
+            return SELF_DEADLOCK, {}
+        if spec.exit_grace is not None and main_done_at is not None and now - main_done_at > spec.exit_grace:
+            return KEPT_ALIVE, {n: _count_lines(dirs.work / n) for n in spec.watch_files}
+        if watch.update(now, proctree.sample(procs, servers)):
+            return DEADLOCK, {}
+        if now - started > spec.timeout:
+            return TIMEOUT, {}
+        time.sleep(spec.poll)
+
+
+def _main_exit(dirs: _Dirs) -> int | None:
+    """The student main program's exit code, as the keeper wrote it when the program ended."""
+    try:
+        return int(json.loads((dirs.meta / "main-exit.json").read_text())["returncode"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _is_wrapper(proc: psutil.Process) -> bool:
+    """The keeper and the sandbox around it: ours, not the student's."""
+    try:
+        cmdline = proc.cmdline()
+    except psutil.Error:
+        return True
+    return bool(cmdline) and (os.path.basename(cmdline[0]) in _WRAPPERS or any(_WRAPPERS[0] in a for a in cmdline))
+
+
+def _settle(tree: _Tree, dirs: _Dirs, grace: float = 0.3) -> list[dict[str, Any]]:
+    """After the main process exits, give multiprocessing's helpers a moment to go; the rest are leftovers."""
+
+    def students() -> list[psutil.Process]:
+        return [p for p in tree.processes() if proctree.is_alive(p) and not _is_wrapper(p)]
+
+    deadline = time.monotonic() + grace
+    procs = students()
+    while procs and time.monotonic() < deadline:
+        time.sleep(0.01)
+        procs = students()
+    leftovers = [p for p in procs if not _is_infrastructure(p)]
+    if leftovers:
+        proctree.request_stacks([p.pid for p in leftovers], str(dirs.meta / "stacks"))
+    return [_describe(p) for p in leftovers]
+
+
+def _collect_stacks(stack_dir: Path) -> dict[int, str]:
+    stacks = {}
+    for path in stack_dir.iterdir():
+        text = path.read_text(errors="replace")
+        if text.strip():
+            stacks[int(path.stem)] = text[-32 * 1024:]
+    return stacks

@@ -1,0 +1,74 @@
+"""Shared helpers of the grader's own tests: grading one file as a submission."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from grader import session
+from grader.course import find_exercise
+from grader.results import FAILED, PASSED, CheckResult, Report
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXES = Path(__file__).resolve().parent / "fixes"
+
+
+def grade_file(number: int, source: Path, tmp_path: Path, *, seed: int | None = None,
+               start_method: str | None = None) -> Report:
+    """Grade `source` as the student's file of exercise `number` (copied under its contract name)."""
+    exercise = find_exercise(number)
+    folder = tmp_path / f"submission-{source.stem}"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, folder / exercise.filename)
+    return session.grade([exercise], folder, seed=seed, start_method=start_method)
+
+
+def fixes(number: int, kind: str) -> list[Path]:
+    """The corpus of fixes of one exercise: kind is 'wrong' or 'correct' (tests/fixes/exNN/KIND_*.py)."""
+    return sorted((FIXES / f"ex{number:02d}").glob(f"{kind}_*.py"))
+
+
+def outcomes(report: Report) -> dict[str, str]:
+    """check id without the exercise prefix -> outcome, e.g. {'check_no_ticket_is_oversold': 'failed'}."""
+    return {c.id.split("::", 1)[1]: c.outcome for c in report.all_checks()}
+
+
+@pytest.fixture
+def grade(tmp_path: Path):
+    """grade(number, path, **kw) -> Report, in a fresh temporary submission folder."""
+
+    def _grade(number: int, source: Path, **kwargs: object) -> Report:
+        return grade_file(number, source, tmp_path, **kwargs)  # type: ignore[arg-type]
+
+    return _grade
+
+
+def by_check(report: Report) -> dict[str, CheckResult]:
+    """check id without the exercise prefix -> its result."""
+    return {c.id.split("::", 1)[1]: c for c in report.all_checks()}
+
+
+def summary(report: Report) -> list[tuple[str, str, str]]:
+    """Every check's id, outcome and reason, for assertion messages."""
+    return [(c.id, c.outcome, c.message) for c in report.all_checks()]
+
+
+def line_of(path: Path, text: str) -> int:
+    """The number of the only line of `path` that contains `text` (to point at the stub's lines)."""
+    lines = [n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line]
+    assert len(lines) == 1, (text, lines)
+    return lines[0]
+
+
+def assert_fails_exactly(report: Report, checks: set[str], expected: dict[str, str]) -> None:
+    """The checks of `expected` fail, each with its piece of reason; every other check passes."""
+    results = by_check(report)
+    assert set(results) == checks
+    for check_id, result in results.items():
+        if check_id in expected:
+            assert result.outcome == FAILED, (check_id, summary(report))
+            assert expected[check_id] in result.message, (check_id, result.message)
+        else:
+            assert result.outcome == PASSED, (check_id, summary(report))
+    assert report.exit_code() == 1

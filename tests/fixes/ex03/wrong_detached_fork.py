@@ -1,0 +1,35 @@
+"""Exercise 3 fix: Wrong: the heartbeat is detached with os.fork() and os.setsid(): it outlives the program."""
+import os
+import time
+from multiprocessing import Process
+
+
+def heartbeat(path, interval=0.05):
+    """Forever: append one line to `path`, then sleep `interval` seconds."""
+    while True:
+        with open(path, "a") as f:
+            f.write(f"alive at {time.time():.3f}\n")
+        time.sleep(interval)
+
+
+def do_work(seconds):
+    """The program's main job (given)."""
+    print("working...")
+    time.sleep(seconds)
+    print("work done")
+
+
+def main(path="heartbeat.log", seconds=0.5):
+    """Run heartbeat in a worker process while do_work(seconds) runs; the program ends when the work ends."""
+    if os.fork() == 0:
+        os.setsid()  # a new session: nobody waits for it, nobody stops it
+        try:
+            heartbeat(path)
+        finally:
+            os._exit(0)
+    do_work(seconds)
+    print("main: finished")
+
+
+if __name__ == "__main__":
+    main()

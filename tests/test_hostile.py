@@ -1,0 +1,127 @@
+"""Hostile and broken submissions (tests/hostile/CASE/): each fails with a reason a student understands,
+the grader survives with bounded memory, no process survives, and nothing outside the run changes."""
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from hostile_support import (HOSTILE, NEEDS_BWRAP, REASONS, ROOT, RUN_TIMEOUT, submission, tagged_processes,
+                             tree_digest)
+from grader import isolation, session
+from grader.course import find_exercise
+from grader.results import FAILED
+
+@pytest.fixture
+def canary() -> Path:
+    path = Path.home() / ".grader-canary"
+    path.write_text(secrets.token_hex(16))
+    yield path
+    path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def listener(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """A TCP server on loopback; the 'network' case tries to phone home to it."""
+    received: list[bytes] = []
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    monkeypatch.setenv("HOSTILE_TEST_PORT", str(server.getsockname()[1]))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                received.append(conn.recv(100) or b"(connected)")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield received
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_every_case_has_a_folder_or_a_builder() -> None:
+    assert {p.name for p in HOSTILE.iterdir()} | {"symlink_out", "huge_source"} == set(REASONS)
+
+
+@pytest.mark.parametrize("case", sorted(REASONS))
+def test_hostile_submission_fails_and_nothing_escapes(case: str, tmp_path: Path, canary: Path,
+                                                      listener: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    if case in NEEDS_BWRAP and isolation.detect().name != "bwrap":
+        pytest.skip("bubblewrap is not installed: student code could change files outside its run")
+    marker = f"HOSTILE_RUN_MARKER={secrets.token_hex(8)}"
+    monkeypatch.setenv("HOSTILE_RUN_MARKER", marker.split("=", 1)[1])
+    protected = [ROOT / "grader", ROOT / "solutions"]
+    before = tree_digest(*protected)
+    canary_text = canary.read_text()
+    rss_before = psutil.Process().memory_info().rss
+    started = time.monotonic()
+
+    report = session.grade([find_exercise(1)], submission(case, tmp_path))
+
+    elapsed = time.monotonic() - started
+    checks = report.all_checks()
+    assert report.exit_code() == 1, [(c.outcome, c.message, c.traceback) for c in checks]
+    failed = [c for c in checks if c.outcome == FAILED]
+    assert failed and all(c.outcome in (FAILED, "passed") for c in checks)
+    assert any(piece in c.message for c in failed for piece in REASONS[case]), [c.message for c in failed]
+    assert not any("Traceback" in c.message for c in checks)
+    assert elapsed < RUN_TIMEOUT + 2 + 3, elapsed  # + 3 s for pytest's own start in this process
+    assert tagged_processes(marker) == []
+    assert [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE] == []
+    assert psutil.Process().memory_info().rss - rss_before < 300 * 1024**2
+    assert listener == []
+    if isolation.detect().name == "bwrap":
+        assert tree_digest(*protected) == before
+        assert canary.read_text() == canary_text
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def test_in_a_batch_hostile_students_change_nothing_for_the_others(tmp_path: Path) -> None:
+    """A class where one honest student sits among hostile and broken submissions: the honest result is the
+    same as when graded alone, and every hostile one gets a failing result, never a lost one."""
+    from grader import batch
+
+    solution = (ROOT / "solutions" / "ex01_oversold_ticket.py").read_bytes()
+    klass = tmp_path / "class"
+    (klass / "honest").mkdir(parents=True)
+    (klass / "honest" / "ex01_oversold_ticket.py").write_bytes(solution)
+    for case in ("kills_parent", "fork_bomb", "writes_outside", "endless_output"):
+        submission(case, klass)
+    _zip(klass / "traversal.zip", {"../../ex01_oversold_ticket.py": solution, "x/README.txt": b"hi"})
+    _zip(klass / "bomb.zip", {"top/ex01_oversold_ticket.py": b"#" * (200 * 1024 * 1024)})  # 200 MB of '#'
+    (klass / "empty").mkdir()
+    (klass / "misnamed").mkdir()
+    (klass / "misnamed" / "ex1_oversold.py").write_bytes(solution)
+    out = tmp_path / "out"
+    options = batch.BatchOptions(submissions=klass, out=out, numbers=[1], workers=2, start_method="fork")
+    batch.run_batch(options, progress_stream=io.StringIO(), terminal=False)
+    rows = {row["student"]: row for row in csv.DictReader((out / "grades.csv").open())}
+    assert set(rows) == {"honest", "kills_parent", "fork_bomb", "writes_outside", "endless_output", "traversal",
+                         "bomb", "empty", "misnamed"}
+    alone = session.grade([find_exercise(1)], klass / "honest")
+    assert float(rows["honest"]["total"]) == alone.score == 10
+    for student, row in rows.items():
+        if student != "honest":
+            assert float(row["total"]) < 10, (student, row)
+    assert not (tmp_path / "ex01_oversold_ticket.py").exists() and not (klass.parent / "ex01_oversold_ticket.py").exists()

@@ -1,0 +1,42 @@
+"""Grading sessions: --start-method all keeps the worst verdict and says which methods failed; one broken
+check module costs only its own exercise."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from conftest import ROOT
+from grader import session
+from grader.course import find_exercise
+from grader.results import ERROR, FAILED, PASSED
+
+LAMBDA_TARGET = (ROOT / "solutions" / "ex01_oversold_ticket.py").read_text().replace(
+    "Process(target=buyer, args=(db_path, lock))", "Process(target=lambda: buyer(db_path, lock))")
+
+
+def test_all_methods_fail_a_program_that_only_works_under_fork(tmp_path: Path) -> None:
+    """A lambda target pickles under no method but fork: the verdict says so and explains spawn."""
+    (tmp_path / "ex01_oversold_ticket.py").write_text(LAMBDA_TARGET)
+    report = session.grade([find_exercise(1)], tmp_path, seed=7, start_method="all")
+    assert report.start_method == "all" and "--start-method all" in report.command
+    failed = [c for c in report.all_checks() if c.outcome == FAILED]
+    assert failed and all(c.points == 0 for c in failed)
+    message = failed[0].message
+    assert message.startswith("Under spawn and forkserver only (it passes under fork)")
+    assert "pickle" in message and "re-imports your module" in message
+
+
+def test_all_methods_pass_a_correct_solution() -> None:
+    report = session.grade([find_exercise(4)], ROOT / "solutions", start_method="all")
+    assert {c.outcome for c in report.all_checks()} == {PASSED}
+    assert report.exit_code() == 0
+
+
+def test_a_broken_check_module_costs_only_its_exercise(monkeypatch) -> None:
+    broken = dataclasses.replace(find_exercise(2), checks="grader.checks.no_such_module")
+    report = session.grade([find_exercise(1), broken], ROOT / "solutions", seed=3)
+    first, second = report.exercises
+    assert {c.outcome for c in first.checks} == {PASSED}
+    assert [c.outcome for c in second.checks] == [ERROR]
+    assert "not your fault" in second.checks[0].message
+    assert report.exit_code() == 2
