@@ -6,7 +6,10 @@ speed-up, and the per-submission overhead beyond the checks themselves ((wall ti
 spent in the checks) / submissions). Targets on a 2-core machine: -j 2 within 90 s, -j 2 at least 1.7x
 faster than -j 1, overhead under 0.3 s.
 
-Usage: python bench/bench_batch.py [--students 40] [--jobs 1,2]"""
+The class is graded under one start method, fork, by default: `grader batch` itself grades under all three
+by default (each exercise three times), and `--start-method all` times that.
+
+Usage: python bench/bench_batch.py [--students 40] [--jobs 1,2] [--start-method fork|spawn|forkserver|all]"""
 from __future__ import annotations
 
 import argparse
@@ -52,9 +55,11 @@ def build_class(folder: Path, students: int) -> list[str]:
     return names
 
 
-def timed_batch(submissions: Path, out: Path, jobs: int) -> tuple[float, batch.BatchSummary]:
+def timed_batch(submissions: Path, out: Path, jobs: int, start_method: str = "fork"
+                ) -> tuple[float, batch.BatchSummary]:
     """One batch into a fresh gradebook, and its wall time."""
-    options = batch.BatchOptions(submissions=submissions, out=out, numbers=LAB, workers=jobs)
+    options = batch.BatchOptions(submissions=submissions, out=out, numbers=LAB, workers=jobs,
+                                 start_method=start_method)
     started = time.monotonic()
     summary = batch.run_batch(options, progress_stream=io.StringIO(), terminal=False)
     return time.monotonic() - started, summary
@@ -65,6 +70,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=40)
     parser.add_argument("--jobs", default="1,2", help="the -j values to time, e.g. 1,2")
+    parser.add_argument("--start-method", default="fork", choices=["fork", "spawn", "forkserver", "all"])
     args = parser.parse_args()
     jobs = [int(j) for j in args.jobs.split(",")]
     print(f"cpus {batch.cpu_count()}, load average {os.getloadavg()[0]:.1f} at start")
@@ -74,10 +80,11 @@ def main() -> int:
         submissions.mkdir()
         names = build_class(submissions, args.students)
         hangs = sum(name.split("_", 1)[1] in HANGS for name in names)
-        print(f"class: {len(names)} submissions x {len(LAB)} exercises, {hangs} of them hang")
+        print(f"class: {len(names)} submissions x {len(LAB)} exercises, {hangs} of them hang; start method "
+              f"{args.start_method}")
         grades: dict[int, str] = {}
         for j in jobs:
-            wall, summary = timed_batch(submissions, Path(tmp) / f"out-j{j}", j)
+            wall, summary = timed_batch(submissions, Path(tmp) / f"out-j{j}", j, args.start_method)
             walls[j] = wall
             grades[j] = (Path(tmp) / f"out-j{j}" / "grades.csv").read_text()
             checks = sum(s.duration for s in summary.book.students)

@@ -23,6 +23,8 @@ PROBE_DIR = Path(__file__).parent / "probe"
 DRIVER = PROBE_DIR / "grader_driver.py"
 KEEPER = PROBE_DIR / "grader_keeper.py"
 _WRAPPERS = ("grader_keeper.py", "bwrap", "unshare")
+SLOW_POLL_AFTER = 1.0  # seconds into a run after which the supervisor polls every SLOW_POLL seconds
+SLOW_POLL = 0.05
 OUTPUT_KEEP = 64 * 1024  # bytes of each captured stream kept for feedback
 _INFRA_MARKERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 _DROP_ENV_PREFIXES = ("PYTHON", "GRADER_", "COV_CORE", "COVERAGE_", "PYTEST_")
@@ -47,6 +49,10 @@ class RunSpec:
     meta_files: dict[str, str] = field(default_factory=dict)  # the grader's own inputs (a driver's plan)
     timeout: float = 10.0
     exit_grace: float | None = 3.0  # main's code done, Python still waiting at exit: kept alive after this
+    # ... or after this, once the probe saw Python wait at exit for non-daemonic child processes: a check
+    # for which such a child is already the bug need not give it the whole grace (a correct program, with
+    # nothing to wait for, keeps the whole exit_grace for its shutdown).
+    waiting_grace: float | None = None
     import_timeout: float = 4.0  # the driver's import of the student module: top-level code must be quick
     step_timeout: float | None = None  # no step of the plan may run longer (a hang is stopped sooner)
     seed: int = 0
@@ -155,6 +161,8 @@ class _Tree:
     def pids(self) -> list[int]:
         if not self.linux:
             return [p.pid for p in proctree.descendants(self.me, self.before)]
+        if _HAS_CHILDREN_FILES:
+            return self._walk_children_files()
         children: dict[int, list[int]] = {}
         for pid, ppid in _ppid_map().items():
             children.setdefault(ppid, []).append(pid)
@@ -165,6 +173,22 @@ class _Tree:
             pending.extend(children.get(pid, []))
         return found
 
+    def _walk_children_files(self) -> list[int]:
+        """The same descendants read from /proc/PID/task/TID/children: it touches only the tree's own
+        processes, where a pass over all of /proc costs milliseconds on every poll of every run."""
+        found, pending = [], [p for p in _children_of(self.me) if p not in self.before]
+        while pending:
+            pid = pending.pop()
+            found.append(pid)
+            pending.extend(_children_of(pid))
+        return found
+
+    def sample(self, pids: list[int], servers: set[int]) -> proctree.TreeSample:
+        """CPU time and blocked state of these processes of the tree: straight from /proc on Linux."""
+        if self.linux:
+            return proctree.sample_pids(pids, servers)
+        return proctree.sample([p for p in (_process(pid) for pid in pids) if p is not None], servers)
+
     def processes(self) -> list[psutil.Process]:
         procs = []
         for pid in self.pids():
@@ -173,6 +197,34 @@ class _Tree:
             except psutil.Error:
                 continue
         return procs
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def _children_of(pid: int) -> list[int]:
+    """The direct children of a process, from the children file of each of its threads (a child belongs to
+    the thread that forked it); none when the process is gone."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                found.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+# Linux has per-thread children files only with CONFIG_PROC_CHILDREN (most kernels): else scan /proc.
+_HAS_CHILDREN_FILES = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
 
 
 def _tagged(token: str) -> list[psutil.Process]:
@@ -362,6 +414,7 @@ def _supervise(
     watch = proctree.DeadlockWatch(quiet=spec.deadlock_quiet)
     tail = _EventTail(dirs.meta / "events")
     main_done_at: float | None = None
+    waiting_at: float | None = None  # main's code done, with non-daemonic children to wait for
     self_deadlock_at: float | None = None
     import_started_at: float | None = None
     step_started_at: float | None = None
@@ -370,8 +423,8 @@ def _supervise(
         if _main_exit(dirs) is not None or popen.poll() is not None:
             return EXITED, {n: _count_lines(dirs.work / n) for n in spec.watch_files}
         now = time.monotonic()
-        procs = tree.processes()
-        if len(procs) > spec.process_limit:
+        pids = tree.pids()
+        if len(pids) > spec.process_limit:
             return PROCESS_LIMIT, {}
         if _output_size(dirs.meta / "out") > spec.output_limit:
             return OUTPUT_LIMIT, {}
@@ -380,8 +433,10 @@ def _supervise(
                 servers.add(event["pid"])
             if event["ev"] == "self_deadlock" and self_deadlock_at is None:
                 self_deadlock_at = now
-            elif event["ev"] == "main_done" and main_done_at is None:
-                main_done_at = now
+            elif event["ev"] == "main_done":
+                main_done_at = now if main_done_at is None else main_done_at
+                if event.get("waiting") and waiting_at is None:
+                    waiting_at = now
             elif event["ev"] == "import_start":
                 import_started_at = now
             elif event["ev"] == "step_start":
@@ -396,13 +451,16 @@ def _supervise(
             return TIMEOUT, {}
         if self_deadlock_at is not None and now - self_deadlock_at > 0.1:
             return SELF_DEADLOCK, {}
-        if spec.exit_grace is not None and main_done_at is not None and now - main_done_at > spec.exit_grace:
+        if (spec.exit_grace is not None and main_done_at is not None and now - main_done_at > spec.exit_grace) or (
+                spec.waiting_grace is not None and waiting_at is not None and now - waiting_at > spec.waiting_grace):
             return KEPT_ALIVE, {n: _count_lines(dirs.work / n) for n in spec.watch_files}
-        if watch.update(now, proctree.sample(procs, servers)):
+        if watch.update(now, tree.sample(pids, servers)):
             return DEADLOCK, {}
         if now - started > spec.timeout:
             return TIMEOUT, {}
-        time.sleep(spec.poll)
+        # Most runs end within a second: poll fast for that, then more gently, since a long run (a hang on
+        # its way to a verdict) would otherwise spend the CPU that the other runs of a batch need.
+        time.sleep(spec.poll if now - started < SLOW_POLL_AFTER else max(spec.poll, SLOW_POLL))
 
 
 def _main_exit(dirs: _Dirs) -> int | None:

@@ -30,6 +30,10 @@ PROGRAM_LOG = "heartbeat.log"  # main()'s default path, the log of the whole pro
 LINES = 3  # lines the stand-in for do_work waits for: proof that the heartbeat writes while the work runs
 WAIT = 5.0  # seconds (real time) the stand-in waits for them at most
 EXIT_GRACE = 3.0  # the runner's default: how long Python may wait at exit before the run counts as kept alive
+# How long Python may wait at exit for a non-daemonic child before the run counts as kept alive: such a child
+# is already the bug here, and the heartbeat never ends by itself. A correct program (nothing to wait for)
+# keeps the whole EXIT_GRACE for its shutdown, so this shortens only the wait for a wrong one.
+WAITING_GRACE = 1.0
 PROGRAM_SLEEP_SCALE = 0.1  # the whole program: do_work's 0.5 s become 50 ms, the heartbeat's 0.05 s 5 ms
 ALREADY_STARTED = "process has already started"
 DAEMON_ADVICE = ("Make the worker a daemon from its start: Process(target=heartbeat, args=(path,), daemon=True), "
@@ -50,9 +54,10 @@ def runs(student: Student) -> Runs:
     replace = {"do_work": {"path": WORK_LOG, "lines": LINES, "max_seconds": WAIT, "raise": True}}
     step = {"call": "main", "args": [WORK_LOG, 0.5], "label": "do_work raises"}
     raising = student.run_steps("work raises", [step], contract=CONTRACT, replace=replace,
-                                watch_files=[WORK_LOG], exit_grace=EXIT_GRACE, timeout=WAIT + 10)
+                                watch_files=[WORK_LOG], exit_grace=EXIT_GRACE, waiting_grace=WAITING_GRACE,
+                                timeout=WAIT + 10)
     program = student.run_program("program", watch_files=[PROGRAM_LOG], sleep_scale=PROGRAM_SLEEP_SCALE,
-                                  exit_grace=EXIT_GRACE, timeout=10)
+                                  exit_grace=EXIT_GRACE, waiting_grace=WAITING_GRACE, timeout=10)
     return Runs(raising, program)
 
 
@@ -118,7 +123,7 @@ def _kept_alive(run: Run, when: str) -> CheckFailed:
     return CheckFailed(
         f"{when}, the main process's code was done, but the program did not end: Python waits at exit for every "
         f"non-daemonic child, and {proc.label}{others}{_started_at(run, proc)} runs {_runs_what(proc)} forever. "
-        f"The grader stopped it after waiting {EXIT_GRACE:g} s. {DAEMON_ADVICE} When the main process's code ends, "
+        f"The grader stopped it after waiting {WAITING_GRACE:g} s. {DAEMON_ADVICE} When the main process's code ends, "
         "normally or with an exception, its daemonic children are terminated.",
         expected="the program ends when main() ends", actual=f"kept alive by non-daemon {proc.label}",
         locations=run.location(proc.spawn_where, "started as a non-daemon process"), run=run)
