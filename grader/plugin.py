@@ -2,6 +2,7 @@
 point). It stays inert in ordinary pytest runs: only tests marked ``grader_check`` produce results."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -101,14 +102,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if not path:
         return
     results = session.config.stash[RESULTS_KEY]
-    data = {"seed": session.config.getoption("--grader-seed"), "finished": time.time(),
-            "checks": [_as_dict(r) for r in results]}
+    data = {"seed": session.config.getoption("--grader-seed"), "finished": time.time(), "checks": results}
     tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(data, default=str))
+    tmp.write_text(json.dumps(data, default=_plain))
     os.replace(tmp, path)
 
 
-def _as_dict(result: CheckResult) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(result)
+def _plain(value: Any) -> Any:
+    """json.dumps's fallback: a dataclass as the dict of its fields, shallowly (json walks the rest, where
+    dataclasses.asdict would deep-copy every event of every run, once per check), anything else as text."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return str(value)
