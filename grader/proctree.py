@@ -100,45 +100,6 @@ def _thread_blocked_forever(task_dir: str, arch: str) -> bool:
     return value == 0  # a NULL timeout pointer
 
 
-def sample(procs: list[psutil.Process], servers: frozenset[int] | set[int] = frozenset()) -> TreeSample:
-    """CPU time and blocked state of a list of processes (zombies and stopped ones count as blocked).
-
-    `servers` are namespace pids of multiprocessing Manager servers: they poll with a timeout but act only
-    when a client calls, so a sleeping one counts as blocked."""
-    arch = platform.machine()
-    cpu = 0.0
-    blocked = arch in _FOREVER
-    living = 0
-    pids = []
-    for proc in procs:
-        pids.append(proc.pid)
-        try:
-            times = proc.cpu_times()
-            cpu += times.user + times.system
-            status = proc.status()
-        except psutil.Error:
-            continue
-        if status in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD, psutil.STATUS_STOPPED):
-            continue
-        living += 1
-        if not blocked:
-            continue
-        if status not in (psutil.STATUS_SLEEPING, psutil.STATUS_DISK_SLEEP):
-            blocked = False
-            continue
-        if servers and ns_pid(proc.pid) in servers:
-            continue
-        task_root = f"/proc/{proc.pid}/task"
-        try:
-            tasks = os.listdir(task_root)
-        except OSError:
-            continue
-        if not all(_thread_blocked_forever(os.path.join(task_root, t), arch) for t in tasks):
-            blocked = False
-    return TreeSample(frozenset(pids), cpu, blocked and living > 0, living)
-
-
-
 def _read_stat(pid: int) -> tuple[str, float] | None:
     """A process's state letter and CPU seconds from /proc/PID/stat in one read, or None when it is gone."""
     try:
@@ -156,16 +117,38 @@ def _read_stat(pid: int) -> tuple[str, float] | None:
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def sample(procs: list[psutil.Process], servers: frozenset[int] | set[int] = frozenset()) -> TreeSample:
+    """CPU time and blocked state of a list of processes (zombies and stopped ones count as blocked).
+
+    `servers` are namespace pids of multiprocessing Manager servers: they poll with a timeout but act only
+    when a client calls, so a sleeping one counts as blocked."""
+    def stat(proc: psutil.Process) -> tuple[str, float] | None:
+        try:
+            times = proc.cpu_times()
+            return _STATE_LETTER.get(proc.status(), "R"), times.user + times.system
+        except psutil.Error:
+            return None
+
+    return _sample([(p.pid, stat(p)) for p in procs], servers)
+
+
+_STATE_LETTER = {psutil.STATUS_ZOMBIE: "Z", psutil.STATUS_DEAD: "X", psutil.STATUS_STOPPED: "T",
+                 psutil.STATUS_SLEEPING: "S", psutil.STATUS_DISK_SLEEP: "D"}
+
+
 def sample_pids(pids: list[int], servers: frozenset[int] | set[int] = frozenset()) -> TreeSample:
     """`sample` on Linux, read straight from /proc: the runner takes one every poll of every run, and
-    psutil's objects cost several reads of the same file each. Same rules: zombies and stopped processes
-    count as blocked; a process is blocked when it sleeps and every thread waits with no timeout."""
+    psutil's objects cost several reads of the same file each."""
+    return _sample([(pid, _read_stat(pid)) for pid in pids], servers)
+
+
+def _sample(stats: list[tuple[int, tuple[str, float] | None]], servers: frozenset[int] | set[int]) -> TreeSample:
+    """The tree's sample from each process's (state letter, CPU seconds), None for one that is gone."""
     arch = platform.machine()
     cpu = 0.0
     blocked = arch in _FOREVER
     living = 0
-    for pid in pids:
-        stat = _read_stat(pid)
+    for pid, stat in stats:
         if stat is None:
             continue
         state, seconds = stat
@@ -187,7 +170,7 @@ def sample_pids(pids: list[int], servers: frozenset[int] | set[int] = frozenset(
             continue
         if not all(_thread_blocked_forever(os.path.join(task_root, t), arch) for t in tasks):
             blocked = False
-    return TreeSample(frozenset(pids), cpu, blocked and living > 0, living)
+    return TreeSample(frozenset(pid for pid, _ in stats), cpu, blocked and living > 0, living)
 
 @dataclass
 class DeadlockWatch:
