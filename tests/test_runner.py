@@ -318,6 +318,31 @@ def test_a_non_daemon_child_keeps_the_program_alive(run_program: Any) -> None:
     assert f'prog.py", line {line_of(source, "time.sleep")} in forever' in outcome.stacks[child]
 
 
+def test_the_waiting_grace_cuts_short_only_a_wait_for_non_daemon_children(run_program: Any) -> None:
+    waiting = """
+        import multiprocessing as mp, time
+
+        def forever():
+            while True:
+                time.sleep(0.05)
+
+        if __name__ == "__main__":
+            mp.Process(target=forever).start()
+    """
+    result = run_program(waiting, timeout=60, exit_grace=30.0, waiting_grace=0.5)
+    assert result.outcome.status == runner.KEPT_ALIVE
+    assert result.outcome.duration < 15  # not the 30 s exit grace: Python was seen waiting for a child
+    slow_shutdown = """
+        import threading, time
+
+        threading.Thread(target=time.sleep, args=(1.0,)).start()  # Python waits for it at exit, as it should
+        print("main's code is done")
+    """
+    result = run_program(slow_shutdown, timeout=60, exit_grace=30.0, waiting_grace=0.2)
+    assert result.outcome.status == runner.EXITED  # nothing to wait for: the whole exit grace applies
+    assert result.outcome.output["main"]["out"] == "main's code is done\n"
+
+
 def test_a_child_that_ignores_sigterm_is_killed(run_program: Any) -> None:
     source = """
         import multiprocessing as mp, signal, time
