@@ -293,18 +293,21 @@ def test_a_self_deadlock_is_called_with_both_lines(run_program: Any) -> None:
     assert f'prog.py", line {second} in <module>' in outcome.stacks[result.main_pid]
 
 
+NON_DAEMON_FOREVER = """
+    import multiprocessing as mp, time
+
+    def forever():
+        while True:
+            time.sleep(0.05)
+
+    if __name__ == "__main__":
+        mp.Process(target=forever).start()
+        print("main's code is done")
+"""
+
+
 def test_a_non_daemon_child_keeps_the_program_alive(run_program: Any) -> None:
-    source = """
-        import multiprocessing as mp, time
-
-        def forever():
-            while True:
-                time.sleep(0.05)
-
-        if __name__ == "__main__":
-            mp.Process(target=forever).start()
-            print("main's code is done")
-    """
+    source = NON_DAEMON_FOREVER
     result = run_program(source, timeout=30, exit_grace=1.0)
     outcome = result.outcome
     assert outcome.status == runner.KEPT_ALIVE
@@ -319,17 +322,7 @@ def test_a_non_daemon_child_keeps_the_program_alive(run_program: Any) -> None:
 
 
 def test_the_waiting_grace_cuts_short_only_a_wait_for_non_daemon_children(run_program: Any) -> None:
-    waiting = """
-        import multiprocessing as mp, time
-
-        def forever():
-            while True:
-                time.sleep(0.05)
-
-        if __name__ == "__main__":
-            mp.Process(target=forever).start()
-    """
-    result = run_program(waiting, timeout=60, exit_grace=30.0, waiting_grace=0.5)
+    result = run_program(NON_DAEMON_FOREVER, timeout=60, exit_grace=30.0, waiting_grace=0.5)
     assert result.outcome.status == runner.KEPT_ALIVE
     assert result.outcome.duration < 15  # not the 30 s exit grace: Python was seen waiting for a child
     slow_shutdown = """
