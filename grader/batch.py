@@ -927,7 +927,7 @@ def preload(numbers: list[int]) -> None:
     check modules): forked workers inherit it, instead of paying about 0.2 s of imports per student."""
     import importlib
 
-    from grader import harness, plugin, session  # noqa: F401
+    from grader import plugin, session  # noqa: F401 - the plugin brings the harness and the runner
     from grader.render import terminal  # noqa: F401
 
     with contextlib.suppress(ImportError):

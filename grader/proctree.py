@@ -172,6 +172,7 @@ def _sample(stats: list[tuple[int, tuple[str, float] | None]], servers: frozense
             blocked = False
     return TreeSample(frozenset(pid for pid, _ in stats), cpu, blocked and living > 0, living)
 
+
 @dataclass
 class DeadlockWatch:
     """Calls a deadlock when every thread of the tree stays blocked with no timeout and no CPU is used."""

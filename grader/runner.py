@@ -3,6 +3,7 @@ loaded into every process, a wall-clock timeout, early calls on deadlocks, stack
 whole tree is killed and reaped, and output captured with a cap. Nothing it starts outlives run()."""
 from __future__ import annotations
 
+import collections
 import compileall
 import contextlib
 import functools
@@ -136,6 +137,14 @@ def _environment(spec: RunSpec, dirs: _Dirs, token: str) -> dict[str, str]:
     return env
 
 
+def _children_map() -> collections.defaultdict[int, list[int]]:
+    """pid -> its children's pids, for every process, from one pass over /proc."""
+    children: collections.defaultdict[int, list[int]] = collections.defaultdict(list)
+    for pid, ppid in _ppid_map().items():
+        children[ppid].append(pid)
+    return children
+
+
 def _ppid_map() -> dict[int, int]:
     """pid -> parent pid for every process, read in one pass over /proc (psutil re-reads it per call)."""
     result: dict[int, int] = {}
@@ -164,26 +173,14 @@ class _Tree:
     def pids(self) -> list[int]:
         if not self.linux:
             return [p.pid for p in proctree.descendants(self.me, self.before)]
-        if _HAS_CHILDREN_FILES:
-            return self._walk_children_files()
-        children: dict[int, list[int]] = {}
-        for pid, ppid in _ppid_map().items():
-            children.setdefault(ppid, []).append(pid)
-        found, pending = [], [p for p in children.get(self.me, []) if p not in self.before]
+        # The children files touch only the tree's own processes; a pass over all of /proc (the fallback)
+        # costs milliseconds on every poll of every run.
+        children_of = _children_of if _HAS_CHILDREN_FILES else _children_map().__getitem__
+        found, pending = [], [p for p in children_of(self.me) if p not in self.before]
         while pending:
             pid = pending.pop()
             found.append(pid)
-            pending.extend(children.get(pid, []))
-        return found
-
-    def _walk_children_files(self) -> list[int]:
-        """The same descendants read from /proc/PID/task/TID/children: it touches only the tree's own
-        processes, where a pass over all of /proc costs milliseconds on every poll of every run."""
-        found, pending = [], [p for p in _children_of(self.me) if p not in self.before]
-        while pending:
-            pid = pending.pop()
-            found.append(pid)
-            pending.extend(_children_of(pid))
+            pending.extend(children_of(pid))
         return found
 
     def sample(self, pids: list[int], servers: set[int]) -> proctree.TreeSample:
