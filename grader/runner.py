@@ -62,6 +62,7 @@ class RunSpec:
     seed: int = 0
     sleep_scale: float = 1.0
     delays: dict[str, tuple[float, float]] = field(default_factory=dict)
+    queue_patience: float | None = None  # a student's get() waits at most this long on an empty queue
     spy: dict[str, list[str]] = field(default_factory=dict)
     start_method: str | None = None
     watch_files: list[str] = field(default_factory=list)
@@ -119,6 +120,7 @@ def _environment(spec: RunSpec, dirs: _Dirs, token: str) -> dict[str, str]:
         "seed": spec.seed,
         "sleep_scale": spec.sleep_scale,
         "delays": {k: list(v) for k, v in spec.delays.items()},
+        "queue_patience": spec.queue_patience,
         "spy": spec.spy,
         "start_method": spec.start_method,
         "limits": {"core": 0, "as": spec.memory_limit, "fsize": 64 * 1024 * 1024, "nproc": 4096},

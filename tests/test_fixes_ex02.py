@@ -15,6 +15,11 @@ from grader.results import ERROR, FAILED, PASSED
 WRONG: dict[str, tuple[str, tuple[str, ...]]] = {
     "wrong_timeout_consumer": ("check_consumers_stop_on_sentinel",
                                ("q.get(timeout=0.5) raised queue.Empty", "a slow producer would lose")),
+    "wrong_sentinel_or_timeout": ("check_consumers_stop_on_sentinel",
+                                  ("q.get(timeout=5) raised queue.Empty", "and returned without a sentinel",
+                                   "give up after 5 ms on an empty queue", "a slow producer would lose")),
+    "wrong_sentinel_or_long_block": ("check_consumers_stop_on_sentinel",
+                                     ("q.get(True, 60) raised queue.Empty", "give up after 5 ms on an empty queue")),
     "wrong_object_sentinel_is": ("check_program_ends",
                                  ("did not recognise it", "`is` never matches an object() sentinel")),
     "wrong_one_sentinel": ("check_program_ends",

@@ -152,3 +152,21 @@ def test_runs_with_the_same_seed_replay_their_delays(tmp_path: Path, method: str
     assert first["first"] != first["second"] != first["main"]
     assert _run_delays(tmp_path, 1234, method) == first
     assert _run_delays(tmp_path, 1235, method)["first"] != first["first"]
+
+
+@pytest.mark.parametrize(("args", "kwargs", "cut"), [
+    ((), {"timeout": 5}, 0.005),                 # q.get(timeout=5): gives up after the patience instead
+    ((True, 60), {}, 0.005),                     # q.get(True, 60)
+    ((), {"block": True, "timeout": 0.5}, 0.005),
+    ((), {}, None),                              # q.get(): waits for ever, as written
+    ((False,), {}, None),                        # q.get(False): never waits anyway
+    ((), {"block": False, "timeout": 5}, None),
+    ((), {"timeout": 0.001}, None),              # already shorter than the patience
+    ((), {"timeout": "soon"}, None),             # let the real get() raise its own TypeError
+])
+def test_a_get_timeout_longer_than_the_patience_is_cut(args: tuple, kwargs: dict, cut: float | None) -> None:
+    assert grader_probe._cut_timeout(args, kwargs, 0.005) == cut
+
+
+def test_without_a_patience_no_get_timeout_is_cut() -> None:
+    assert grader_probe._cut_timeout((), {"timeout": 5}, None) is None

@@ -11,7 +11,7 @@ import pytest
 
 from grader import runner
 from grader.evidence import Proc, Run, Step, explain_hang
-from grader.harness import CheckFailed, Student, check
+from grader.harness import RACE_DELAYS, CheckFailed, Student, check
 from grader.results import Location
 
 EXERCISE = 2
@@ -56,6 +56,13 @@ FALSY_NOTE = ("0, '' and False are items too: test for the sentinel itself (`ite
 IDENTITY_NOTE = ("What comes off a queue is a pickled copy, never the same object, so `is` never matches an "
                  "object() sentinel: pick a sentinel that compares by value (None, a string) and compare it "
                  "with `is None` or `==`.")
+# Slow producers, modelled: a student's get() with a timeout gives up after QUEUE_PATIENCE of an empty queue,
+# whatever its timeout, and main()'s first put of each call (its first sentinel) is held back longer than
+# that, so a consumer that returns on queue.Empty returns without its sentinel in every run.
+QUEUE_PATIENCE = 0.005
+RUN_DELAYS = {**RACE_DELAYS, "held_put": (0.02, 0.03)}
+CUT_NOTE = (f"(The grader makes a get() with a timeout give up after {QUEUE_PATIENCE * 1000:.0f} ms on an empty "
+            "queue, whatever its timeout: that is what it would do behind a producer slower than the timeout.)")
 SLOW_PRODUCER_NOTE = ("An empty queue only means that no item has arrived yet: a slow producer would lose the "
                       "items it had not put yet. Stop a consumer only on a sentinel, which main() puts after "
                       "joining every producer.")
@@ -196,7 +203,8 @@ def _argument(call: dict[str, Any]) -> dict[str, Any]:
 def shapes(student: Student) -> ShapeRuns:
     """One supervised run that calls main() once per shape: every check judges the same calls."""
     steps = [{"call": "main", "args": shape.plan_args(), "label": shape.label} for shape in SHAPES]
-    run = student.run_steps("shapes", steps, contract=CONTRACT, spy=["consume", "consumer"], timeout=15)
+    run = student.run_steps("shapes", steps, contract=CONTRACT, spy=["consume", "consumer"], timeout=15,
+                            delays=RUN_DELAYS, queue_patience=QUEUE_PATIENCE)
     by_pid: dict[int, list[dict[str, Any]]] = {}
     for event in run.outcome.events:
         by_pid.setdefault(event["pid"], []).append(event)
@@ -207,6 +215,12 @@ def shapes(student: Student) -> ShapeRuns:
 def _error_text(take: dict[str, Any]) -> str:
     """The exception a get() raised, as the student imports it (queue.Empty)."""
     return "queue.Empty" if take.get("error") == "Empty" else str(take.get("error"))
+
+
+def _gave_up(run: Run, label: str, take: dict[str, Any], ending: str) -> str:
+    """A consumer that returned because get() raised (queue.Empty, normally), and why that loses items."""
+    text = f"{label} gave up when {_get_text(take.get('wait'))} raised {_error_text(take)}{_at(run, take.get('where'))}"
+    return " ".join([text + ending] + ([CUT_NOTE] if take.get("cut") else []) + [SLOW_PRODUCER_NOTE])
 
 
 def _get_text(wait: dict[str, Any] | None) -> str:
@@ -455,8 +469,7 @@ def _why_missing(run: Run, trial: Trial, missing: Counter[Key]) -> tuple[str, li
     for consumer in trial.consumers:
         take = consumer.last_take
         if consumer.returned and take and take["ev"] == "q_get_raise":
-            return (f"{consumer.proc.label} gave up when {_get_text(take.get('wait'))} raised {_error_text(take)}"
-                    f"{_at(run, take.get('where'))}. " + SLOW_PRODUCER_NOTE), \
+            return _gave_up(run, consumer.proc.label, take, "."), \
                 run.location(take.get("where"), "gives up on an empty queue")
     put = {_key(e["item"]) for e in trial.item_puts()}
     if trial.puts and not any(k in put for k in missing):
@@ -565,8 +578,7 @@ def _consumer_problem(run: Run, trial: Trial, consumer: Consumer) -> tuple[str, 
                 "wait for work in q.get() until its sentinel arrives. " + SLOW_PRODUCER_NOTE), \
             run.location(consumer.where(), "returns without a sentinel")
     if take["ev"] == "q_get_raise":
-        return (f"{label} gave up when {_get_text(take.get('wait'))} raised {_error_text(take)}"
-                f"{_at(run, take.get('where'))} and returned without a sentinel. " + SLOW_PRODUCER_NOTE), \
+        return _gave_up(run, label, take, " and returned without a sentinel."), \
             run.location(take.get("where"), "gives up on an empty queue")
     if trial.is_item(take["item"]):
         text = (f"{label} returned right after taking the item {take['item']['repr']}"

@@ -147,6 +147,9 @@ def main() -> int:
         args = _resolve(step.get("args", []), shared)
         kwargs = {k: _resolve(v, shared) for k, v in step.get("kwargs", {}).items()}
         _emit("step_start", step=index, call=step["call"], label=step.get("label", ""))
+        probe = grader_probe.current()
+        if probe is not None:
+            probe.hold_next_put()
         try:
             result = getattr(module, step["call"])(*args, **kwargs)
         except SystemExit as exc:

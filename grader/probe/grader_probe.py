@@ -67,6 +67,10 @@ class Probe:
         self.seed = int(config.get("seed", 0))
         self.sleep_scale = float(config.get("sleep_scale", 1.0))
         self.delays: dict[str, list[float]] = config.get("delays", {})
+        # The longest a student's get() waits on an empty queue, whatever its timeout (None: as written).
+        patience = config.get("queue_patience")
+        self.queue_patience: float | None = None if patience is None else float(patience)
+        self.hold_put = False  # hold this process's next queue put back (see hold_next_put)
         self.max_events = int(config.get("max_events", 20000))
         self.gate = config.get("gate", {"quiet": 0.03, "max": 1.5, "poll": 0.002})
         self.fd = -1
@@ -103,6 +107,7 @@ class Probe:
         self.pid = pid
         self.count = 0
         self.held = {}
+        self.hold_put = False  # a hold is the parent's own: a forked producer must not inherit it
         self.name = name
         self.rng = random.Random(f"{self.seed}/{name}/{pid if name == 'forked' else ''}")
         path = os.path.join(self.meta, "events", f"{pid}.jsonl")
@@ -169,6 +174,13 @@ class Probe:
         seconds = low + (high - low) * self.rng.random()
         if seconds > 0:
             _real_sleep(seconds)
+
+    def hold_next_put(self) -> None:
+        """Hold this process's next queue put back by the "held_put" delay, if the run has one.
+
+        The driver asks for it before each call of main(): main()'s first put is normally its first sentinel,
+        so every consumer already waiting finds the queue empty for a while, as behind a slow producer."""
+        self.hold_put = True
 
     def in_workdir(self, path: Any) -> bool:
         """Whether a path names a file of the run (only those get delays: never Python's own files)."""
@@ -423,6 +435,25 @@ def _queue_id(queue: Any) -> str:
     return "queue-" + (getattr(rlock, "_grader_lock_id", None) or _lock_id(semlock))
 
 
+def _cut_timeout(args: tuple[Any, ...], kwargs: dict[str, Any], patience: float | None) -> float | None:
+    """The timeout to wait instead, when get(block, timeout)'s timeout is longer than the run's patience.
+
+    A get() that gives up with queue.Empty after `timeout` seconds is what a slow producer makes it do.
+    Cutting the wait to a few milliseconds judges such a consumer as if every producer were slower than its
+    timeout; a consumer that keeps waiting on queue.Empty is unaffected."""
+    if patience is None or len(args) > 2 or set(kwargs) - {"block", "timeout"}:
+        return None
+    block = kwargs.get("block", args[0] if args else True)
+    timeout = kwargs.get("timeout", args[1] if len(args) > 1 else None)
+    if not block or timeout is None:
+        return None
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        return None
+    return patience if seconds > patience else None
+
+
 def _patch_queues(probe: Probe) -> None:
     """Record queue puts and gets (item, where, and a get that gave up with queue.Empty), with small delays."""
     from multiprocessing import queues
@@ -431,6 +462,9 @@ def _patch_queues(probe: Probe) -> None:
         @functools.wraps(real)
         def put(self: Any, obj: Any, *args: Any, **kwargs: Any) -> Any:
             where = probe.where()
+            if probe.hold_put:
+                probe.hold_put = False
+                probe.delay("held_put")
             probe.delay("queue")
             # A bounded queue's put can block: then say when it went through, so a hang can be explained.
             bounded = getattr(self, "_maxsize", None) not in (None, _UNBOUNDED)
@@ -466,10 +500,12 @@ def _patch_queues(probe: Probe) -> None:
             probe.delay("queue")
             probe.emit("q_get_wait", queue=queue, where=where, args=[_safe_repr(a) for a in args],
                        kwargs={k: _safe_repr(v) for k, v in kwargs.items()})
+            cut = _cut_timeout(args, kwargs, probe.queue_patience) if probe.called_by_student() else None
             try:
-                item = real(self, *args, **kwargs)
+                item = real(self, True, cut) if cut is not None else real(self, *args, **kwargs)
             except BaseException as exc:
-                probe.emit("q_get_raise", queue=queue, where=where, error=type(exc).__name__)
+                probe.emit("q_get_raise", queue=queue, where=where, error=type(exc).__name__,
+                           **({"cut": cut} if cut is not None else {}))
                 raise
             probe.emit("q_get", queue=queue, item=_describe(item), where=where)
             return item
