@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from grader import batch
+from grader import batch, workers
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASS = ROOT / "tests" / "fixtures" / "class"
@@ -73,7 +73,7 @@ def main() -> int:
     parser.add_argument("--start-method", default="fork", choices=["fork", "spawn", "forkserver", "all"])
     args = parser.parse_args()
     jobs = [int(j) for j in args.jobs.split(",")]
-    print(f"cpus {batch.cpu_count()}, load average {os.getloadavg()[0]:.1f} at start")
+    print(f"cpus {workers.cpu_count()}, load average {os.getloadavg()[0]:.1f} at start")
     walls: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         submissions = Path(tmp) / "class"

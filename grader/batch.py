@@ -13,13 +13,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import hashlib
-import importlib
-import io
 import json
-import multiprocessing
-import multiprocessing.connection
 import os
 import shutil
 import signal
@@ -27,175 +22,27 @@ import sys
 import tempfile
 import time
 import traceback
-import zipfile
-import zlib
-from collections import deque
-from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
 import grader
 from grader.course import Exercise
-from grader.results import ERROR, CheckResult, ExerciseResult, Report
+from grader.gradebook import (FILES_DIR, RESULT_FILE, STAGING, BatchError, Gradebook, StudentResult, atomic_write,
+                              exclusive, exercise_meta, install, merge, read_result, summarize, write_gradebook)
+from grader.results import Report
+from grader.submissions import Collected, Submission, collect, content_hash, discover, shard, student_seed
+from grader.workers import (DEFAULT_TIME_LIMIT, Job, JobEnd, cpu_count, grade_folder, planned_checks, run_jobs,
+                            why_stopped)
 
-FORMAT = "grader-batch"
-FORMAT_VERSION = 1
-RESULT_FILE = "result.json"
-FILES_DIR = "files"
-STAGING = ".staging"
-LOCK = ".lock"
 TEMP_PREFIX = "grader-batch-"
-GRADEBOOK_FILES = ("grades.csv", "results.json", "index.html")
-RESERVED_NAMES = {*GRADEBOOK_FILES, STAGING}
-FILE_LIMIT = 4 * 1024 * 1024  # bytes kept of one exercise file: the harness refuses anything over 2 MB itself
-SKIPPED_DIRS = {"__MACOSX", "__pycache__", "node_modules", "venv", ".venv"}
-DEFAULT_TIME_LIMIT = 600.0
-POLL = 0.2
-# The parts of the grader whose change can change a grade (a change elsewhere, e.g. in a renderer, does not).
-_GRADING_EXCLUDED = ("render/", "templates/", "cli.py", "batch.py", "ci.py", "__main__.py")
-
+# The grader's files that cannot change a grade: reports, the command line, batch and CI plumbing.
+_GRADING_EXCLUDED = ("render/", "templates/", "cli.py", "batch.py", "gradebook.py", "submissions.py", "workers.py",
+                     "ci.py", "__main__.py")
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
 
-class BatchError(Exception):
-    """A usage problem of a batch or a merge, told to the instructor in one line (exit code 2)."""
-
-
-# ---- submissions: discovery, collection of exercise files, content hash ----------------------------------------
-@dataclass(frozen=True)
-class Submission:
-    """One entry of the class folder: a student's folder or .zip."""
-
-    name: str
-    path: Path
-    kind: str  # "folder" or "zip"
-
-
-@dataclass
-class Collected:
-    """A submission's exercise files copied flat into `folder`, where each was found, and what to tell about it."""
-
-    folder: Path
-    found: dict[str, str] = field(default_factory=dict)  # file name -> path inside the submission
-    digests: dict[str, str] = field(default_factory=dict)  # file name -> sha256 of what was copied
-    notes: list[str] = field(default_factory=list)  # worth knowing, not a problem
-    problems: list[str] = field(default_factory=list)  # the status column: why the grade may surprise
-
-
-def discover(folder: Path, out: Path | None = None) -> tuple[list[Submission], list[str]]:
-    """The students of a class folder (a folder or a .zip each, sorted by name) and the entries ignored."""
-    entries, ignored = [], []
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if entry.name.startswith(".") or entry.name == "__MACOSX":
-            continue
-        if out is not None and entry.resolve() == out.resolve():
-            continue
-        if entry.is_dir():
-            entries.append((entry.name, entry, "folder"))
-        elif entry.is_file() and entry.suffix.lower() == ".zip":
-            entries.append((entry.name[: -len(".zip")], entry, "zip"))
-        else:
-            ignored.append(entry.name)
-    counts: dict[str, int] = {}
-    for name, _, _ in entries:
-        counts[name] = counts.get(name, 0) + 1
-    students = [Submission(_safe_name(name if counts[name] == 1 else path.name), path, kind)
-                for name, path, kind in entries]
-    return students, ignored
-
-
-def _safe_name(name: str) -> str:
-    """A student's folder name in the gradebook: never one of the gradebook's own files."""
-    return f"student-{name}" if name in RESERVED_NAMES or not name.strip(". ") else name
-
-
-def collect(submission: Submission, exercises: list[Exercise], dest: Path) -> Collected:
-    """Copy the submission's exercise files, found by name anywhere inside it, flat into `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    collected = Collected(dest)
-    wanted = {e.filename for e in exercises}
-    if submission.kind == "zip":
-        _collect_zip(submission.path, wanted, collected)
-    else:
-        _collect_folder(submission.path, wanted, collected)
-    missing = [e.filename for e in exercises if e.filename not in collected.found]
-    if len(missing) == len(exercises) and not any(p.startswith("unreadable") for p in collected.problems):
-        collected.problems.append("no exercise files")
-    elif missing and len(missing) < len(exercises):
-        collected.problems.append("missing " + ", ".join(missing))
-    return collected
-
-
-def _pick(name: str, candidates: list[str], collected: Collected) -> str:
-    """Of several files with the same name, the one nearest the top (then the first by path); say so."""
-    chosen = min(candidates, key=lambda rel: (rel.count("/"), rel))
-    if len(candidates) > 1:
-        others = ", ".join(sorted(c for c in candidates if c != chosen))
-        collected.notes.append(f"{len(candidates)} files named {name}: graded {chosen}, ignored {others}")
-    return chosen
-
-
-def _collect_folder(root: Path, wanted: set[str], collected: Collected) -> None:
-    """Find the wanted files anywhere in a folder (hidden and junk folders skipped, links never followed)."""
-    candidates: dict[str, list[str]] = {}
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
-        for name in files:
-            if name in wanted:
-                rel = Path(folder, name).relative_to(root).as_posix()
-                candidates.setdefault(name, []).append(rel)
-    for name, paths in sorted(candidates.items()):
-        rel = _pick(name, paths, collected)
-        _copy_member(root, rel, collected.folder / name, collected)
-        if name in collected.digests:
-            collected.found[name] = rel
-
-
-def _copy_member(root: Path, rel: str, target: Path, collected: Collected) -> None:
-    """Copy one file of a folder submission; a link out of the submission stays a link (the harness refuses it)."""
-    source = root / rel
-    if source.is_symlink():
-        resolved = source.resolve()
-        inside = resolved.is_file() and (root.resolve() == resolved.parent or root.resolve() in resolved.parents)
-        if not inside:
-            os.symlink(resolved, target)
-            collected.digests[target.name] = "link:" + hashlib.sha256(str(resolved).encode()).hexdigest()
-            collected.notes.append(f"{rel} is a link to {resolved}, outside the submission")
-            return
-        source = resolved
-    if not source.is_file():  # a named pipe or a device would block or flood the grader: never open one
-        collected.notes.append(f"{rel} is not a regular file: not graded")
-        return
-    with open(source, "rb") as f:
-        data = f.read(FILE_LIMIT)
-    target.write_bytes(data)
-    collected.digests[target.name] = hashlib.sha256(data).hexdigest()
-
-
-def _collect_zip(path: Path, wanted: set[str], collected: Collected) -> None:
-    """Read the exercise files out of a zip without extracting anything else (no path ever comes from the zip)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            candidates: dict[str, list[zipfile.ZipInfo]] = {}
-            for info in archive.infolist():
-                parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-                if info.is_dir() or not parts or any(p.startswith(".") or p in SKIPPED_DIRS for p in parts[:-1]):
-                    continue
-                if parts[-1] in wanted:
-                    candidates.setdefault(parts[-1], []).append(info)
-            for name, infos in sorted(candidates.items()):
-                by_path = {i.filename.replace("\\", "/"): i for i in infos}
-                rel = _pick(name, list(by_path), collected)
-                with archive.open(by_path[rel]) as member:
-                    data = member.read(FILE_LIMIT)
-                (collected.folder / name).write_bytes(data)
-                collected.digests[name] = hashlib.sha256(data).hexdigest()
-                collected.found[name] = rel
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError, NotImplementedError, EOFError,
-            ValueError, zlib.error) as exc:
-        collected.problems.append(f"unreadable zip ({exc})")
-
-
+# ---- what a stored result depends on ------------------------------------------------------------------------------
 def grader_fingerprint(package: Path | None = None) -> str:
     """A hash of everything in the grader that can change a grade: its version, checks, probe and core."""
     package = package or Path(grader.__file__).parent
@@ -208,82 +55,7 @@ def grader_fingerprint(package: Path | None = None) -> str:
     return digest.hexdigest()[:16]
 
 
-def content_hash(collected: Collected, settings: dict[str, Any]) -> str:
-    """What a result depends on: the files graded (and what was wrong with them) and the batch's settings."""
-    data = {"files": collected.digests, "problems": collected.problems, "settings": settings}
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def student_seed(base: int, name: str, digest: str) -> int:
-    """The seed of a student's runs: the same files graded in the same batch get the same runs everywhere."""
-    return int.from_bytes(hashlib.sha256(f"{base}/{name}/{digest}".encode()).digest()[:4], "big") % 2**31 or 1
-
-
-def shard(students: list[Submission], index: int, count: int) -> list[Submission]:
-    """The deterministic share `index` (1-based) of `count`: every count-th student by name."""
-    ordered = sorted(students, key=lambda s: s.name)
-    return [s for i, s in enumerate(ordered) if i % count == index - 1]
-
-
-# ---- grading one folder, in this process or in a worker process -------------------------------------------
-def planned_checks(exercise: Exercise) -> list[CheckResult]:
-    """The checks of an exercise as they would be reported, without running any (their titles and points)."""
-    try:
-        module = importlib.import_module(exercise.checks)
-    except Exception:  # noqa: BLE001 - a check module that cannot even be imported: one placeholder stands in
-        return [CheckResult(id=f"ex{exercise.number:02d}::collect", exercise=exercise.number,
-                            title="The checks could be loaded", outcome=ERROR, points=0.0,
-                            max_points=float(exercise.points))]
-    checks = []
-    for name, value in vars(module).items():
-        marks = [m for m in getattr(value, "pytestmark", []) if getattr(m, "name", "") == "grader_check"]
-        if name.startswith("check_") and callable(value) and marks:
-            kwargs = marks[0].kwargs
-            checks.append(CheckResult(id=f"ex{exercise.number:02d}::{name}", exercise=exercise.number,
-                                      title=kwargs["title"], outcome=ERROR, points=0.0,
-                                      max_points=float(kwargs["points"]), hint=kwargs.get("hint", "")))
-    return checks
-
-
-def failed_report(exercises: list[Exercise], folder: Path, seed: int, start_method: str | None,
-                  why: str, details: str = "") -> Report:
-    """A report where every check of every exercise is a grader error: grading stopped before any verdict."""
-    from grader import session
-
-    report = Report(seed=seed, start_method=start_method or "default", submission=str(folder),
-                    grader_version=grader.__version__,
-                    command=session.replay_command([e.number for e in exercises], seed, folder, start_method))
-    for exercise in exercises:
-        checks = planned_checks(exercise)
-        for check in checks:
-            check.message = f"{why} This is not your fault."
-            check.traceback = details[-4000:] or None
-            check.seed = seed
-        report.exercises.append(ExerciseResult(exercise.number, exercise.name, exercise.title,
-                                               str(folder / exercise.filename), checks))
-    return report
-
-
-def grade_folder(exercises: list[Exercise], folder: Path, seed: int, start_method: str | None) -> Report:
-    """session.grade (an exercise whose checks cannot run becomes errors there, never sinking the rest)."""
-    from grader import session
-
-    return session.grade(exercises, folder, seed, start_method)
-
-
-def _die_with_parent(parent: int) -> None:
-    """Ask the kernel to kill this worker when the batch dies (even by SIGKILL), so no worker is ever orphaned."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:
-        os._exit(1)
-
-
+# ---- grading one student, in a worker process ---------------------------------------------------------------------
 def hide_from_students(paths: list[Path]) -> None:
     """In this worker only: student runs under bubblewrap must not see `paths` either (workaround for the core).
 
@@ -300,233 +72,6 @@ def hide_from_students(paths: list[Path]) -> None:
         return [*original(course_root), *extra]
 
     isolation.hidden_paths = hidden_paths  # type: ignore[assignment]
-
-
-def _worker_entry(parent: int, error_path: str, target: Callable[..., None], args: tuple[Any, ...]) -> None:
-    """The first code of a worker: Ctrl-C is the batch's business, and a failure leaves its traceback behind."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _die_with_parent(parent)
-    try:
-        target(*args)
-    except BaseException:  # noqa: BLE001 - anything at all: the parent reports it for this student only
-        Path(error_path).write_text(traceback.format_exc())
-        os._exit(1)
-
-
-def _context() -> Any:
-    """fork where it exists (a worker starts in milliseconds with everything imported), else spawn."""
-    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-
-
-@dataclass
-class Job:
-    """One unit of work for a worker process: grade one student (or, for `grader ci`, one submission)."""
-
-    key: str
-    target: Callable[..., None]
-    args: tuple[Any, ...]
-    error_path: Path
-    process: Any = None
-    started: float = 0.0
-
-
-@dataclass
-class JobEnd:
-    """How a worker ended: its exit code, whether it was stopped for taking too long, and its traceback."""
-
-    job: Job
-    exitcode: int | None
-    timed_out: bool
-    elapsed: float
-    error: str = ""
-
-
-def _kill_worker(job: Job) -> None:
-    """Freeze, then kill the worker and every process under it (student runs included), and collect it."""
-    import psutil
-
-    from grader import proctree
-
-    pid = job.process.pid
-    try:
-        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        procs = []
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        for proc in procs:
-            try:
-                os.kill(proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-    job.process.join(5)
-    proctree.reap_orphans({p.pid for p in multiprocessing.active_children()})
-
-
-def _kill_strays(before: set[int], workers: set[int]) -> None:
-    """Kill and collect any process handed to us (we are child subreaper) by a worker that died: none may stay."""
-    import psutil
-
-    from grader import proctree
-
-    try:
-        strays = [c for c in psutil.Process().children() if c.pid not in before and c.pid not in workers]
-    except psutil.Error:
-        return
-    if strays:
-        proctree.kill_tree(lambda: [p for s in strays for p in [s, *proctree.descendants(s.pid)]])
-    proctree.reap_orphans(before | workers)
-
-
-def run_jobs(jobs: list[Job], workers: int, time_limit: float, on_end: Callable[[JobEnd], None],
-             tick: Callable[[], None] = lambda: None) -> None:
-    """Run every job in a worker process of its own, `workers` at a time; a job over `time_limit` is killed.
-
-    Ctrl-C (KeyboardInterrupt) kills every running worker with its whole tree before it propagates."""
-    import psutil
-
-    from grader import proctree
-
-    proctree.become_subreaper()
-    before = {c.pid for c in psutil.Process().children()}
-    pending, running = deque(jobs), {}
-    context = _context()
-    try:
-        while pending or running:
-            while pending and len(running) < workers:
-                job = pending.popleft()
-                _start(job, context)
-                running[job.process.sentinel] = job
-            ready = multiprocessing.connection.wait(list(running), timeout=POLL)
-            for sentinel, job in list(running.items()):
-                elapsed = time.monotonic() - job.started
-                if sentinel in ready:
-                    job.process.join()
-                elif elapsed > time_limit:
-                    _kill_worker(job)
-                else:
-                    continue
-                del running[sentinel]
-                _kill_strays(before, {j.process.pid for j in running.values()})
-                on_end(_ending(job, elapsed, sentinel not in ready))
-            tick()
-    finally:
-        for job in running.values():
-            _kill_worker(job)
-        if running:
-            _kill_strays(before, set())
-
-
-def _start(job: Job, context: Any) -> None:
-    """Start a job's worker process (output flushed first, so that the fork does not repeat it)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    job.error_path.unlink(missing_ok=True)
-    job.process = context.Process(target=_worker_entry, args=(os.getpid(), str(job.error_path), job.target, job.args),
-                                  name=f"grader-worker {job.key}")
-    job.started = time.monotonic()
-    job.process.start()
-
-
-def _ending(job: Job, elapsed: float, timed_out: bool) -> JobEnd:
-    """How a job's worker ended, with the traceback it left if it failed."""
-    error = job.error_path.read_text(errors="replace") if job.error_path.exists() else ""
-    job.error_path.unlink(missing_ok=True)
-    return JobEnd(job, None if timed_out else job.process.exitcode, timed_out, round(elapsed, 3), error)
-
-
-def why_stopped(end: JobEnd, time_limit: float) -> str:
-    """In plain words, why a worker gave no result."""
-    if end.timed_out:
-        return f"grading was stopped after {time_limit:g} s"
-    if end.error:
-        return "the grader failed: " + end.error.strip().splitlines()[-1][:200]
-    code = end.exitcode
-    how = f"killed by signal {signal.Signals(-code).name}" if code and code < 0 and -code in signal.valid_signals() \
-        else f"exit code {code}"
-    return f"grading crashed ({how})"
-
-
-def _write_report_file(target: Callable[..., Report], args: tuple[Any, ...], path: str) -> None:
-    """Worker body for `grade_isolated`: grade, then hand the report back through a file."""
-    report = target(*args)
-    atomic_write(Path(path), json.dumps(report.to_dict(), default=str))
-
-
-def grade_isolated(exercises: list[Exercise], folder: Path, seed: int, start_method: str | None,
-                   time_limit: float = DEFAULT_TIME_LIMIT) -> Report:
-    """grade_folder in a worker process: a crash or a hang of the grading itself still yields every check."""
-    with tempfile.TemporaryDirectory(prefix="grader-ci-") as tmp:
-        out = Path(tmp) / "report.json"
-        job = Job("submission", _write_report_file, (grade_folder, (exercises, folder, seed, start_method), str(out)),
-                  Path(tmp) / "error.txt")
-        ends: list[JobEnd] = []
-        run_jobs([job], 1, time_limit, ends.append)
-        if out.exists():
-            return Report.from_dict(json.loads(out.read_text()))
-        end = ends[0]
-        return failed_report(exercises, folder, seed, start_method,
-                             f"The grading stopped before this check could run ({why_stopped(end, time_limit)}).",
-                             end.error)
-
-
-# ---- one student's result -----------------------------------------------------------------------------------
-@dataclass
-class StudentResult:
-    """What the gradebook knows of one student: where their work came from, its hash, status and scores."""
-
-    name: str
-    entry: str
-    kind: str
-    digest: str
-    status: str = "ok"
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    grader_problem: bool = False  # the grader, not the student, is why the grade may be wrong
-    retry: bool = False  # no verdict at all (the worker crashed or was stopped): grade again next time
-    seed: int = 0
-    duration: float = 0.0
-    scores: dict[str, float] = field(default_factory=dict)  # "1" -> points, for each exercise graded
-    score: float | None = None
-    max_score: float = 0.0
-    found: dict[str, str] = field(default_factory=dict)
-    report: dict[str, Any] | None = None  # the results model, without the bulky evidence
-    has_html: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "StudentResult":
-        """Rebuild from plain data (unknown keys ignored)."""
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-
-def lean(data: dict[str, Any]) -> dict[str, Any]:
-    """A report's plain data without the runs' events, output and stacks (those stay in the student's folder)."""
-
-    def check(values: dict[str, Any]) -> dict[str, Any]:
-        """One check without its bulky evidence."""
-        evidence = values.get("evidence")
-        kept = {k: evidence.get(k) for k in ("status", "duration", "isolation")} if evidence else evidence
-        return {**values, "evidence": kept}
-
-    exercises = [{**e, "checks": [check(c) for c in e["checks"]]} for e in data["exercises"]]
-    return {**data, "exercises": exercises}
-
-
-def summarize(result: StudentResult, report: Report, data: dict[str, Any] | None = None) -> None:
-    """Fill the scores and the status of a student's result from their report (`data`: its to_dict())."""
-    result.scores = {str(e.number): e.score for e in report.exercises}
-    result.score, result.max_score = report.score, report.max_score
-    broken = [e for e in report.exercises if any(c.outcome == ERROR for c in e.checks)]
-    if broken:
-        result.grader_problem = True
-        result.problems.append("grader error in " + ", ".join(f"ex{e.number:02d}" for e in broken))
-    result.status = "; ".join(result.problems) or "ok"
-    result.report = lean(data if data is not None else report.to_dict())
 
 
 @dataclass
@@ -630,102 +175,7 @@ def _write_html(report: Report, folder: Path) -> bool:
     return True
 
 
-def install(stage: Path, final: Path) -> None:
-    """Replace a student's folder by a complete new one: never a mix of two gradings."""
-    old = None
-    if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f"{final.name}-old-", dir=final.parent / STAGING))
-        os.rmdir(old)
-        os.replace(final, old)
-    os.replace(stage, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def atomic_write(path: Path, text: str, durable: bool = True) -> None:
-    """Write a file so that a reader (or a crash) never sees it half-written; `durable` also survives a power cut."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_result(folder: Path) -> StudentResult | None:
-    """A student's stored result, or None when there is none (or it cannot be read: then grade again)."""
-    try:
-        return StudentResult.from_dict(json.loads((folder / RESULT_FILE).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-# ---- the gradebook ------------------------------------------------------------------------------------------
-@dataclass
-class Gradebook:
-    """A class's grades: the exercises, one result per student, and how they were graded."""
-
-    exercises: list[dict[str, Any]]
-    students: list[StudentResult]
-    settings: dict[str, Any]
-    shard: dict[str, int] | None = None
-    grader_version: str = grader.__version__
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON."""
-        return {"format": FORMAT, "version": FORMAT_VERSION, "grader_version": self.grader_version,
-                "settings": self.settings, "shard": self.shard, "exercises": self.exercises,
-                "students": [s.to_dict() for s in self.students]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Gradebook":
-        """Rebuild from plain data (unknown keys ignored)."""
-        if data.get("format") != FORMAT:
-            raise BatchError("not a gradebook written by `grader batch` (results.json has no format 'grader-batch')")
-        return cls(exercises=data["exercises"], students=[StudentResult.from_dict(s) for s in data["students"]],
-                   settings=data["settings"], shard=data.get("shard"), grader_version=data.get("grader_version", ""))
-
-
-def exercise_meta(exercises: list[Exercise]) -> list[dict[str, Any]]:
-    """The exercises as the gradebook records them (plain data)."""
-    return [{"number": e.number, "name": e.name, "title": e.title, "points": e.points} for e in exercises]
-
-
-def grades_csv(book: Gradebook) -> str:
-    """One row per student: each exercise's score, the total, the maximum and a status column."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    numbers = [e["number"] for e in book.exercises]
-    writer.writerow(["student", *[f"ex{n:02d}" for n in numbers], "total", "max", "status"])
-    for student in book.students:
-        scores = [_number(student.scores.get(str(n))) for n in numbers]
-        maximum = sum(e["points"] for e in book.exercises)
-        writer.writerow([_cell(student.name), *scores, _number(student.score), _number(maximum), student.status])
-    return buffer.getvalue()
-
-
-def _cell(text: str) -> str:
-    """A name as a spreadsheet cell: one starting like a formula (=, +, -, @) is never run as one."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def _number(value: float | None) -> str:
-    """A score as the CSV shows it: 7.5, 10, or empty when there is none."""
-    return "" if value is None else f"{value:g}"
-
-
-def write_gradebook(out: Path, book: Gradebook) -> None:
-    """grades.csv, results.json and index.html, each replaced atomically."""
-    from grader.render import summary
-
-    book.students.sort(key=lambda s: s.name)
-    atomic_write(out / "grades.csv", grades_csv(book))
-    atomic_write(out / "results.json", json.dumps(book.to_dict(), indent=1, default=str))
-    atomic_write(out / "index.html", summary.render(book))
-
-
-# ---- progress -----------------------------------------------------------------------------------------------
+# ---- progress -----------------------------------------------------------------------------------------------------
 class Progress:
     """A progress bar with counts and time left on a terminal; one line per finished student otherwise."""
 
@@ -769,7 +219,7 @@ class Progress:
             self.bar.stop()
 
 
-# ---- a batch ------------------------------------------------------------------------------------------------
+# ---- a batch ------------------------------------------------------------------------------------------------------
 @dataclass
 class BatchOptions:
     """Everything `grader batch` was asked to do."""
@@ -849,23 +299,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def exclusive(out: Path) -> Iterator[None]:
-    """Hold the gradebook folder for this batch alone: two batches writing one gradebook would mix it up."""
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # not on POSIX: no lock (the grader's isolation is Linux's anyway)
-        yield
-        return
-    with open(out / LOCK, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BatchError(f"another grader batch or merge is writing {out}: wait for it to finish") from None
-        yield
-
-
 def _check_folders(options: BatchOptions) -> None:
     """Refuse, in one line, folders that cannot work: no class folder, a gradebook inside it."""
     if not options.submissions.is_dir():
@@ -937,11 +370,6 @@ def preload(numbers: list[int]) -> None:
             importlib.import_module(exercise.checks)
 
 
-def cpu_count() -> int:
-    """The CPUs this process may use (the default number of workers)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _no_verdict(task: StudentTask, end: JobEnd, time_limit: float) -> StudentResult:
     """The result of a student whose grading gave no verdict: graded again by the next batch."""
     result = new_result(task)
@@ -957,67 +385,7 @@ def _no_verdict(task: StudentTask, end: JobEnd, time_limit: float) -> StudentRes
     return result
 
 
-# ---- merging shards -----------------------------------------------------------------------------------------
-def merge(inputs: list[Path], out: Path) -> tuple[Gradebook, list[str]]:
-    """Join the gradebooks of several shards into one; returns it and warnings (e.g. a shard is missing)."""
-    books = [_read_book(path) for path in inputs]
-    if out.resolve() in {p.resolve() for p in inputs}:
-        raise BatchError("--out must be a new folder, not one of the gradebooks being merged")
-    first = books[0]
-    for path, book in zip(inputs[1:], books[1:]):
-        if book.settings != first.settings or book.exercises != first.exercises:
-            raise BatchError(f"{path} was graded with other settings (exercises, seed, start method or grader "
-                             f"version) than {inputs[0]}: grade every shard with the same command and grader")
-    students: dict[str, tuple[StudentResult, Path]] = {}
-    for path, book in zip(inputs, books):
-        for student in book.students:
-            if student.name in students and students[student.name][0].digest != student.digest:
-                raise BatchError(f"{student.name} was graded differently in {students[student.name][1]} and {path}")
-            if not (path / student.name / RESULT_FILE).is_file():
-                raise BatchError(f"{path / student.name} is missing: merge the shards' whole --out folders")
-            students[student.name] = (student, path)
-    merged = Gradebook(first.exercises, [s for s, _ in students.values()], first.settings, None, first.grader_version)
-    with exclusive(out):
-        _copy_students(students, out)
-        write_gradebook(out, merged)
-    return merged, _shard_warnings(books)
-
-
-def _copy_students(students: dict[str, tuple[StudentResult, Path]], out: Path) -> None:
-    """Copy each student's folder from the shard that graded them (through staging: never half a folder)."""
-    (out / STAGING).mkdir(exist_ok=True)
-    for name, (_, path) in sorted(students.items()):
-        stage = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=out / STAGING))
-        os.rmdir(stage)
-        shutil.copytree(path / name, stage, symlinks=True)
-        install(stage, out / name)
-    shutil.rmtree(out / STAGING, ignore_errors=True)
-
-
-def _read_book(path: Path) -> Gradebook:
-    """One shard's gradebook, or a BatchError that says why it cannot be merged."""
-    try:
-        return Gradebook.from_dict(json.loads((path / "results.json").read_text()))
-    except OSError:
-        raise BatchError(f"{path}: no results.json (is it a folder written by `grader batch --out`?)") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BatchError(f"{path}/results.json cannot be read: {exc}") from None
-
-
-def _shard_warnings(books: list[Gradebook]) -> list[str]:
-    """Warnings about shards that are missing or cut differently."""
-    shards = [b.shard for b in books if b.shard]
-    if not shards:
-        return []
-    counts = {s["count"] for s in shards}
-    if len(counts) > 1:
-        return [f"the shards were cut in different numbers ({', '.join(map(str, sorted(counts)))})"]
-    count = counts.pop()
-    missing = sorted(set(range(1, count + 1)) - {s["index"] for s in shards})
-    return [f"shard {i}/{count} is missing: its students are not in the gradebook" for i in missing]
-
-
-# ---- the command line ---------------------------------------------------------------------------------------
+# ---- the command line ---------------------------------------------------------------------------------------------
 def _exercise_list(text: str) -> list[int]:
     """--exercises 1,3 (or ex01,ex03) as a list of numbers."""
     try:
@@ -1119,12 +487,3 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"batch": cmd_batch, "merge": cmd_merge}
-
-
-def iter_failures(book: Gradebook) -> Iterator[tuple[StudentResult, dict[str, Any]]]:
-    """Every (student, check) that did not pass, for the summary's most common reasons."""
-    for student in book.students:
-        for exercise in (student.report or {}).get("exercises", []):
-            for check in exercise["checks"]:
-                if check["outcome"] != "passed":
-                    yield student, check

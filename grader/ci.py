@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from grader import batch
+from grader import batch, gradebook, submissions, workers
 from grader.course import Exercise
 from grader.results import Report
 
@@ -70,7 +70,7 @@ def cmd_ci(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         print(f"grader: --submission {folder}: no such folder", file=sys.stderr)
         # CI systems still get every check (as errors): a reporter cannot sum a result without tests
-        write_outputs(batch.failed_report(exercises, folder, seed, args.start_method,
+        write_outputs(workers.failed_report(exercises, folder, seed, args.start_method,
                                           f"The submission folder {folder} does not exist."), args)
         return EXIT_USAGE
     report = grade(exercises, folder, seed, args.start_method, args.time_limit)
@@ -83,9 +83,9 @@ def cmd_ci(args: argparse.Namespace) -> int:
 def grade(exercises: list[Exercise], folder: Path, seed: int, start_method: str | None, time_limit: float) -> Report:
     """Grade a copy of the submission's exercise files in a worker; the report points at the student's own files."""
     with tempfile.TemporaryDirectory(prefix="grader-ci-") as tmp:
-        submission = batch.Submission(folder.name, folder, "folder")
-        collected = batch.collect(submission, exercises, Path(tmp) / "files")
-        report = batch.grade_isolated(exercises, collected.folder, seed, start_method, time_limit)
+        submission = submissions.Submission(folder.name, folder, "folder")
+        collected = submissions.collect(submission, exercises, Path(tmp) / "files")
+        report = workers.grade_isolated(exercises, collected.folder, seed, start_method, time_limit)
         batch.rename_paths(report, collected.folder, f"{folder}{os.sep}")
     for exercise in report.exercises:
         name = Path(exercise.file).name
@@ -99,9 +99,9 @@ def write_outputs(report: Report, args: argparse.Namespace) -> None:
     from grader.render import classroom, gradescope, junit
 
     if args.junit is not None:
-        batch.atomic_write(_parent(args.junit), junit.render(report))
+        gradebook.atomic_write(_parent(args.junit), junit.render(report))
     if args.gradescope is not None:
-        batch.atomic_write(_parent(args.gradescope), json.dumps(gradescope.render(report), indent=1))
+        gradebook.atomic_write(_parent(args.gradescope), json.dumps(gradescope.render(report), indent=1))
     if args.classroom:
         line = classroom.write_output(classroom.render(report), os.environ.get("GITHUB_OUTPUT"))
         if not os.environ.get("GITHUB_OUTPUT"):

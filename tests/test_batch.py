@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from grader import batch, cli, session
+from grader import batch, cli, gradebook, session, submissions, workers
 from grader.render import summary
 
 CLASS = Path(__file__).resolve().parent / "fixtures" / "class"
@@ -135,13 +135,13 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     process = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(CLASS), str(out), FINGERPRINT], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
-    while len(list(out.glob(f"*/{batch.RESULT_FILE}"))) < 4 and time.monotonic() < deadline and process.poll() is None:
+    while len(list(out.glob(f"*/{gradebook.RESULT_FILE}"))) < 4 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.kill()
     process.wait()
-    killed_with = sorted(p.parent.name for p in out.glob(f"*/{batch.RESULT_FILE}"))
+    killed_with = sorted(p.parent.name for p in out.glob(f"*/{gradebook.RESULT_FILE}"))
     facts = {"out": out, "killed_with": killed_with, "left_after_kill": wait_until_gone(marker),
-             "gradebook_after_kill": [name for name in batch.GRADEBOOK_FILES if (out / name).exists()],
+             "gradebook_after_kill": [name for name in gradebook.GRADEBOOK_FILES if (out / name).exists()],
              "stderr": process.stderr.read().decode() if process.stderr else ""}
     facts["summary"] = run(out)
     return facts
@@ -194,7 +194,7 @@ def test_every_student_gets_a_folder_with_the_report_and_the_files_graded(resume
     out = resumed["out"]
     for name in STUDENTS:
         folder = out / name
-        result = json.loads((folder / batch.RESULT_FILE).read_text())
+        result = json.loads((folder / gradebook.RESULT_FILE).read_text())
         report = json.loads((folder / "report.json").read_text())
         assert result["digest"] and result["score"] == report["score"]
         assert "points" in (folder / "report.txt").read_text()
@@ -206,15 +206,15 @@ def test_every_student_gets_a_folder_with_the_report_and_the_files_graded(resume
     assert (out / "dave" / "files" / "ex01_oversold_ticket.py").read_bytes() == \
         zipfile.ZipFile(CLASS / "dave.zip").read("dave-homework/ex01_oversold_ticket.py")
     assert sorted(p.name for p in (out / "erin" / "files").iterdir()) == []
-    assert not (out / batch.STAGING).exists()
+    assert not (out / gradebook.STAGING).exists()
 
 
 def test_second_run_regrades_nothing(resumed: dict[str, object]) -> None:
     out = resumed["out"]
-    before = {name: (out / name).read_bytes() for name in batch.GRADEBOOK_FILES[:2]}
+    before = {name: (out / name).read_bytes() for name in gradebook.GRADEBOOK_FILES[:2]}
     again = run(out)
     assert again.graded == [] and sorted(again.reused) == sorted(STUDENTS)
-    assert {name: (out / name).read_bytes() for name in batch.GRADEBOOK_FILES[:2]} == before
+    assert {name: (out / name).read_bytes() for name in gradebook.GRADEBOOK_FILES[:2]} == before
     assert again.duration < 20
 
 
@@ -251,7 +251,7 @@ def test_summary_page(resumed: dict[str, object]) -> None:
     bars = [e for e in document.iter() if str(e.tag).endswith("rect")]
     assert len(bars) == summary.HISTOGRAM_BINS
     checks = document.find(".//table[@id='checks']")
-    assert len(checks.find("tbody").findall("tr")) == sum(len(batch.planned_checks(e)) for e in session.select(LAB))
+    assert len(checks.find("tbody").findall("tr")) == sum(len(workers.planned_checks(e)) for e in session.select(LAB))
     first = document.findall(".//ol[@class='reasons']/li")[0]
     assert "Exercise 3, 4 student(s)" in "".join(first.itertext())
     assert [a.text for a in first.findall(".//a")] == ["dave", "erin", "mallory", "o'neil & co"]
@@ -298,7 +298,7 @@ def test_ctrl_c_stops_the_batch_and_leaves_nothing_running(tmp_path: Path) -> No
                                 "--exercises", "1"], env={**os.environ, "BATCH_TEST_MARKER": marker},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
     deadline = time.monotonic() + 120
-    while not (out / "erin" / batch.RESULT_FILE).exists() and time.monotonic() < deadline:
+    while not (out / "erin" / gradebook.RESULT_FILE).exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
     process.send_signal(signal.SIGINT)
@@ -316,7 +316,7 @@ def test_discover_names_students_and_ignores_the_rest(tmp_path: Path) -> None:
         (tmp_path / name).mkdir()
     for name in ("bob.zip", "dan.ZIP", "notes.txt", ".DS_Store"):
         (tmp_path / name).write_bytes(b"")
-    students, ignored = batch.discover(tmp_path)
+    students, ignored = submissions.discover(tmp_path)
     assert [(s.name, s.kind) for s in students] == [
         ("bob", "folder"), ("bob.zip", "zip"), ("carol", "folder"), ("dan", "zip"), ("student-grades.csv", "folder")]
     assert ignored == ["notes.txt"]
@@ -332,7 +332,7 @@ def test_collect_reads_only_the_exercise_files_and_never_follows_links_out(tmp_p
     (sub / "ex01_oversold_ticket.py").symlink_to(secret)
     (sub / "inside.py").write_text("y = 4\n")
     (sub / "ex04_double_acquire.py").symlink_to(sub / "inside.py")
-    got = batch.collect(batch.Submission("sub", sub, "folder"), exercises, tmp_path / "copy")
+    got = submissions.collect(submissions.Submission("sub", sub, "folder"), exercises, tmp_path / "copy")
     assert got.found == {"ex01_oversold_ticket.py": "ex01_oversold_ticket.py",
                          "ex02_sentinels.py": "deep/er/ex02_sentinels.py",
                          "ex04_double_acquire.py": "ex04_double_acquire.py"}
@@ -345,22 +345,22 @@ def test_collect_reads_only_the_exercise_files_and_never_follows_links_out(tmp_p
 def test_collect_from_a_zip_caps_sizes_and_skips_junk(tmp_path: Path) -> None:
     path = tmp_path / "s.zip"
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("top/ex01_oversold_ticket.py", "a" * (batch.FILE_LIMIT + 10))
+        archive.writestr("top/ex01_oversold_ticket.py", "a" * (submissions.FILE_LIMIT + 10))
         archive.writestr("__MACOSX/top/ex02_sentinels.py", "junk")
         archive.writestr("top/.hidden/ex03_daemon_worker.py", "junk")
         archive.writestr("../../ex04_double_acquire.py", "print('no path ever comes from the zip')\n")
-    got = batch.collect(batch.Submission("s", path, "zip"), session.select(LAB), tmp_path / "copy")
+    got = submissions.collect(submissions.Submission("s", path, "zip"), session.select(LAB), tmp_path / "copy")
     assert sorted(got.found) == ["ex01_oversold_ticket.py"], "junk, hidden folders and paths out of the zip skipped"
-    assert (got.folder / "ex01_oversold_ticket.py").stat().st_size == batch.FILE_LIMIT
+    assert (got.folder / "ex01_oversold_ticket.py").stat().st_size == submissions.FILE_LIMIT
     assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == sorted(got.found)
     assert not (tmp_path.parent / "ex04_double_acquire.py").exists()
 
 
 def test_shards_partition_the_class_deterministically() -> None:
-    students = [batch.Submission(n, Path(n), "folder") for n in "qwertyuiopasd"]
-    parts = [batch.shard(list(reversed(students)), i, 3) for i in (1, 2, 3)]
+    students = [submissions.Submission(n, Path(n), "folder") for n in "qwertyuiopasd"]
+    parts = [submissions.shard(list(reversed(students)), i, 3) for i in (1, 2, 3)]
     assert sorted(s.name for part in parts for s in part) == sorted("qwertyuiopasd")
-    assert parts == [batch.shard(students, i, 3) for i in (1, 2, 3)]
+    assert parts == [submissions.shard(students, i, 3) for i in (1, 2, 3)]
     assert [len(p) for p in parts] == [5, 4, 4]
 
 
@@ -407,8 +407,8 @@ def test_usage_errors_exit_2(argv: list[str], tmp_path: Path, monkeypatch: pytes
 
 def test_one_batch_at_a_time_per_gradebook(tmp_path: Path) -> None:
     folder = small_class(tmp_path, ["erin"])
-    with batch.exclusive(tmp_path / "out"):
-        with pytest.raises(batch.BatchError, match="another grader batch"):
+    with gradebook.exclusive(tmp_path / "out"):
+        with pytest.raises(gradebook.BatchError, match="another grader batch"):
             run(tmp_path / "out", folder, numbers=[1])
     assert run(tmp_path / "out", folder, numbers=[1]).graded == ["erin"]
 
