@@ -105,10 +105,6 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _exercise_of(path: Path, course: list[Exercise]) -> Exercise | None:
-    return next((e for e in course if e.filename == path.name), None)
-
-
 def _fingerprint(path: Path) -> bytes | None:
     """The file's content, or None when it is missing: what was last checked, to notice a missed save."""
     try:
@@ -148,18 +144,19 @@ def cmd_watch(args: argparse.Namespace) -> int:
     try:
         # yield_on_timeout: the first (empty) yield comes once the watcher is live, so the first check
         # runs only when no save can be lost; later empty yields are polls for missed saves.
-        for changes in watch(root / "exercises", debounce=200, step=50, rust_timeout=500, yield_on_timeout=True):
+        for _ in watch(root / "exercises", debounce=200, step=50, rust_timeout=500, yield_on_timeout=True):
             if not started:
                 started = True
                 if chosen is not None:
                     check(chosen)
                 waiting()
                 continue
-            saved = {_exercise_of(Path(p), course) for _, p in changes} - {None}
-            edited = {e for e in watched if _fingerprint(root / "exercises" / e.filename) != checked[e.number]}
-            due = (saved & set(watched)) | edited
-            for exercise in sorted(due, key=lambda e: e.number):  # type: ignore[union-attr]
-                check(exercise)  # type: ignore[arg-type]
+            # The events only wake us: what is checked is every exercise whose content is not what was
+            # last checked. One save can reach us twice (as an event and through a poll that read it
+            # first), and an editor may write a file in several steps: neither checks the same code twice.
+            due = [e for e in watched if _fingerprint(root / "exercises" / e.filename) != checked[e.number]]
+            for exercise in due:
+                check(exercise)
             if due:
                 waiting()
     except KeyboardInterrupt:

@@ -103,16 +103,19 @@ def _grade_once(
         if start_method:
             args += ["--grader-start-method", start_method]
         captured = io.StringIO()
+        interrupted = _Interrupted()
         previous = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
         os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only our plugins: nothing else in the venv interferes
         try:
             with contextlib.redirect_stdout(captured):
-                code = pytest.main(args)
+                code = pytest.main(args, plugins=[interrupted])
         finally:
             if previous is None:
                 os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
             else:
                 os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = previous
+        if interrupted.seen:
+            raise KeyboardInterrupt  # Ctrl-C: stop here, not report every check as a grader error
         broke = code not in (0, 1) or not results_path.exists()
         if broke and len(exercises) > 1:
             # One exercise's broken check module must not cost the others their verdicts.
@@ -137,6 +140,18 @@ def _grade_once(
                                                str(folder / exercise.filename), mine))
     report.duration = round(time.monotonic() - started, 3)
     return report
+
+
+class _Interrupted:
+    """A pytest plugin that notices Ctrl-C: pytest.main() catches KeyboardInterrupt and returns exit code 2,
+    the same code as for a check module that cannot be collected, so the code alone cannot tell them apart."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Called by pytest when a KeyboardInterrupt (or pytest.exit) ended the session."""
+        self.seen = self.seen or excinfo.errisinstance(KeyboardInterrupt)
 
 
 def _missing_checks(exercise: Exercise, seed: int, log: str) -> CheckResult:

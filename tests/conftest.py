@@ -1,7 +1,9 @@
 """Shared helpers of the grader's own tests: grading one file as a submission."""
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,26 @@ def assert_fails_exactly(report: Report, checks: set[str], expected: dict[str, s
         else:
             assert result.outcome == PASSED, (check_id, summary(report))
     assert report.exit_code() == 1
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Processes anywhere on the machine whose environment carries this test's marker."""
+    needle = f"BATCH_TEST_MARKER={marker}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != os.getpid():
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    if needle in f.read():
+                        found.append(int(name))
+            except OSError:
+                continue
+    return found
+
+
+def wait_until_gone(marker: str, seconds: float = 10) -> list[int]:
+    """The marked processes still there after up to `seconds` (a killed process takes a moment to go)."""
+    deadline = time.monotonic() + seconds
+    while (left := marked_processes(marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left

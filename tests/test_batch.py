@@ -10,23 +10,26 @@ nested, a stale copy deeper, junk in __MACOSX/ and .backup/), laura.zip (top fol
 __MACOSX/), mallory.zip (not a zip), "o'neil & co" (ex01 only), instructions.txt (not a student)."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import queue
 import secrets
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, wait_until_gone
 from grader import batch, cli, gradebook, session, submissions, workers
 from grader.render import summary
 
@@ -82,28 +85,6 @@ def run(out: Path, submissions: Path = CLASS, **kw: object) -> batch.BatchSummar
 def rows(out: Path) -> dict[str, dict[str, str]]:
     with open(out / "grades.csv", newline="") as f:
         return {row["student"]: row for row in csv.DictReader(f)}
-
-
-def marked_processes(marker: str) -> list[int]:
-    """Processes anywhere on the machine whose environment carries this test's marker."""
-    needle = f"BATCH_TEST_MARKER={marker}".encode()
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) != os.getpid():
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    if needle in f.read():
-                        found.append(int(name))
-            except OSError:
-                continue
-    return found
-
-
-def wait_until_gone(marker: str, seconds: float = 10) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while (left := marked_processes(marker)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
 
 
 def small_class(tmp: Path, names: list[str]) -> Path:
@@ -297,14 +278,21 @@ def test_ctrl_c_stops_the_batch_and_leaves_nothing_running(tmp_path: Path) -> No
                                 "--start-method", "fork",
                                 "--exercises", "1"], env={**os.environ, "BATCH_TEST_MARKER": marker},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
-    deadline = time.monotonic() + 120
-    while not (out / "erin" / gradebook.RESULT_FILE).exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+    # Ctrl-C once the batch has told erin's grade (frank's hanging ex01 keeps his grading going for
+    # seconds more): read its lines in a thread, so that a silent batch fails at the deadline.
+    lines: queue.Queue[bytes] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True)
+    reader.start()
+    told, deadline = [], time.monotonic() + 120
+    while not any(b"erin" in line for line in told) and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            told.append(lines.get(timeout=0.1))
+    assert process.poll() is None and not (out / "frank").exists(), b"".join(told)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
-    assert b"run the same command again to resume" in stderr
+    assert process.wait(timeout=60) == 130, process.stderr.read()
+    reader.join(10)
+    stdout = b"".join(told) + b"".join(lines.queue)
+    assert b"run the same command again to resume" in process.stderr.read()
     assert b"[1/2] erin: 0/10, no exercise files" in stdout, "a line per finished student when not a terminal"
     assert wait_until_gone(marker) == []
     assert not (out / "grades.csv").exists() and not (out / "frank").exists()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import queue
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, marked_processes, wait_until_gone
 from grader.course import load_course
 
 
@@ -94,3 +95,27 @@ def test_watch_rechecks_on_save_and_stops_cleanly(course: Path) -> None:
             watcher.kill()
             watcher.wait()
     assert not [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_ctrl_c_during_a_check_stops_the_grader_and_its_student_processes(course: Path) -> None:
+    """pytest turns Ctrl-C into a return value: the grader must still stop, say so, and exit 130, never
+    report the interrupted checks as grader errors."""
+    marker = secrets.token_hex(8)
+    checker = subprocess.Popen([sys.executable, "-m", "grader", "check", "1"], cwd=course,
+                               env={**os.environ, "NO_COLOR": "1", "BATCH_TEST_MARKER": marker},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while len(marked_processes(marker)) < 2 and time.monotonic() < deadline:  # the grader and a student
+            time.sleep(0.02)
+        assert checker.poll() is None, "the check ended before a student process was seen"
+        checker.send_signal(signal.SIGINT)
+        stdout, stderr = checker.communicate(timeout=60)
+    finally:
+        if checker.poll() is None:
+            checker.kill()
+            checker.wait()
+    assert checker.returncode == 130, (stdout, stderr)
+    assert b"grader: interrupted" in stderr
+    assert b"not your fault" not in stdout + stderr
+    assert wait_until_gone(marker) == []
