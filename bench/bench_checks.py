@@ -14,11 +14,13 @@ preloaded server, -j at a time; every run has its own seed, printed with the mis
 
 Usage: python bench/bench_checks.py [--exercises 1,3] [--quick] [--runs R] [--correct-runs R]
        [--timing-runs R] [--methods fork,spawn,forkserver] [-j 2] [--seed S] [--no-timing] [--no-fixes]
+       [--fixes GLOB]
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import fnmatch
 import importlib.util
 import multiprocessing
 import os
@@ -92,6 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None, help="first seed of the fix runs (default: random)")
     parser.add_argument("--no-timing", action="store_true", help="skip the timing of `grader check`")
     parser.add_argument("--no-fixes", action="store_true", help="skip the wrong and correct fixes")
+    parser.add_argument("--fixes", default="*", metavar="GLOB",
+                        help="only the fixes whose name matches, e.g. 'wrong_no_join*' (default: every one)")
     args = parser.parse_args(argv)
     for key, default in DEFAULTS.items():
         if getattr(args, key) is None:
@@ -277,13 +281,18 @@ def report_correct(exercise: ExerciseFiles, outcomes: list[Outcome], runs: int) 
     return ok
 
 
+def _chosen(exercise: ExerciseFiles, kind: str, pattern: str) -> list[Path]:
+    """The exercise's fixes of one kind (wrong_*.py, correct_*.py) whose file name matches --fixes."""
+    return [p for p in sorted(exercise.fixes.glob(kind)) if fnmatch.fnmatch(p.stem, pattern.removesuffix(".py"))]
+
+
 def fix_tasks(exercise: ExerciseFiles, args: argparse.Namespace, seeds: Iterator[int]) -> tuple[list[Task], list[Task]]:
     """Every grading of the exercise's fixes: R per wrong fix and method, R' per correct fix over the methods."""
     wrong = [Task(exercise.number, str(path), method, next(seeds))
-             for path in sorted(exercise.fixes.glob("wrong_*.py")) for method in args.methods
+             for path in _chosen(exercise, "wrong_*.py", args.fixes) for method in args.methods
              for _ in range(args.runs)]
     correct = [Task(exercise.number, str(path), args.methods[i % len(args.methods)], next(seeds))
-               for path in sorted(exercise.fixes.glob("correct_*.py")) for i in range(args.correct_runs)]
+               for path in _chosen(exercise, "correct_*.py", args.fixes) for i in range(args.correct_runs)]
     return wrong, correct
 
 

@@ -60,7 +60,9 @@ IDENTITY_NOTE = ("What comes off a queue is a pickled copy, never the same objec
 # whatever its timeout, and main()'s first put of each call (its first sentinel) is held back longer than
 # that, so a consumer that returns on queue.Empty returns without its sentinel in every run.
 QUEUE_PATIENCE = 0.005
-RUN_DELAYS = {**RACE_DELAYS, "held_put": (0.02, 0.03)}
+# Each consumer process also lingers 20-30 ms after consumer() returns: a main() that does not join its
+# consumers returns while they are still there, whatever the machine's load does to the timing.
+RUN_DELAYS = {**RACE_DELAYS, "held_put": (0.02, 0.03), "return:consumer": (0.02, 0.03)}
 CUT_NOTE = (f"(The grader makes a get() with a timeout give up after {QUEUE_PATIENCE * 1000:.0f} ms on an empty "
             "queue, whatever its timeout: that is what it would do behind a producer slower than the timeout.)")
 SLOW_PRODUCER_NOTE = ("An empty queue only means that no item has arrived yet: a slow producer would lose the "
