@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -97,3 +98,9 @@ def wait_until_gone(marker: str, seconds: float = 10) -> list[int]:
     while (left := marked_processes(marker)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
+
+
+def default_sigint() -> None:
+    """preexec_fn for a child that a test interrupts with SIGINT, as Ctrl-C would: a test run started in
+    the background (nohup, some CI runners) inherits SIGINT ignored, and Python keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

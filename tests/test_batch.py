@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, wait_until_gone
+from conftest import ROOT, default_sigint, wait_until_gone
 from grader import batch, cli, gradebook, session, submissions, workers
 from grader.render import summary
 
@@ -277,7 +277,7 @@ def test_ctrl_c_stops_the_batch_and_leaves_nothing_running(tmp_path: Path) -> No
     process = subprocess.Popen([sys.executable, "-m", "grader", "batch", str(folder), "--out", str(out), "-j", "2",
                                 "--start-method", "fork",
                                 "--exercises", "1"], env={**os.environ, "BATCH_TEST_MARKER": marker},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, preexec_fn=default_sigint)
     # Ctrl-C once the batch has told erin's grade (frank's hanging ex01 keeps his grading going for
     # seconds more): read its lines in a thread, so that a silent batch fails at the deadline.
     lines: queue.Queue[bytes] = queue.Queue()

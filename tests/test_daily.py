@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ROOT, marked_processes, wait_until_gone
+from conftest import ROOT, default_sigint, marked_processes, wait_until_gone
 from grader.course import load_course
 
 
@@ -64,7 +64,7 @@ def test_reset_restores_the_stub_and_keeps_a_backup(course: Path) -> None:
 def test_watch_rechecks_on_save_and_stops_cleanly(course: Path) -> None:
     env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
     watcher = subprocess.Popen([sys.executable, "-m", "grader", "watch", "1"], cwd=course, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint)
     lines: list[str] = []
     # Read in a thread, so that a watcher that falls silent fails the test at the deadline instead of
     # blocking readline() until pytest-timeout.
@@ -103,7 +103,7 @@ def test_ctrl_c_during_a_check_stops_the_grader_and_its_student_processes(course
     marker = secrets.token_hex(8)
     checker = subprocess.Popen([sys.executable, "-m", "grader", "check", "1"], cwd=course,
                                env={**os.environ, "NO_COLOR": "1", "BATCH_TEST_MARKER": marker},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 60
         while len(marked_processes(marker)) < 2 and time.monotonic() < deadline:  # the grader and a student
