@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
-import secrets
 import queue
+import secrets
 import signal
 import subprocess
 import sys
@@ -106,7 +106,7 @@ def test_ctrl_c_during_a_check_stops_the_grader_and_its_student_processes(course
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 60
-        while len(marked_processes(marker)) < 2 and time.monotonic() < deadline:  # the grader and a student
+        while len(marked_processes(marker)) < 2 and time.monotonic() < deadline:  # the grader, and one it started
             time.sleep(0.02)
         assert checker.poll() is None, "the check ended before a student process was seen"
         checker.send_signal(signal.SIGINT)
