@@ -32,8 +32,8 @@ from grader.gradebook import (FILES_DIR, RESULT_FILE, STAGING, BatchError, Grade
                               exclusive, exercise_meta, install, merge, read_result, summarize, write_gradebook)
 from grader.results import Report
 from grader.submissions import Collected, Submission, collect, content_hash, discover, shard, student_seed
-from grader.workers import (DEFAULT_TIME_LIMIT, Job, JobEnd, cpu_count, grade_folder, planned_checks, run_jobs,
-                            why_stopped)
+from grader.workers import (DEFAULT_TIME_LIMIT, Job, JobEnd, cpu_count, grade_folder, planned_checks, rename_paths,
+                            run_jobs, why_stopped)
 
 TEMP_PREFIX = "grader-batch-"
 # The grader's files that cannot change a grade: reports, the command line, batch and CI plumbing.
@@ -141,16 +141,6 @@ def new_result(task: StudentTask) -> StudentResult:
     return StudentResult(name=task.submission.name, entry=str(task.submission.path), kind=task.submission.kind,
                          digest=task.digest, problems=list(collected.problems), notes=list(collected.notes),
                          seed=task.seed, found=dict(collected.found))
-
-
-def rename_paths(report: Report, folder: Path, shown: str) -> None:
-    """Reasons name the student's file as the checks saw it, in the temporary copy: name it as `shown` instead."""
-    prefixes = {str(folder) + os.sep}
-    with contextlib.suppress(ValueError):  # another drive (Windows): no relative form
-        prefixes.add(os.path.relpath(folder) + os.sep)
-    for check in report.all_checks():
-        for prefix in prefixes:
-            check.message = check.message.replace(prefix, shown)
 
 
 def _replay(report: Report, files: str) -> str:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from grader import batch, gradebook, submissions, workers
+from grader import gradebook, submissions, workers
 from grader.course import Exercise
 from grader.results import Report
 
@@ -86,7 +86,7 @@ def grade(exercises: list[Exercise], folder: Path, seed: int, start_method: str 
         submission = submissions.Submission(folder.name, folder, "folder")
         collected = submissions.collect(submission, exercises, Path(tmp) / "files")
         report = workers.grade_isolated(exercises, collected.folder, seed, start_method, time_limit)
-        batch.rename_paths(report, collected.folder, f"{folder}{os.sep}")
+        workers.rename_paths(report, collected.folder, f"{folder}{os.sep}")
     for exercise in report.exercises:
         name = Path(exercise.file).name
         exercise.file = str(folder / collected.found.get(name, name))

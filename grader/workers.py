@@ -3,6 +3,7 @@ hangs past its time limit or is interrupted is killed with its whole tree; what 
 is handed back. `grade_isolated` grades one folder this way, so a broken grading still yields every check."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import multiprocessing
@@ -212,6 +213,16 @@ def grade_isolated(exercises: list[Exercise], folder: Path, seed: int, start_met
         return failed_report(exercises, folder, seed, start_method,
                              f"The grading stopped before this check could run ({why_stopped(end, time_limit)}).",
                              end.error)
+
+
+def rename_paths(report: Report, folder: Path, shown: str) -> None:
+    """Reasons name the student's file as the checks saw it, in the temporary copy: name it as `shown` instead."""
+    prefixes = {str(folder) + os.sep}
+    with contextlib.suppress(ValueError):  # another drive (Windows): no relative form
+        prefixes.add(os.path.relpath(folder) + os.sep)
+    for check in report.all_checks():
+        for prefix in prefixes:
+            check.message = check.message.replace(prefix, shown)
 
 
 def _write_report_file(target: Callable[..., Report], args: tuple[Any, ...], path: str) -> None:
