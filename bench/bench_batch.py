@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from grader import batch, workers
+from grader.commands import batch
+from grader.gradebook import workers
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASS = ROOT / "tests" / "fixtures" / "class"

@@ -9,7 +9,7 @@
 
 Targets are printed beside the figures: at most 1.5 s per exercise on the solution and 5 s for all four;
 every wrong fix detected in at least 99% of runs; 0 failures of correct fixes. Exit code 0 when every
-target is met. Gradings run in-process (grader.session.grade), each in a fresh worker process forked from a
+target is met. Gradings run in-process (grader.judging.session.grade), each in a fresh worker process forked from a
 preloaded server, -j at a time; every run has its own seed, printed with the misses so they replay.
 
 Usage: python bench/bench_checks.py [--exercises 1,3] [--quick] [--runs R] [--correct-runs R]
@@ -188,7 +188,7 @@ def grade_task(task: Task) -> Outcome:
     started = time.monotonic()
     outcome = Outcome(task)
     try:
-        from grader import session
+        from grader.judging import session
         from grader.course import find_exercise
         from grader.results import ERROR, FAILED
 
@@ -211,7 +211,7 @@ def grade_task(task: Task) -> Outcome:
 def make_pool(jobs: int) -> concurrent.futures.ProcessPoolExecutor:
     """Workers forked from a server that has the grader imported: a fresh process per grading, quickly."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["grader.session", "grader.harness", "grader.runner"])
+    context.set_forkserver_preload(["grader.judging.session", "grader.judging.harness", "grader.running.runner"])
     return concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context, max_tasks_per_child=1)
 
 

@@ -15,7 +15,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from hostile_support import REASONS, RUN_TIMEOUT, submission, tagged_processes, tree_digest  # noqa: E402
 
-from grader import isolation, session  # noqa: E402
+from grader.running import isolation  # noqa: E402
+from grader.judging import session
 from grader.course import find_exercise  # noqa: E402
 
 

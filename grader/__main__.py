@@ -1,6 +1,6 @@
 """`python -m grader` works like `grader`."""
 import sys
 
-from grader.cli import main
+from grader.commands.cli import main
 
 sys.exit(main())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import session
+from grader.judging import session
 from grader.course import find_exercise
 from grader.results import FAILED, PASSED, CheckResult, Report
 

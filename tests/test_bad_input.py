@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from conftest import ROOT
-from grader import session
+from grader.judging import session
 from grader.course import find_exercise
 from grader.results import ERROR, FAILED
 

@@ -30,8 +30,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, default_sigint, wait_until_gone
-from grader import batch, cli, gradebook, session, submissions, workers
-from grader.render import summary
+from grader.commands import batch, cli
+from grader.gradebook import book as gradebook, submissions, workers
+from grader.judging import session
+from grader.gradebook import summary
 
 CLASS = Path(__file__).resolve().parent / "fixtures" / "class"
 LAB = [1, 2, 3, 4]  # the class handed in the first four exercises
@@ -100,7 +102,7 @@ def small_class(tmp: Path, names: list[str]) -> Path:
 KILL_SCRIPT = """
 import io, sys
 from pathlib import Path
-from grader import batch
+from grader.commands import batch
 options = batch.BatchOptions(submissions=Path(sys.argv[1]), out=Path(sys.argv[2]), numbers=[1, 2, 3, 4], workers=2,
                              fingerprint=sys.argv[3])
 batch.run_batch(options, progress_stream=sys.stdout, terminal=False)
@@ -420,7 +422,7 @@ def main(db_path="ticket.json", buyers=10):
 
 
 def test_a_submission_cannot_see_the_other_students_work(tmp_path: Path) -> None:
-    from grader import isolation
+    from grader.running import isolation
 
     if isolation.detect().name != "bwrap":
         pytest.skip("student runs are isolated from each other's files only under bubblewrap")

@@ -202,7 +202,7 @@ def test_gradescope_bundle_installs_and_grades(tmp_path: Path) -> None:
         assert "grader-src/grader/checks/ex01.py" in names and "grader-src/grader/probe/grader_probe.py" in names
         assert not [n for n in names if "solutions/" in n or "__pycache__" in n], "never the solutions"
         project = tomllib.loads(archive.read("grader-src/pyproject.toml").decode())
-        assert project["project"]["scripts"]["grader"] == "grader.cli:main"
+        assert project["project"]["scripts"]["grader"] == "grader.commands.cli:main"
         archive.extractall(tmp_path / "autograder" / "source")
     root = tmp_path / "autograder"
     for script in ("setup.sh", "run_autograder"):

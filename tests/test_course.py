@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 from conftest import ROOT, outcomes
-from grader import session
+from grader.judging import session
 from grader.course import load_course
 from grader.results import ERROR, FAILED, PASSED
 

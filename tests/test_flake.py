@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from grader import session
+from grader.judging import session
 from grader.course import Exercise, load_course
 from grader.results import PASSED
 

@@ -15,7 +15,8 @@ import pytest
 
 from hostile_support import (HOSTILE, NEEDS_BWRAP, REASONS, ROOT, RUN_TIMEOUT, submission, tagged_processes,
                              tree_digest)
-from grader import isolation, session
+from grader.running import isolation
+from grader.judging import session
 from grader.course import find_exercise
 from grader.results import FAILED
 
@@ -100,7 +101,7 @@ def _zip(path: Path, members: dict[str, bytes]) -> None:
 def test_in_a_batch_hostile_students_change_nothing_for_the_others(tmp_path: Path) -> None:
     """A class where one honest student sits among hostile and broken submissions: the honest result is the
     same as when graded alone, and every hostile one gets a failing result, never a lost one."""
-    from grader import batch
+    from grader.commands import batch
 
     solution = (ROOT / "solutions" / "ex01_oversold_ticket.py").read_bytes()
     klass = tmp_path / "class"

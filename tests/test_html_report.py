@@ -13,7 +13,7 @@ import html5lib
 import pytest
 
 from conftest import ROOT, grade_file, outcomes
-from grader import cli
+from grader.commands import cli
 from grader.render import html
 from grader.results import ERROR, FAILED, PASSED, CheckResult, Evidence, ExerciseResult, Location, ProcessStack, Report
 

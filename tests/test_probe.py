@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import runner
+from grader.running import runner
 from grader.probe import grader_probe
 
 PROBE_DIR = runner.PROBE_DIR

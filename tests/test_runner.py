@@ -18,8 +18,8 @@ from typing import Any
 import psutil
 import pytest
 
-from grader import runner
-from grader.runner import RunOutcome, RunSpec
+from grader.running import runner
+from grader.running.runner import RunOutcome, RunSpec
 
 MARK_VAR = "RUNNER_TEST_MARK"  # not GRADER_*: the runner drops those from the student's environment
 START_METHODS = ["fork", "spawn", "forkserver"]

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from conftest import ROOT
-from grader import session
+from grader.judging import session
 from grader.course import find_exercise
 from grader.results import ERROR, FAILED, PASSED
 

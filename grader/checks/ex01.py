@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from grader.evidence import Run, Step
-from grader.harness import CheckFailed, Student, check, crashed_children, require_ended
+from grader.judging.evidence import Run, Step
+from grader.judging.harness import CheckFailed, Student, check, crashed_children, require_ended
 
 EXERCISE = 1
 CONTRACT = {

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from grader import runner
-from grader.evidence import Proc, Run, Step, explain_hang
-from grader.harness import RACE_DELAYS, CheckFailed, Student, check
+from grader.running import runner
+from grader.judging.evidence import Proc, Run, Step, explain_hang
+from grader.judging.harness import RACE_DELAYS, CheckFailed, Student, check
 from grader.results import Location
 
 EXERCISE = 2

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from grader import runner
-from grader.evidence import Proc, Run, Step, explain_hang
-from grader.harness import CheckFailed, Student, check, crashed_children
+from grader.running import runner
+from grader.judging.evidence import Proc, Run, Step, explain_hang
+from grader.judging.harness import CheckFailed, Student, check, crashed_children
 
 EXERCISE = 3
 CONTRACT: dict[str, list[str] | None] = {

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from grader.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
-from grader.harness import CheckFailed, Student, check
+from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
+from grader.judging.harness import CheckFailed, Student, check
 from grader.results import Location
 
 EXERCISE = 5

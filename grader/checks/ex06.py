@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from grader.evidence import Proc, Run, Step, capital, explain_hang
-from grader.harness import CheckFailed, Student, check
+from grader.judging.evidence import Proc, Run, Step, capital, explain_hang
+from grader.judging.harness import CheckFailed, Student, check
 from grader.results import Location
 
 EXERCISE = 6

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from grader.evidence import Run, Step, explain_hang
-from grader.harness import CheckFailed, Student, check
+from grader.judging.evidence import Run, Step, explain_hang
+from grader.judging.harness import CheckFailed, Student, check
 from grader.results import Location
 
 EXERCISE = 7

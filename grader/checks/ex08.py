@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from grader.evidence import Hold, Proc, Run, Step, capital, explain_hang
-from grader.harness import CheckFailed, Student, check, crashed_children
+from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang
+from grader.judging.harness import CheckFailed, Student, check, crashed_children
 from grader.results import Location
 
 EXERCISE = 8

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from grader.evidence import Proc, Run, Step, capital, explain_hang
-from grader.harness import RACE_DELAYS, CheckFailed, Student, check
+from grader.judging.evidence import Proc, Run, Step, capital, explain_hang
+from grader.judging.harness import RACE_DELAYS, CheckFailed, Student, check
 from grader.results import Location
 
 EXERCISE = 9

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from grader.evidence import Proc, Run, Step, explain_hang
-from grader.harness import CheckFailed, Student, check
+from grader.judging.evidence import Proc, Run, Step, explain_hang
+from grader.judging.harness import CheckFailed, Student, check
 
 EXERCISE = 10
 CONTRACT: dict[str, list[str] | None] = {

@@ -170,10 +170,10 @@ dependencies = [
 ]
 
 [project.scripts]
-grader = "grader.cli:main"
+grader = "grader.commands.cli:main"
 
 [project.entry-points.pytest11]
-grader = "grader.plugin"
+grader = "grader.judging.plugin"
 
 [tool.setuptools.packages.find]
 include = ["grader*"]

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import jinja2
 from markupsafe import Markup, escape
 
-from grader.evidence import is_library_frame
+from grader.judging.evidence import is_library_frame
 from grader.render import timeline as timelines
 from grader.render.source import read_source
 from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, Evidence, ExerciseResult, ProcessStack, Report

@@ -12,7 +12,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from grader import progress, session
+from grader.commands import progress
+from grader.judging import session
 from grader.course import Exercise, course_root, load_course
 from grader.render import terminal
 

@@ -161,7 +161,7 @@ def _number(value: float | None) -> str:
 
 def write_gradebook(out: Path, book: Gradebook) -> None:
     """grades.csv, results.json and index.html, each replaced atomically."""
-    from grader.render import summary
+    from grader.gradebook import summary
 
     book.students.sort(key=lambda s: s.name)
     atomic_write(out / "grades.csv", grades_csv(book))

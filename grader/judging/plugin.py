@@ -14,7 +14,7 @@ from typing import Any, Generator
 import pytest
 
 from grader.course import course_root, find_exercise
-from grader.harness import CheckFailed, Student
+from grader.judging.harness import CheckFailed, Student
 from grader.results import ERROR, FAILED, PASSED, CheckResult
 
 RESULTS_KEY = pytest.StashKey[list[CheckResult]]()

@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 import pytest
 
-from grader import isolation, runner
+from grader.running import isolation, runner
 from grader.course import Exercise, course_root
-from grader.evidence import Run, explain_hang
+from grader.judging.evidence import Run, explain_hang
 from grader.results import Location
 
 # Delays (seconds, min-max) injected where races open. Large next to the spread of a gated start, small

@@ -28,11 +28,11 @@ from typing import Any, Callable
 
 import grader
 from grader.course import Exercise
-from grader.gradebook import (FILES_DIR, RESULT_FILE, STAGING, BatchError, Gradebook, StudentResult, atomic_write,
+from grader.gradebook.book import (FILES_DIR, RESULT_FILE, STAGING, BatchError, Gradebook, StudentResult, atomic_write,
                               exclusive, exercise_meta, install, merge, read_result, summarize, write_gradebook)
 from grader.results import Report
-from grader.submissions import Collected, Submission, collect, content_hash, discover, shard, student_seed
-from grader.workers import (DEFAULT_TIME_LIMIT, Job, JobEnd, cpu_count, grade_folder, planned_checks, rename_paths,
+from grader.gradebook.submissions import Collected, Submission, collect, content_hash, discover, shard, student_seed
+from grader.gradebook.workers import (DEFAULT_TIME_LIMIT, Job, JobEnd, cpu_count, grade_folder, planned_checks, rename_paths,
                             run_jobs, why_stopped)
 
 TEMP_PREFIX = "grader-batch-"
@@ -62,7 +62,7 @@ def hide_from_students(paths: list[Path]) -> None:
     isolation.hidden_paths hides the solutions, the checks and the home folder, but not the class folder, the
     gradebook, nor the other students' copies and run folders in the temporary folder: without this, a
     submission could read (and run) another student's file while the batch grades them side by side."""
-    from grader import isolation
+    from grader.running import isolation
 
     original = isolation.hidden_paths
     extra = [p.resolve() for p in paths]
@@ -89,7 +89,7 @@ class StudentTask:
 
 def grade_student(task: StudentTask) -> None:
     """Worker body: grade one student and write OUT/<student>/ through a staging folder (result.json last)."""
-    from grader import session
+    from grader.judging import session
 
     exercises = session.select(task.numbers)
     _keep_to_own_folder(task)
@@ -145,7 +145,7 @@ def new_result(task: StudentTask) -> StudentResult:
 
 def _replay(report: Report, files: str) -> str:
     """The command that replays a student's grading from the gradebook folder, on the copies kept there."""
-    from grader import session
+    from grader.judging import session
 
     return session.replay_command([e.number for e in report.exercises], report.seed, Path(files),
                                   None if report.start_method == "default" else report.start_method)
@@ -244,7 +244,7 @@ class BatchSummary:
 
 def run_batch(options: BatchOptions, progress_stream: Any = None, terminal: bool | None = None) -> BatchSummary:
     """Grade every student of options.submissions (or a shard of them) into options.out."""
-    from grader import session
+    from grader.judging import session
 
     started = time.monotonic()
     exercises = session.select(options.numbers)
@@ -350,7 +350,7 @@ def preload(numbers: list[int]) -> None:
     check modules): forked workers inherit it, instead of paying about 0.2 s of imports per student."""
     import importlib
 
-    from grader import plugin, session  # noqa: F401 - the plugin brings the harness and the runner
+    from grader.judging import plugin, session  # noqa: F401 - the plugin brings the harness and the runner
     from grader.render import terminal  # noqa: F401
 
     with contextlib.suppress(ImportError):

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import grader
 from grader.course import Exercise
-from grader.gradebook import atomic_write
+from grader.gradebook.book import atomic_write
 from grader.results import ERROR, CheckResult, ExerciseResult, Report
 
 DEFAULT_TIME_LIMIT = 600.0
@@ -58,7 +58,7 @@ def run_jobs(jobs: list[Job], workers: int, time_limit: float, on_end: Callable[
     Ctrl-C (KeyboardInterrupt) kills every running worker with its whole tree before it propagates."""
     import psutil
 
-    from grader import proctree
+    from grader.running import proctree
 
     proctree.become_subreaper()
     before = {c.pid for c in psutil.Process().children()}
@@ -142,7 +142,7 @@ def _kill_worker(job: Job) -> None:
     """Freeze, then kill the worker and every process under it (student runs included), and collect it."""
     import psutil
 
-    from grader import proctree
+    from grader.running import proctree
 
     pid = job.process.pid
     try:
@@ -163,7 +163,7 @@ def _kill_strays(before: set[int], workers: set[int]) -> None:
     """Kill and collect any process handed to us (we are child subreaper) by a worker that died: none may stay."""
     import psutil
 
-    from grader import proctree
+    from grader.running import proctree
 
     try:
         strays = [c for c in psutil.Process().children() if c.pid not in before and c.pid not in workers]
@@ -193,7 +193,7 @@ def cpu_count() -> int:
 
 def grade_folder(exercises: list[Exercise], folder: Path, seed: int, start_method: str | None) -> Report:
     """session.grade (an exercise whose checks cannot run becomes errors there, never sinking the rest)."""
-    from grader import session
+    from grader.judging import session
 
     return session.grade(exercises, folder, seed, start_method)
 
@@ -234,7 +234,7 @@ def _write_report_file(target: Callable[..., Report], args: tuple[Any, ...], pat
 def failed_report(exercises: list[Exercise], folder: Path, seed: int, start_method: str | None,
                   why: str, details: str = "") -> Report:
     """A report where every check of every exercise is a grader error: grading stopped before any verdict."""
-    from grader import session
+    from grader.judging import session
 
     report = Report(seed=seed, start_method=start_method or "default", submission=str(folder),
                     grader_version=grader.__version__,

@@ -12,8 +12,9 @@ from typing import Callable
 
 from rich.console import Console
 
-from grader import daily, progress, session
-from grader import batch, ci  # grader batch / merge (instructors), grader ci / gradescope-bundle (CI)
+from grader.commands import daily, progress
+from grader.judging import session
+from grader.commands import batch, ci  # grader batch / merge (instructors), grader ci / gradescope-bundle (CI)
 from grader.course import course_root
 from grader.render import jsonfile, terminal
 

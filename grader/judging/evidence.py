@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from grader import runner
+from grader.running import runner
 from grader.results import Evidence, Location, ProcessStack
 
 HANG_STATUSES = {runner.TIMEOUT, runner.DEADLOCK, runner.SELF_DEADLOCK, runner.KEPT_ALIVE}

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import jinja2
 
-from grader.gradebook import Gradebook, StudentResult, iter_failures
+from grader.gradebook.book import Gradebook, StudentResult, iter_failures
 
 HISTOGRAM_BINS = 10
 TOP_REASONS = 12

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from grader import gradebook, submissions, workers
+from grader.gradebook import book as gradebook, submissions, workers
 from grader.course import Exercise
 from grader.results import Report
 
@@ -56,7 +56,7 @@ def _exercise_number(text: str) -> int:
 
 def cmd_ci(args: argparse.Namespace) -> int:
     """Grade, print the terminal report, write every output asked for; exit 0, 1 or 2 as `grader check`."""
-    from grader import session
+    from grader.judging import session
     from grader.course import course_root
     from grader.render import terminal
 
@@ -192,7 +192,7 @@ def step_summary(report: Report) -> str:
 
 def cmd_gradescope_bundle(args: argparse.Namespace) -> int:
     """`grader gradescope-bundle OUT.zip [N ...]`."""
-    from grader import session
+    from grader.judging import session
     from grader.render import gradescope
 
     try:

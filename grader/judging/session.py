@@ -93,7 +93,7 @@ def _grade_once(
         results_path = Path(tmp) / "results.json"
         args = [
             "--pyargs", *[e.checks for e in exercises],
-            "-p", "grader.plugin", "-p", "pytest_timeout",
+            "-p", "grader.judging.plugin", "-p", "pytest_timeout",
             "-c", os.devnull, "--rootdir", tmp, "-p", "no:cacheprovider",
             "-p", "no:unraisableexception",  # its gc.collect() at the end of every session costs 50 ms
             "-o", "python_files=*.py", "-o", "python_functions=check_*", "-o", "timeout_method=signal",

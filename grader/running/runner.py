@@ -21,9 +21,9 @@ from typing import Any
 
 import psutil
 
-from grader import isolation, proctree
+from grader.running import isolation, proctree
 
-PROBE_DIR = Path(__file__).parent / "probe"
+PROBE_DIR = Path(__file__).resolve().parent.parent / "probe"
 DRIVER = PROBE_DIR / "grader_driver.py"
 KEEPER = PROBE_DIR / "grader_keeper.py"
 _WRAPPERS = ("grader_keeper.py", "bwrap", "unshare")

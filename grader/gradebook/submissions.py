@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from grader.course import Exercise
-from grader.gradebook import RESERVED_NAMES
+from grader.gradebook.book import RESERVED_NAMES
 
 FILE_LIMIT = 4 * 1024 * 1024  # bytes kept of one exercise file: the harness refuses anything over 2 MB itself
 SKIPPED_DIRS = {"__MACOSX", "__pycache__", "node_modules", "venv", ".venv"}
