@@ -22,6 +22,7 @@ from grader.results import Report
 EXIT_USAGE = 2
 DEFAULT_TIME_LIMIT = 540.0  # under GitHub Classroom's default 10 minutes per grading step
 ANNOTATION_LIMIT = 3000
+ANNOTATIONS_PER_STEP = 10  # GitHub shows at most 10 error annotations of one step and drops the rest silently
 
 
 def add_arguments(commands: Any) -> None:
@@ -107,12 +108,13 @@ def write_outputs(report: Report, args: argparse.Namespace) -> None:
         if not os.environ.get("GITHUB_OUTPUT"):
             sys.stdout.write(line)
     if os.environ.get("GITHUB_ACTIONS"):
-        for command in annotations(report):
+        commands = annotations(report)
+        for command in capped_annotations(commands):
             print(command)
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_path:
             with open(summary_path, "a", encoding="utf-8") as f:
-                f.write(step_summary(report))
+                f.write(step_summary(report) + overflow_summary(report, len(commands)))
 
 
 def _parent(path: Path) -> Path:
@@ -158,6 +160,32 @@ def annotations(report: Report) -> list[str]:
             props = ",".join(f"{k}={_escape_property(v)}" for k, v in fields.items())
             commands.append(f"::error {props}::{_escape_data(text[:ANNOTATION_LIMIT])}")
     return commands
+
+
+def capped_annotations(commands: list[str]) -> list[str]:
+    """The first ANNOTATIONS_PER_STEP errors, and a notice (its own limit) saying where the others are."""
+    if len(commands) <= ANNOTATIONS_PER_STEP:
+        return commands
+    rest = len(commands) - ANNOTATIONS_PER_STEP
+    notice = (f"::notice title=grader::{rest} more failed checks are not annotated (GitHub shows "
+              f"{ANNOTATIONS_PER_STEP} per step): every one is listed in the job summary")
+    return [*commands[:ANNOTATIONS_PER_STEP], notice]
+
+
+def overflow_summary(report: Report, annotated: int) -> str:
+    """The step summary's list of the failed checks that got no annotation, with their file and line."""
+    from grader.results import PASSED
+
+    failed = [(e, c) for e in report.exercises for c in e.checks if c.outcome != PASSED]
+    rest = failed[ANNOTATIONS_PER_STEP:] if annotated > ANNOTATIONS_PER_STEP else []
+    if not rest:
+        return ""
+    lines = [f"### Not annotated in the code ({len(rest)})", "",
+             f"GitHub shows {ANNOTATIONS_PER_STEP} annotations per step; these failed checks have none:", ""]
+    for exercise, check in rest:
+        where = _workspace_path(exercise.file) + (f":{check.locations[0].line}" if check.locations else "")
+        lines.append(f"- Exercise {exercise.number}: **{_md(check.title)}** (`{where}`)")
+    return "\n".join(lines) + "\n\n"
 
 
 def _md(text: str) -> str:

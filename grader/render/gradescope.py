@@ -60,8 +60,20 @@ def _output(exercise: ExerciseResult, check: CheckResult) -> str:
     """What a student reads under a test: the reason and evidence of a failure, or just 'Passed.'."""
     if check.outcome == PASSED:
         return "Passed."
-    text = evidence_text(check, exercise)
-    return text if len(text) <= OUTPUT_LIMIT else text[: OUTPUT_LIMIT - 40] + "\n[... cut: see the full report ...]"
+    rerun = f"`grader check {exercise.number} --seed {check.seed}` in your course folder"
+    text = evidence_text(check, exercise, elsewhere=f"shown when you run {rerun}")
+    if len(text) <= OUTPUT_LIMIT:
+        return text
+    pointer = f"\n[... cut: Gradescope shows the first part; run {rerun} to see the whole run ...]"
+    return text[: OUTPUT_LIMIT - len(pointer)] + pointer
+
+
+def local_replay(report: Report) -> str:
+    """The command that replays these runs in the student's own course folder (not Gradescope's paths)."""
+    from grader.judging.session import replay_command
+
+    method = report.start_method if report.start_method not in ("", "default") else None
+    return replay_command([e.number for e in report.exercises], report.seed, None, method)
 
 
 def _overview(report: Report) -> str:
@@ -73,7 +85,8 @@ def _overview(report: Report) -> str:
     lines = [f"{report.score:g}/{report.max_score:g} points: {passed} checks passed, {failed} failed"
              + (f", {errors} could not run (a grader error, not your fault)" if errors else "") + "."]
     if failed or errors:
-        lines.append(f"Replay exactly these runs on your machine: {report.command}")
+        lines.append(f"Graded on Gradescope with seed {report.seed}. To run the same checks on your own machine, "
+                     f"run `{local_replay(report)}` in your course folder.")
     return "\n".join(lines)
 
 

@@ -1,0 +1,102 @@
+"""The outputs as their consumers read them, on synthetic results (no grading): GitHub Classroom's reporter
+(its two totals reproduced from its code), GitHub's 10 annotations per step, grades.csv for spreadsheets."""
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from grader.commands import ci
+from grader.render import classroom, gradescope
+from grader.results import ERROR, FAILED, PASSED, CheckResult, ExerciseResult, Location, Report
+
+
+def report(points: list[list[tuple[str, float, float]]], message: str = "The tickets were oversold.") -> Report:
+    """A report with one exercise per list and one check per (outcome, points, max_points)."""
+    exercises = []
+    for number, checks in enumerate(points, 1):
+        exercise = ExerciseResult(number, f"ex{number:02d}_x", f"Exercise {number}", f"ex{number:02d}_x.py")
+        for index, (outcome, earned, maximum) in enumerate(checks):
+            exercise.checks.append(CheckResult(
+                id=f"ex{number:02d}::check_{index}", exercise=number, title=f"Check {index}", outcome=outcome,
+                points=earned, max_points=maximum, message="" if outcome == PASSED else message, hint="Use a lock.",
+                locations=[Location(f"ex{number:02d}_x.py", 10 + index)], seed=7))
+        exercises.append(exercise)
+    return Report(seed=7, start_method="fork", submission=".", grader_version="test", command="grader check 1",
+                  exercises=exercises)
+
+
+def reporter_totals(document: dict) -> tuple[float, float]:
+    """The two totals autograding-grading-reporter prints for one runner: the sum of the tests' scores (what
+    notify-classroom records) and passed/total × max_score (what its console and summary table print)."""
+    tests = document["tests"]
+    recorded = sum(t["score"] for t in tests)
+    passed = sum(t["status"] == "pass" for t in tests)
+    printed = passed / len(tests) * (document["max_score"] or 1)
+    return recorded, printed
+
+
+def decoded(document: dict) -> dict:
+    """The document as the reporter decodes the step output."""
+    return json.loads(base64.b64decode(classroom.encode(document)).decode("utf-8"))
+
+
+@pytest.mark.parametrize("points", [
+    [[(FAILED, 0, 3), (FAILED, 0, 3), (PASSED, 2, 2), (PASSED, 1, 1), (PASSED, 1, 1)]],  # checks worth 1 to 3
+    [[(PASSED, 3, 3), (FAILED, 0, 2)], [(ERROR, 0, 5), (PASSED, 10, 10)]],
+    [[(PASSED, 1.5, 1.5), (FAILED, 0, 0.5), (PASSED, 0.25, 0.25)]],  # fractional points
+    [[(PASSED, 2, 2), (PASSED, 0, 0), (FAILED, 0, 4)]],  # a check worth nothing
+])
+def test_both_totals_of_the_classroom_reporter_agree_with_the_grader(points: list) -> None:
+    graded = report(points)
+    document = decoded(classroom.render(graded))
+    recorded, printed = reporter_totals(document)
+    assert document["max_score"] == graded.max_score
+    assert recorded == pytest.approx(graded.score) and printed == pytest.approx(graded.score)
+
+
+def test_one_test_per_check_when_points_cannot_be_split() -> None:
+    """Odd fractions would need thousands of tests: then one test per check, the recorded score still right."""
+    graded = report([[(PASSED, 1 / 997, 1 / 997), (FAILED, 0, 5)]])
+    document = decoded(classroom.render(graded))
+    assert len(document["tests"]) == 2 and reporter_totals(document)[0] == pytest.approx(graded.score)
+
+
+def test_a_huge_non_ascii_crash_stays_under_the_cap_in_utf8() -> None:
+    crash = "Der Käufer ist abgestürzt: 💥 " + "ü€😀" * 60_000
+    graded = report([[(ERROR, 0, 3)] * 10, [(FAILED, 0, 2), (PASSED, 5, 5)]], message=crash)
+    document = classroom.render(graded)
+    value = classroom.encode(document)
+    assert len(value) <= classroom.RESULT_LIMIT
+    raw = base64.b64decode(value)
+    assert b"\\u00fc" not in raw and "abgestürzt".encode() in raw  # UTF-8, not ensure_ascii escapes
+    first = json.loads(raw)["tests"][0]["message"]
+    assert first.startswith("Der Käufer ist abgestürzt") and "[cut: the whole message is in the job summary" in first
+    assert "grader check 1 --seed 7" in first
+    recorded, printed = reporter_totals(json.loads(raw))
+    assert recorded == printed == graded.score == 5
+
+
+def test_at_most_ten_error_annotations_and_the_rest_in_the_summary() -> None:
+    graded = report([[(FAILED, 0, 1)] * 8, [(FAILED, 0, 1)] * 8, [(PASSED, 1, 1)]])
+    commands = ci.capped_annotations(ci.annotations(graded))
+    errors = [c for c in commands if c.startswith("::error ")]
+    notices = [c for c in commands if c.startswith("::notice ")]
+    assert len(errors) == 10 and len(notices) == 1 and "6 more failed checks" in notices[0]
+    overflow = ci.overflow_summary(graded, len(ci.annotations(graded)))
+    listed = [line for line in overflow.splitlines() if line.startswith("- ")]
+    assert len(listed) == 6 and "Exercise 2: **Check 7** (`ex02_x.py:17`)" in listed[-1]
+    assert ci.overflow_summary(report([[(FAILED, 0, 1)] * 3]), 3) == ""
+
+
+def test_gradescope_speaks_of_gradescope_not_of_a_local_replay() -> None:
+    graded = report([[(FAILED, 0, 3), (PASSED, 2, 2)]], message="x" * 20_000)
+    graded.command = "grader check 1 --seed 7 --submission /autograder/submission --start-method fork"
+    results = gradescope.render(graded)
+    text = results["output"] + "".join(t["output"] for t in results["tests"])
+    assert "/autograder" not in text and "full report" not in text
+    assert "Graded on Gradescope" in results["output"]
+    assert "`grader check 1 --seed 7 --start-method fork` in your course folder" in results["output"]
+    failed = results["tests"][0]["output"]
+    assert len(failed) <= gradescope.OUTPUT_LIMIT and failed.rstrip().endswith("to see the whole run ...]")
