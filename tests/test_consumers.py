@@ -100,3 +100,49 @@ def test_gradescope_speaks_of_gradescope_not_of_a_local_replay() -> None:
     assert "`grader check 1 --seed 7 --start-method fork` in your course folder" in results["output"]
     failed = results["tests"][0]["output"]
     assert len(failed) <= gradescope.OUTPUT_LIMIT and failed.rstrip().endswith("to see the whole run ...]")
+
+
+# ---- checks hidden until the due date, late work on Gradescope ----------------------------------------------
+def hidden_lab(due: str = "2027-03-01T23:59:00+00:00"):
+    from grader.lms.assignments import Assignment, LatePolicy, parse_time
+
+    return Assignment("lab", (1,), due=parse_time(due, "due"), late=LatePolicy(per_day=10, cap=50),
+                      hidden=("ex01::check_1",))
+
+
+def test_a_hidden_check_says_nothing_before_the_due_date_in_any_student_output() -> None:
+    from datetime import datetime, timezone
+
+    from grader.lms import student_view
+    from grader.render import junit, terminal
+
+    graded = report([[(PASSED, 2, 2), (FAILED, 0, 3)]], message="SECRET: the buyers never overlapped")
+    graded.exercises[0].checks[1].title = "SECRET title"
+    before = datetime(2027, 2, 1, tzinfo=timezone.utc)
+    seen = student_view.view(graded, hidden_lab(), {}, now=before)
+    assert seen.hidden == {"ex01::check_1"} and seen.shown.score == graded.score
+    outputs = [terminal.render(seen.shown, color=False), junit.render(seen.shown), ci.step_summary(seen.shown),
+               "\n".join(ci.annotations(seen.shown)), json.dumps(classroom.render(seen.shown), ensure_ascii=False)]
+    for text in outputs:
+        assert "SECRET" not in text and "Use a lock" not in text
+        assert "Hidden check 1" in text
+    results = gradescope.render(seen.full, hidden=seen.hidden)
+    visibility = {t["name"]: t["visibility"] for t in results["tests"]}
+    assert visibility == {"Exercise 1: Check 0": "visible", "Exercise 1: SECRET title": "after_due_date"}
+    assert "SECRET" not in results["output"] and "1 more checks are shown after the due date" in results["output"]
+    after = student_view.view(graded, hidden_lab(), {}, now=datetime(2027, 3, 2, tzinfo=timezone.utc))
+    assert after.hidden == set() and after.shown is graded
+
+
+def test_gradescope_takes_the_late_penalty_from_its_submission_metadata() -> None:
+    from grader.lms import student_view
+
+    graded = report([[(PASSED, 2, 2), (PASSED, 8, 8)]])
+    metadata = {"created_at": "2027-03-04T10:00:00.000000+00:00",
+                "assignment": {"due_date": "2027-03-03T23:59:00.000000+00:00", "title": "Lab"}}
+    seen = student_view.view(graded, hidden_lab(), metadata)  # the due date on Gradescope (an extension) counts
+    assert (seen.late.days, seen.late.percent, seen.penalty) == (1, 10, 1)
+    results = gradescope.render(seen.full, penalty=seen.penalty, late_note=seen.late.note)
+    assert results["score"] == 9 and "1 day(s) late; 1 points taken off, score 9" in results["output"]
+    on_time = student_view.view(graded, hidden_lab(), {"created_at": "2027-03-01T10:00:00+00:00"})
+    assert on_time.penalty == 0

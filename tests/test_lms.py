@@ -309,3 +309,27 @@ def test_export_of_an_assignment_sums_its_exercises_only() -> None:
     assert export.canvas(built).splitlines()[2] == '"Smith, Alice",101,,,,7'
     with pytest.raises(assignments.AssignmentError, match="no grades for exercise"):
         export.build(book, None, assignments.Assignment("x", (3,)), None, None)
+
+
+def test_grader_ci_for_an_assignment_on_gradescope_takes_the_late_penalty(tmp_path: Path) -> None:
+    """`grader ci --assignment lab1` as run_autograder calls it, with Gradescope's submission_metadata.json."""
+    import sys
+
+    submission = tmp_path / "submission"
+    submission.mkdir()
+    shutil.copyfile(SOLUTION, submission / EX01)
+    metadata = tmp_path / "submission_metadata.json"
+    metadata.write_text(json.dumps({"created_at": "2027-03-03T00:30:00.000000+01:00", "users": [],
+                                    "assignment": {"due_date": None, "title": "Lab 1"}}))
+    results = tmp_path / "results" / "results.json"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    done = subprocess.run([sys.executable, "-m", "grader", "ci", "1", "--assignment", "lab1", "--submission",
+                           str(submission), "--submission-metadata", str(metadata), "--gradescope", str(results),
+                           "--start-method", "fork"], capture_output=True, text=True, env=environment, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads(results.read_text())
+    assert document["score"] == 8 and sum(t["score"] for t in document["tests"]) == 10
+    assert "2 day(s) late; 2 points taken off, score 8" in document["output"]
+    unknown = subprocess.run([sys.executable, "-m", "grader", "ci", "--assignment", "nope"], capture_output=True,
+                             text=True, env=environment, timeout=60)
+    assert unknown.returncode == 2 and "no assignment 'nope' in course.toml (there are: lab1, lab2, lab3)" in unknown.stderr

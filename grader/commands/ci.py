@@ -41,10 +41,15 @@ def add_arguments(commands: Any) -> None:
     ci.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="S",
                     help="stop grading after S seconds; every check still gets a result "
                          f"(default {DEFAULT_TIME_LIMIT:g})")
+    ci.add_argument("--assignment", metavar="NAME", help="grade this assignment of course.toml: its exercises, "
+                                                         "its checks hidden until the due date, its late policy")
+    ci.add_argument("--submission-metadata", type=Path, metavar="FILE",
+                    help="Gradescope's submission_metadata.json: the submission time and due date (late penalty)")
     bundle = commands.add_parser("gradescope-bundle", help="write the Gradescope autograder zip")
     bundle.add_argument("path", type=Path, metavar="OUT.zip")
     bundle.add_argument("numbers", nargs="*", type=_exercise_number, metavar="N",
                         help="the exercises the autograder grades (default: all)")
+    bundle.add_argument("--assignment", metavar="NAME", help="grade this assignment of course.toml")
 
 
 def _exercise_number(text: str) -> int:
@@ -59,10 +64,13 @@ def cmd_ci(args: argparse.Namespace) -> int:
     """Grade, print the terminal report, write every output asked for; exit 0, 1 or 2 as `grader check`."""
     from grader.judging import session
     from grader.course import course_root
+    from grader.lms import student_view
+    from grader.lms.assignments import find_assignment
     from grader.render import terminal
 
     try:
-        exercises = session.select(args.numbers)
+        assignment = find_assignment(args.assignment) if args.assignment else None
+        exercises = session.select(args.numbers or (list(assignment.exercises) if assignment else []))
     except ValueError as exc:
         print(f"grader: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -76,8 +84,9 @@ def cmd_ci(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     report = grade(exercises, folder, seed, args.start_method, args.time_limit)
     report.command = session.replay_command([e.number for e in exercises], seed, args.submission, args.start_method)
-    sys.stdout.write(terminal.render(report))
-    write_outputs(report, args)
+    seen = student_view.view(report, assignment, student_view.read_gradescope_metadata(args.submission_metadata))
+    sys.stdout.write(terminal.render(seen.shown))
+    write_outputs(seen.shown, args, seen)
     return report.exit_code()
 
 
@@ -95,14 +104,18 @@ def grade(exercises: list[Exercise], folder: Path, seed: int, start_method: str 
     return report
 
 
-def write_outputs(report: Report, args: argparse.Namespace) -> None:
-    """JUnit, Gradescope and Classroom files as asked, and GitHub's summary and annotations on GitHub Actions."""
+def write_outputs(report: Report, args: argparse.Namespace, seen: Any = None) -> None:
+    """JUnit, Gradescope and Classroom files as asked, and GitHub's summary and annotations on GitHub Actions.
+    `report` is what students may read; `seen` (grader.lms.student_view.StudentView) gives Gradescope the whole
+    report with its hidden checks and late penalty."""
     from grader.render import classroom, gradescope, junit
 
     if args.junit is not None:
         gradebook.atomic_write(_parent(args.junit), junit.render(report))
     if args.gradescope is not None:
-        gradebook.atomic_write(_parent(args.gradescope), json.dumps(gradescope.render(report), indent=1))
+        document = gradescope.render(report) if seen is None else gradescope.render(
+            seen.full, hidden=seen.hidden, penalty=seen.penalty, late_note=seen.late.note)
+        gradebook.atomic_write(_parent(args.gradescope), json.dumps(document, indent=1))
     if args.classroom:
         line = classroom.write_output(classroom.render(report), os.environ.get("GITHUB_OUTPUT"))
         if not os.environ.get("GITHUB_OUTPUT"):
@@ -223,12 +236,16 @@ def cmd_gradescope_bundle(args: argparse.Namespace) -> int:
     from grader.judging import session
     from grader.render import gradescope
 
+    from grader.lms.assignments import find_assignment
+
     try:
         session.select(args.numbers)
+        if args.assignment:
+            find_assignment(args.assignment)
     except ValueError as exc:
         print(f"grader: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    path = gradescope.bundle(_parent(args.path), args.numbers)
+    path = gradescope.bundle(_parent(args.path), args.numbers, getattr(args, "assignment", None))
     print(f"wrote {path}: upload it as the autograder of a Gradescope programming assignment")
     return 0
 

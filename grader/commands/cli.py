@@ -16,7 +16,7 @@ from grader.commands import daily, progress
 from grader.judging import session
 from grader.commands import batch, ci  # grader batch / merge (instructors), grader ci / gradescope-bundle (CI)
 from grader.course import course_root
-from grader.lms import export  # grader export (grades for Canvas, Moodle)
+from grader.lms import export, hidden  # grader export (grades for Canvas, Moodle); checks hidden until due
 from grader.render import jsonfile, terminal
 
 EXIT_USAGE = 2
@@ -76,6 +76,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             report = session.grade(exercises, args.submission, args.seed, args.start_method)
     else:
         report = session.grade(exercises, args.submission, args.seed, args.start_method)
+    report = hidden.for_students(report)  # checks hidden until an assignment's due date stay hidden
     sys.stdout.write(terminal.render(report))
     if args.submission is None:
         state = progress.load(course_root())
