@@ -333,3 +333,15 @@ def test_grader_ci_for_an_assignment_on_gradescope_takes_the_late_penalty(tmp_pa
     unknown = subprocess.run([sys.executable, "-m", "grader", "ci", "--assignment", "nope"], capture_output=True,
                              text=True, env=environment, timeout=60)
     assert unknown.returncode == 2 and "no assignment 'nope' in course.toml (there are: lab1, lab2, lab3)" in unknown.stderr
+
+
+def test_canvas_gradebook_export_works_as_a_roster(tmp_path: Path) -> None:
+    path = tmp_path / "canvas-export.csv"
+    path.write_text("\ufeffStudent,ID,SIS User ID,SIS Login ID,Section,Lab 1 (5531)\n"
+                    "    Points Possible,,,,,40\n"
+                    '"Smith, Alice",101,SIS-1,asmith,A,\n'
+                    '"Jones, Bob",102,,bjones,B,\n', encoding="utf-8")
+    people = load_roster(path)
+    assert [(p.id, p.name, p.canvas_id, p.sis_login_id, p.section) for p in people] == [
+        ("SIS-1", "Smith, Alice", "101", "asmith", "A"), ("bjones", "Jones, Bob", "102", "bjones", "B")]
+    assert Roster(people).match(sortable="smithalice").id == "SIS-1"

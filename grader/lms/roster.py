@@ -75,15 +75,20 @@ def load_roster(path: Path) -> list[Person]:
     if not rows:
         raise RosterError(f"roster {path}: empty")
     known = {normalize_header(f): f for f in FIELDS}
-    columns = [known.get(normalize_header(h)) or ALIASES.get(normalize_header(h)) for h in rows[0]]
-    if "id" not in columns and "email" not in columns:
+    headers = [normalize_header(h) for h in rows[0]]
+    canvas_export = "sisuserid" in headers and "canvasid" not in headers  # Canvas's own export: "ID" is its user id
+    columns = [("canvas_id" if canvas_export and h == "id" else None) or known.get(h) or ALIASES.get(h)
+               for h in headers]
+    identities = {"id", "email", "sis_user_id", "sis_login_id", "canvas_id"} if canvas_export else {"id", "email"}
+    if not identities & set(columns):
         raise RosterError(f"roster {path}: needs an 'id' or an 'email' column (it has {', '.join(rows[0])})")
     people = []
     for number, row in enumerate(rows[1:], 2):
         values = {c: v.strip() for c, v in zip(columns, row) if c and v.strip()}
         if not values or (values.get("name", "").lower() == "points possible"):
             continue
-        values.setdefault("id", values.get("email", ""))
+        values.setdefault("id", values.get("sis_user_id") or values.get("sis_login_id") or values.get("canvas_id")
+                          or values.get("email", ""))
         if not values["id"]:
             raise RosterError(f"roster {path}, line {number}: no id and no email")
         people.append(Person(**values))
@@ -108,7 +113,7 @@ class Roster:
                 found = [p for p in self.people if getattr(p, key).casefold() == value.casefold()]
                 if len(found) == 1:
                     return found[0]
-        for key, compare in (("name", plain), ("sortable", None)):
+        for key in ("name", "sortable"):
             value = known.get(key, "")
             if not value:
                 continue
