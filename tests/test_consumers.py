@@ -146,3 +146,12 @@ def test_gradescope_takes_the_late_penalty_from_its_submission_metadata() -> Non
     assert results["score"] == 9 and "1 day(s) late; 1 points taken off, score 9" in results["output"]
     on_time = student_view.view(graded, hidden_lab(), {"created_at": "2027-03-01T10:00:00+00:00"})
     assert on_time.penalty == 0
+
+
+def test_a_course_with_many_points_still_fits_the_cap_with_totals_that_agree() -> None:
+    """300 checks of 5 points: 1500 point-tests would not fit in 64 KiB; one test per check then does."""
+    graded = report([[(FAILED, 0, 5)] * 30 + [(PASSED, 5, 5)] * 30 for _ in range(5)], message="ü" * 3000)
+    document = classroom.render(graded)
+    assert len(classroom.encode(document)) <= classroom.RESULT_LIMIT
+    recorded, printed = reporter_totals(decoded(document))
+    assert recorded == pytest.approx(graded.score) and printed == pytest.approx(graded.score)

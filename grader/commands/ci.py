@@ -79,8 +79,9 @@ def cmd_ci(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         print(f"grader: --submission {folder}: no such folder", file=sys.stderr)
         # CI systems still get every check (as errors): a reporter cannot sum a result without tests
-        write_outputs(workers.failed_report(exercises, folder, seed, args.start_method,
-                                          f"The submission folder {folder} does not exist."), args)
+        failed = workers.failed_report(exercises, folder, seed, args.start_method,
+                                       f"The submission folder {folder} does not exist.")
+        write_outputs(student_view.view(failed, assignment, {}).shown, args)
         return EXIT_USAGE
     report = grade(exercises, folder, seed, args.start_method, args.time_limit)
     report.command = session.replay_command([e.number for e in exercises], seed, args.submission, args.start_method)

@@ -5,7 +5,7 @@ after a timeout or a crash (then as "error" with 0 points), so the reporter can 
 The reporter prints two totals: the sum of the tests' `score` (what Classroom records) and, per runner,
 passed tests / all tests × max_score. Both agree only when every test is worth the same, so a check worth
 k points is written as k tests of one point (one per `unit` when points are fractions), all passing or all
-failing with the check. The document is UTF-8 and its encoded value stays under RESULT_LIMIT: GitHub passes
+failing with the check (a check worth nothing is left out: it would lower the reporter's passed/total). The document is UTF-8 and its encoded value stays under RESULT_LIMIT: GitHub passes
 the output to the reporter in its environment, and a larger value fails the step ("Argument list too long")."""
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ MESSAGE_LIMIT = 4000
 RESULT_LIMIT = 64 * 1024  # bytes of the base64 value of `result`
 MAX_TESTS = 1000  # more point-tests than this (odd fractional points): one test per check instead
 CUT = "… [cut: the whole message is in the job summary; replay it with `{command}`]"
+SHORT_CUT = "[cut: see the job summary]"
 
 
 def render(report: Report) -> dict[str, Any]:
@@ -31,11 +32,13 @@ def render(report: Report) -> dict[str, Any]:
     checks = report.all_checks()
     outcomes = {c.outcome for c in checks}
     status = "error" if ERROR in outcomes or not checks else ("fail" if outcomes - {PASSED} else "pass")
-    unit = point_unit(checks)
-    tests = [test for exercise in report.exercises for check in exercise.checks
-             for test in _tests(report, exercise, check, unit)]
-    document = {"version": 1, "status": status, "max_score": report.max_score, "tests": tests}
-    return fit(document, RESULT_LIMIT)
+    for unit in (point_unit(checks), None):  # one test per check when point-tests cannot fit in the limit
+        tests = [test for exercise in report.exercises for check in exercise.checks
+                 for test in _tests(report, exercise, check, unit)]
+        document = fit({"version": 1, "status": status, "max_score": report.max_score, "tests": tests}, RESULT_LIMIT)
+        if len(encode(document)) <= RESULT_LIMIT:
+            break
+    return document
 
 
 def point_unit(checks: list[CheckResult]) -> Fraction | None:
@@ -92,15 +95,19 @@ def _message(check: CheckResult) -> str:
 
 
 def fit(document: dict[str, Any], limit: int) -> dict[str, Any]:
-    """The document with its messages cut (each ending with a pointer to the whole) until its value fits."""
+    """The document with its messages cut (each ending with a pointer to the whole) until its value fits; then,
+    for a very large course, without the fields the reporter does not read (test_code, filename, line, duration)."""
     budget = MESSAGE_LIMIT
     while len(encode(document)) > limit and budget > 0:
         budget //= 2
         for test in document["tests"]:
-            test["message"] = _cut(test["message"], budget, test["test_code"])
-    if len(encode(document)) > limit:  # not the messages: the names (a huge check title); keep the scores
+            test["message"] = _cut(test["message"], budget, test.get("test_code", ""))
+    if len(encode(document)) > limit:
         for test in document["tests"]:
-            test["name"] = _cut(test["name"], 80, test["test_code"])
+            for key in ("test_code", "filename", "line_no", "duration"):
+                test.pop(key, None)
+            test["name"] = _cut(test["name"], 80, "") if len(test["name"]) > 80 else test["name"]
+            test["message"] = SHORT_CUT if test["message"] else ""
     return document
 
 
@@ -109,7 +116,7 @@ def _cut(text: str, budget: int, command: str) -> str:
     if len(text.encode("utf-8")) <= budget:
         return text
     kept = text.encode("utf-8")[:budget].decode("utf-8", errors="ignore")
-    return kept + CUT.format(command=command)
+    return kept + (CUT.format(command=command) if command else "…")
 
 
 def _shown(path: str) -> str:
