@@ -195,6 +195,10 @@ submission_111:
     :email: alice@uni.example
   :created_at: 2027-03-02 10:00:00.123456789 +0100
   :score: 0.0
+  :results:
+    :tests:
+    - :name: 'Exercise 1: not a submitter'
+      :score: 3.0
 submission_222:
   :submitters:
   - :name: Bob Jones

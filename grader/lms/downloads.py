@@ -209,28 +209,34 @@ def read_gradescope_metadata(text: str) -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = {}
     current: dict[str, Any] | None = None
     person: dict[str, str] | None = None
+    section = ""
     for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
+        if not line.strip() or line.lstrip().startswith("#") or line.startswith("---"):
             continue
         indent = len(line) - len(line.lstrip(" "))
         stripped = line.strip()
-        if indent == 0 and stripped.endswith(":"):
-            current = result.setdefault(stripped[:-1].strip("'\""), {"submitters": []})
-            person = None
+        if indent == 0:
+            current = result.setdefault(stripped.rstrip(":").strip("'\""), {"submitters": []}) \
+                if stripped.endswith(":") else None
+            person, section = None, ""
             continue
         if current is None:
             continue
         item = stripped.startswith("- ")
         key, _, value = stripped.removeprefix("- ").partition(": ")
         key, value = key.strip().lstrip(":").rstrip(":"), _scalar(value)
-        if item:
+        if indent == 2 and not item:  # a key of the submission: the submitters' list, created_at, results...
+            section, person = key, None
+            if key in ("created_at", "score"):
+                current[key] = value
+            continue
+        if section != "submitters":
+            continue
+        if item and indent == 2:
             person = {}
             current["submitters"].append(person)
-        if key in ("name", "sid", "email") and person is not None and (item or indent >= 4):
+        if person is not None and key in ("name", "sid", "email"):
             person[key] = value
-        elif key in ("created_at", "score") and not item:
-            current[key] = value
-            person = None
     return result
 
 

@@ -4,6 +4,7 @@ id_number, github). Submissions found in an LMS download are matched to a roster
 from __future__ import annotations
 
 import csv
+import io
 import re
 import unicodedata
 from dataclasses import asdict, dataclass
@@ -71,7 +72,7 @@ def load_roster(path: Path) -> list[Person]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise RosterError(f"roster {path}: cannot be read ({exc})") from None
-    rows = list(csv.reader(text.splitlines()))
+    rows = list(csv.reader(io.StringIO(text, newline="")))
     if not rows:
         raise RosterError(f"roster {path}: empty")
     known = {normalize_header(f): f for f in FIELDS}
