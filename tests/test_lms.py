@@ -21,7 +21,7 @@ from grader.course import find_exercise
 from grader.gradebook import book as gradebook, submissions
 from grader.lms import assignments, downloads, export
 from grader.lms.batching import LmsOptions
-from grader.lms.roster import Person, Roster, RosterError, load_roster, sortable
+from grader.lms.roster import Roster, RosterError, load_roster, sortable
 
 EX01 = "ex01_oversold_ticket.py"
 SOLUTION = ROOT / "solutions" / EX01
@@ -349,3 +349,20 @@ def test_canvas_gradebook_export_works_as_a_roster(tmp_path: Path) -> None:
     assert [(p.id, p.name, p.canvas_id, p.sis_login_id, p.section) for p in people] == [
         ("SIS-1", "Smith, Alice", "101", "asmith", "A"), ("bjones", "Jones, Bob", "102", "bjones", "B")]
     assert Roster(people).match(sortable="smithalice").id == "SIS-1"
+
+
+def test_a_zip_handed_in_on_canvas_and_moodles_flat_files_are_searched(tmp_path: Path) -> None:
+    canvas = tmp_path / "canvas"
+    canvas.mkdir()
+    with zipfile.ZipFile(canvas / "smithalice_101_9001_lab1.zip", "w") as z:
+        z.write(SOLUTION, f"lab1/{EX01}")
+    (alice,) = downloads.discover(canvas, tmp_path / "out").students
+    collected = submissions.collect(alice, [find_exercise(1)], tmp_path / "a")
+    assert collected.found == {EX01: f"lab1/{EX01}"} and (tmp_path / "a" / EX01).read_bytes() == SOLUTION.read_bytes()
+    moodle = tmp_path / "moodle"
+    moodle.mkdir()
+    shutil.copyfile(HALF, moodle / f"Bob Jones_555_assignsubmission_file_{EX01}")
+    found = downloads.discover(moodle, tmp_path / "out")
+    assert found.lms == "moodle" and [s.name for s in found.students] == ["Bob Jones"]
+    collected = submissions.collect(found.students[0], [find_exercise(1), find_exercise(2)], tmp_path / "b")
+    assert set(collected.found) == {EX01} and collected.problems == ["missing ex02_sentinels.py"]
