@@ -15,6 +15,7 @@ from grader.gradebook.book import Gradebook, StudentResult, iter_failures
 
 HISTOGRAM_BINS = 10
 TOP_REASONS = 12
+REASONS_SHOWN = 6  # above the fold; the others one click away
 BAR_WIDTH, BAR_GAP, CHART_HEIGHT = 44, 6, 160
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _PARENTHESES = re.compile(r"\s*\([^()]*\)")
@@ -96,7 +97,7 @@ def render(book: Gradebook) -> str:
         chart_height=CHART_HEIGHT, bar_width=BAR_WIDTH, chart_width=HISTOGRAM_BINS * (BAR_WIDTH + BAR_GAP) + 40,
         unscored=len(book.students) - len(scored), reasons=common_reasons(book, by_name),
         mean=sum(scored) / len(scored) if scored else None, late=any(s.penalty for s in book.students),
-        assignment=book.assignment or {})
+        assignment=book.assignment or {}, reasons_shown=REASONS_SHOWN)
 
 
 def _row(student: StudentResult, book: Gradebook) -> Row:
