@@ -70,7 +70,8 @@ def person_of(student: StudentResult, roster: Roster | None) -> Person | None:
     known = {k: str(v) for k, v in meta.items() if isinstance(v, str) and v}
     matched = meta.get("student") or {}
     if roster is not None:
-        return roster.match(id=matched.get("id", ""), **{k: v for k, v in known.items() if k != "id"}) or \
+        return roster.match(id=matched.get("id") or known.get("id", ""),
+                            **{k: v for k, v in known.items() if k != "id"}) or \
             roster.match(id=student.name, username=student.name, email=student.name, name=student.name)
     if matched:
         return Person(**matched)
