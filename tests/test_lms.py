@@ -235,6 +235,11 @@ def test_a_zip_cannot_write_outside_its_download_folder(tmp_path: Path) -> None:
     assert not (tmp_path / "escaped.py").exists() and not list(tmp_path.glob("out/escaped.py"))
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == \
         ["abs/escaped.py", f"smithjohn_1_2_{EX01}"]
+    assert downloads.unpack(archive, tmp_path / "out") == target, "the same download is unpacked once"
+    with zipfile.ZipFile(archive, "a") as z:
+        z.writestr(f"smithjohn_1_2_{EX01.replace('.py', '-1.py')}", "x = 2\n")
+    again = downloads.unpack(archive, tmp_path / "out")
+    assert again != target and not target.exists() and len(list(again.iterdir())) == 3
 
 
 def test_roster_matching_and_errors(tmp_path: Path) -> None:

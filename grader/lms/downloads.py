@@ -13,11 +13,14 @@ Each student carries `meta`: the LMS, the identities it gave, the roster row the
 and whether the LMS marked it late. With a roster the gradebook names students by their roster id."""
 from __future__ import annotations
 
+import glob
+import hashlib
 import os
 import re
 import shutil
 import stat
 import subprocess
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -290,10 +293,37 @@ def match_roster(found: Discovered, roster: Roster) -> Discovered:
 
 # ---- zips ---------------------------------------------------------------------------------------------------
 def unpack(archive: Path, out: Path) -> Path:
-    """An LMS zip unpacked into the gradebook's download folder (regular files only, no path from outside it)."""
-    target = out / DOWNLOAD_DIR / archive.stem
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
+    """An LMS zip unpacked into the gradebook's download folder (regular files only, no path from outside it),
+    once per content: a rerun with the same zip reuses it, and a folder in use is never rewritten under a batch."""
+    digest = hashlib.sha256()
+    try:
+        with open(archive, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise BatchError(f"{archive}: cannot be read ({exc})") from None
+    downloads = out / DOWNLOAD_DIR
+    target = downloads / f"{archive.stem}-{digest.hexdigest()[:12]}"
+    if target.is_dir():
+        return target
+    downloads.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=downloads))
+    try:
+        _extract(archive, stage)
+        os.replace(stage, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    for older in downloads.glob(f"{glob.escape(archive.stem)}-*"):  # earlier downloads of the same name
+        if older != target and len(older.name) == len(target.name):
+            shutil.rmtree(older, ignore_errors=True)
+    return target
+
+
+def _extract(archive: Path, target: Path) -> None:
+    """Every regular file of the zip under `target`, by its own relative path (nothing leaves `target`)."""
     try:
         with zipfile.ZipFile(archive) as zipped:
             for info in zipped.infolist():
@@ -309,4 +339,3 @@ def unpack(archive: Path, out: Path) -> Path:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError, NotImplementedError, EOFError,
             ValueError) as exc:
         raise BatchError(f"{archive}: cannot be unpacked ({exc})") from None
-    return target
