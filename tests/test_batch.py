@@ -145,7 +145,7 @@ def test_gradebook_is_exactly_right(resumed: dict[str, object]) -> None:
     book = rows(out)
     assert list(book) == sorted(STUDENTS)
     header = (out / "grades.csv").read_text().splitlines()[0]
-    assert header == "student,ex01,ex02,ex03,ex04,total,max,status"
+    assert header == "id,student,ex01,ex02,ex03,ex04,total,penalty,final,max,status"
     for name, (*scores, status) in EXPECTED.items():
         row = book[name]
         assert row["status"] == status, name

@@ -31,13 +31,14 @@ from grader.course import Exercise
 from grader.gradebook.book import (FILES_DIR, RESULT_FILE, STAGING, BatchError, Gradebook, StudentResult, atomic_write,
                               exclusive, exercise_meta, install, merge, read_result, summarize, write_gradebook)
 from grader.results import Report
-from grader.gradebook.submissions import Collected, Submission, collect, content_hash, discover, shard, student_seed
+from grader.gradebook.submissions import Collected, Submission, collect, content_hash, shard, student_seed
+from grader.lms import batching as lms
 from grader.gradebook.workers import (DEFAULT_TIME_LIMIT, Job, JobEnd, cpu_count, grade_folder, planned_checks, rename_paths,
                             run_jobs, why_stopped)
 
 TEMP_PREFIX = "grader-batch-"
 # The grader's files that cannot change a grade: reports, the command line, batch and CI plumbing.
-_GRADING_EXCLUDED = ("render/", "templates/", "cli.py", "batch.py", "gradebook.py", "submissions.py", "workers.py",
+_GRADING_EXCLUDED = ("render/", "templates/", "lms/", "cli.py", "batch.py", "gradebook.py", "submissions.py", "workers.py",
                      "ci.py", "__main__.py")
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -140,7 +141,7 @@ def new_result(task: StudentTask) -> StudentResult:
     collected = task.collected
     return StudentResult(name=task.submission.name, entry=str(task.submission.path), kind=task.submission.kind,
                          digest=task.digest, problems=list(collected.problems), notes=list(collected.notes),
-                         seed=task.seed, found=dict(collected.found))
+                         seed=task.seed, found=dict(collected.found), student=dict(task.submission.meta))
 
 
 def _replay(report: Report, files: str) -> str:
@@ -224,6 +225,8 @@ class BatchOptions:
     start_method: str | None = None
     time_limit: float = DEFAULT_TIME_LIMIT
     fingerprint: str | None = None  # of the grader; computed when None
+    lms: lms.LmsOptions = field(default_factory=lms.LmsOptions)  # roster, assignment, extensions
+    bom: bool = False  # grades.csv starts with a byte order mark (for Excel)
 
 
 @dataclass
@@ -235,6 +238,7 @@ class BatchSummary:
     reused: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     duration: float = 0.0
+    found: Any = None  # grader.lms.downloads.Discovered: the LMS, who is not on the roster, who handed nothing
 
     @property
     def problems(self) -> list[StudentResult]:
@@ -247,24 +251,27 @@ def run_batch(options: BatchOptions, progress_stream: Any = None, terminal: bool
     from grader.judging import session
 
     started = time.monotonic()
-    exercises = session.select(options.numbers)
+    assignment = lms.assignment_of(options.lms)
+    exercises = session.select(options.numbers or (list(assignment.exercises) if assignment else []))
     _check_folders(options)
     for exercise in exercises:  # imported once here, so that every worker starts with them loaded
         planned_checks(exercise)
-    students, ignored = discover(options.submissions, options.out)
+    found = lms.students_of(options.submissions, options.out, options.lms)
+    students, ignored = found.students, found.ignored
     if options.shard:
         students = shard(students, *options.shard)
     settings = {"exercises": [e.number for e in exercises], "seed": options.seed, "start_method": options.start_method,
                 "grader": options.fingerprint or grader_fingerprint()}
     summary = BatchSummary(Gradebook(exercise_meta(exercises), [], settings,
-                                     _shard_info(options.shard)), ignored=ignored)
+                                     _shard_info(options.shard)), ignored=ignored, found=found)
     _remove_stale_copies()
     with exclusive(options.out), tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
         (options.out / STAGING).mkdir(exist_ok=True)
         tasks = _plan(students, exercises, settings, options, Path(tmp), summary)
         _grade_all(tasks, options, summary, Progress(len(tasks), progress_stream, terminal))
         summary.book.students = [r for s in students if (r := read_result(options.out / s.name)) is not None]
-        write_gradebook(options.out, summary.book)
+        lms.apply_lateness(summary.book, assignment, options.lms.extensions)
+        write_gradebook(options.out, summary.book, options.bom)
         shutil.rmtree(options.out / STAGING, ignore_errors=True)
     summary.duration = round(time.monotonic() - started, 3)
     return summary
@@ -291,8 +298,9 @@ def _alive(pid: int) -> bool:
 
 def _check_folders(options: BatchOptions) -> None:
     """Refuse, in one line, folders that cannot work: no class folder, a gradebook inside it."""
-    if not options.submissions.is_dir():
-        raise BatchError(f"{options.submissions}: no such folder")
+    if not options.submissions.is_dir() and not (options.submissions.is_file()
+                                                 and options.submissions.suffix.lower() == ".zip"):
+        raise BatchError(f"{options.submissions}: no such folder (nor an LMS download .zip)")
     out, subs = options.out.resolve(), options.submissions.resolve()
     if out == subs or subs in out.parents:
         raise BatchError(f"--out {options.out} is inside the submissions folder: put the gradebook elsewhere")
@@ -407,7 +415,9 @@ def _positive(text: str) -> int:
 def add_arguments(commands: Any) -> None:
     """Register `batch` and `merge` with the grader's command line."""
     batch = commands.add_parser("batch", help="grade a whole class: one folder or .zip per student")
-    batch.add_argument("submissions", type=Path, metavar="SUBMISSIONS", help="folder with one entry per student")
+    batch.add_argument("submissions", type=Path, metavar="SUBMISSIONS",
+                       help="folder with one entry per student, or a Canvas, Moodle, GitHub Classroom or Gradescope "
+                            "download (folder or .zip)")
     batch.add_argument("--out", type=Path, required=True, help="the gradebook folder (created, or resumed)")
     batch.add_argument("-j", "--jobs", type=_positive, default=0, metavar="N",
                        help="students graded at once (default: the number of CPUs)")
@@ -420,6 +430,13 @@ def add_arguments(commands: Any) -> None:
                             "passes only under every one)")
     batch.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="S",
                        help=f"stop grading a student after S seconds (default {DEFAULT_TIME_LIMIT:g})")
+    batch.add_argument("--roster", type=Path, metavar="FILE",
+                       help="CSV of the class (id, name, email, section, LMS ids): names students by their id")
+    batch.add_argument("--assignment", metavar="NAME", help="grade this assignment of course.toml: its exercises, "
+                                                            "due date and late policy")
+    batch.add_argument("--extensions", type=Path, metavar="FILE", help="CSV of per-student due dates "
+                                                                       "(student, due or days)")
+    batch.add_argument("--bom", action="store_true", help="start grades.csv with a byte order mark (Excel on Windows)")
     merge_cmd = commands.add_parser("merge", help="join the gradebooks of batch shards into one")
     merge_cmd.add_argument("inputs", type=Path, nargs="+", metavar="OUT", help="gradebook folders of the shards")
     merge_cmd.add_argument("--out", type=Path, required=True, help="the merged gradebook folder")
@@ -428,7 +445,8 @@ def add_arguments(commands: Any) -> None:
 def cmd_batch(args: argparse.Namespace) -> int:
     """`grader batch`: 0 every student graded, 1 some could not be (see the status column), 2 usage error."""
     options = BatchOptions(args.submissions, args.out, args.exercises, args.jobs, args.force, args.shard, args.seed,
-                           args.start_method, args.time_limit)
+                           args.start_method, args.time_limit,
+                           lms=lms.LmsOptions(args.roster, args.assignment, args.extensions), bom=args.bom)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = run_batch(options)
@@ -459,7 +477,14 @@ def _print_summary(summary: BatchSummary, options: BatchOptions) -> None:
     for student in summary.problems:
         print(f"  {student.name}: {student.status}")
     if summary.ignored:
-        print(f"ignored (neither a folder nor a .zip): {', '.join(summary.ignored)}")
+        print(f"ignored (not a student's submission): {', '.join(summary.ignored)}")
+    found = summary.found
+    if found is not None and found.lms != "folders":
+        print(f"read as a {found.lms} download")
+    if found is not None and found.unmatched:
+        print(f"not on the roster (graded under the LMS's name): {', '.join(found.unmatched)}")
+    if found is not None and found.absent:
+        print(f"on the roster without a submission: {', '.join(p.id for p in found.absent)}")
     print(f"gradebook: {options.out / 'grades.csv'}   summary: {options.out / 'index.html'}")
 
 

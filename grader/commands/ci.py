@@ -22,6 +22,7 @@ from grader.results import Report
 EXIT_USAGE = 2
 DEFAULT_TIME_LIMIT = 540.0  # under GitHub Classroom's default 10 minutes per grading step
 ANNOTATION_LIMIT = 3000
+ANNOTATIONS_PER_STEP = 10  # GitHub shows at most 10 error annotations of one step and drops the rest silently
 
 
 def add_arguments(commands: Any) -> None:
@@ -40,10 +41,15 @@ def add_arguments(commands: Any) -> None:
     ci.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="S",
                     help="stop grading after S seconds; every check still gets a result "
                          f"(default {DEFAULT_TIME_LIMIT:g})")
+    ci.add_argument("--assignment", metavar="NAME", help="grade this assignment of course.toml: its exercises, "
+                                                         "its checks hidden until the due date, its late policy")
+    ci.add_argument("--submission-metadata", type=Path, metavar="FILE",
+                    help="Gradescope's submission_metadata.json: the submission time and due date (late penalty)")
     bundle = commands.add_parser("gradescope-bundle", help="write the Gradescope autograder zip")
     bundle.add_argument("path", type=Path, metavar="OUT.zip")
     bundle.add_argument("numbers", nargs="*", type=_exercise_number, metavar="N",
                         help="the exercises the autograder grades (default: all)")
+    bundle.add_argument("--assignment", metavar="NAME", help="grade this assignment of course.toml")
 
 
 def _exercise_number(text: str) -> int:
@@ -58,10 +64,13 @@ def cmd_ci(args: argparse.Namespace) -> int:
     """Grade, print the terminal report, write every output asked for; exit 0, 1 or 2 as `grader check`."""
     from grader.judging import session
     from grader.course import course_root
+    from grader.lms import student_view
+    from grader.lms.assignments import find_assignment
     from grader.render import terminal
 
     try:
-        exercises = session.select(args.numbers)
+        assignment = find_assignment(args.assignment) if args.assignment else None
+        exercises = session.select(args.numbers or (list(assignment.exercises) if assignment else []))
     except ValueError as exc:
         print(f"grader: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -70,13 +79,15 @@ def cmd_ci(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         print(f"grader: --submission {folder}: no such folder", file=sys.stderr)
         # CI systems still get every check (as errors): a reporter cannot sum a result without tests
-        write_outputs(workers.failed_report(exercises, folder, seed, args.start_method,
-                                          f"The submission folder {folder} does not exist."), args)
+        failed = workers.failed_report(exercises, folder, seed, args.start_method,
+                                       f"The submission folder {folder} does not exist.")
+        write_outputs(student_view.view(failed, assignment, {}).shown, args)
         return EXIT_USAGE
     report = grade(exercises, folder, seed, args.start_method, args.time_limit)
     report.command = session.replay_command([e.number for e in exercises], seed, args.submission, args.start_method)
-    sys.stdout.write(terminal.render(report))
-    write_outputs(report, args)
+    seen = student_view.view(report, assignment, student_view.read_gradescope_metadata(args.submission_metadata))
+    sys.stdout.write(terminal.render(seen.shown))
+    write_outputs(seen.shown, args, seen)
     return report.exit_code()
 
 
@@ -94,25 +105,30 @@ def grade(exercises: list[Exercise], folder: Path, seed: int, start_method: str 
     return report
 
 
-def write_outputs(report: Report, args: argparse.Namespace) -> None:
-    """JUnit, Gradescope and Classroom files as asked, and GitHub's summary and annotations on GitHub Actions."""
+def write_outputs(report: Report, args: argparse.Namespace, seen: Any = None) -> None:
+    """JUnit, Gradescope and Classroom files as asked, and GitHub's summary and annotations on GitHub Actions.
+    `report` is what students may read; `seen` (grader.lms.student_view.StudentView) gives Gradescope the whole
+    report with its hidden checks and late penalty."""
     from grader.render import classroom, gradescope, junit
 
     if args.junit is not None:
         gradebook.atomic_write(_parent(args.junit), junit.render(report))
     if args.gradescope is not None:
-        gradebook.atomic_write(_parent(args.gradescope), json.dumps(gradescope.render(report), indent=1))
+        document = gradescope.render(report) if seen is None else gradescope.render(
+            seen.full, hidden=seen.hidden, penalty=seen.penalty, late_note=seen.late.note)
+        gradebook.atomic_write(_parent(args.gradescope), json.dumps(document, indent=1))
     if args.classroom:
         line = classroom.write_output(classroom.render(report), os.environ.get("GITHUB_OUTPUT"))
         if not os.environ.get("GITHUB_OUTPUT"):
             sys.stdout.write(line)
     if os.environ.get("GITHUB_ACTIONS"):
-        for command in annotations(report):
+        commands = annotations(report)
+        for command in capped_annotations(commands):
             print(command)
         summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_path:
             with open(summary_path, "a", encoding="utf-8") as f:
-                f.write(step_summary(report))
+                f.write(step_summary(report) + overflow_summary(report, len(commands)))
 
 
 def _parent(path: Path) -> Path:
@@ -160,6 +176,32 @@ def annotations(report: Report) -> list[str]:
     return commands
 
 
+def capped_annotations(commands: list[str]) -> list[str]:
+    """The first ANNOTATIONS_PER_STEP errors, and a notice (its own limit) saying where the others are."""
+    if len(commands) <= ANNOTATIONS_PER_STEP:
+        return commands
+    rest = len(commands) - ANNOTATIONS_PER_STEP
+    notice = (f"::notice title=grader::{rest} more failed checks are not annotated (GitHub shows "
+              f"{ANNOTATIONS_PER_STEP} per step): every one is listed in the job summary")
+    return [*commands[:ANNOTATIONS_PER_STEP], notice]
+
+
+def overflow_summary(report: Report, annotated: int) -> str:
+    """The step summary's list of the failed checks that got no annotation, with their file and line."""
+    from grader.results import PASSED
+
+    failed = [(e, c) for e in report.exercises for c in e.checks if c.outcome != PASSED]
+    rest = failed[ANNOTATIONS_PER_STEP:] if annotated > ANNOTATIONS_PER_STEP else []
+    if not rest:
+        return ""
+    lines = [f"### Not annotated in the code ({len(rest)})", "",
+             f"GitHub shows {ANNOTATIONS_PER_STEP} annotations per step; these failed checks have none:", ""]
+    for exercise, check in rest:
+        where = _workspace_path(exercise.file) + (f":{check.locations[0].line}" if check.locations else "")
+        lines.append(f"- Exercise {exercise.number}: **{_md(check.title)}** (`{where}`)")
+    return "\n".join(lines) + "\n\n"
+
+
 def _md(text: str) -> str:
     """Student-influenced text made inert in Markdown: no HTML, no table breaks."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
@@ -195,12 +237,16 @@ def cmd_gradescope_bundle(args: argparse.Namespace) -> int:
     from grader.judging import session
     from grader.render import gradescope
 
+    from grader.lms.assignments import find_assignment
+
     try:
         session.select(args.numbers)
+        if args.assignment:
+            find_assignment(args.assignment)
     except ValueError as exc:
         print(f"grader: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    path = gradescope.bundle(_parent(args.path), args.numbers)
+    path = gradescope.bundle(_parent(args.path), args.numbers, getattr(args, "assignment", None))
     print(f"wrote {path}: upload it as the autograder of a Gradescope programming assignment")
     return 0
 

@@ -16,6 +16,7 @@ from grader.commands import daily, progress
 from grader.judging import session
 from grader.commands import batch, ci  # grader batch / merge (instructors), grader ci / gradescope-bundle (CI)
 from grader.course import course_root
+from grader.lms import export, hidden  # grader export (grades for Canvas, Moodle); checks hidden until due
 from grader.render import jsonfile, terminal
 
 EXIT_USAGE = 2
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("number", nargs="?", type=_exercise_numbers)
     batch.add_arguments(commands)
     ci.add_arguments(commands)
+    export.add_arguments(commands)
     return parser
 
 
@@ -74,6 +76,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             report = session.grade(exercises, args.submission, args.seed, args.start_method)
     else:
         report = session.grade(exercises, args.submission, args.seed, args.start_method)
+    report = hidden.for_students(report)  # checks hidden until an assignment's due date stay hidden
     sys.stdout.write(terminal.render(report))
     if args.submission is None:
         state = progress.load(course_root())
@@ -102,7 +105,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": cmd_check, "list": daily.cmd_list, "hint": daily.cmd_hint, "reset": daily.cmd_reset,
     "watch": daily.cmd_watch,
 }
-COMMANDS.update({**batch.COMMANDS, **ci.COMMANDS})
+COMMANDS.update({**batch.COMMANDS, **ci.COMMANDS, **export.COMMANDS})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,19 @@ class StudentResult:
     found: dict[str, str] = field(default_factory=dict)
     report: dict[str, Any] | None = None  # the results model, without the bulky evidence
     has_html: bool = False
+    student: dict[str, Any] = field(default_factory=dict)  # who and when, as the LMS and the roster said
+    penalty: float = 0.0  # points taken off for late work (grader.lms.assignments)
+    late: str = ""  # why, in words
+
+    @property
+    def id(self) -> str:
+        """The student's id as the roster (else the LMS download, else the class folder) gives it."""
+        return str((self.student.get("student") or {}).get("id") or self.name)
+
+    @property
+    def final(self) -> float | None:
+        """The score after the late penalty."""
+        return None if self.score is None else max(0.0, round(self.score - self.penalty, 6))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
@@ -106,12 +119,13 @@ class Gradebook:
     settings: dict[str, Any]
     shard: dict[str, int] | None = None
     grader_version: str = grader.__version__
+    assignment: dict[str, Any] | None = None  # grader.lms.assignments.Assignment.to_dict(), when one was graded
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
         return {"format": FORMAT, "version": FORMAT_VERSION, "grader_version": self.grader_version,
                 "settings": self.settings, "shard": self.shard, "exercises": self.exercises,
-                "students": [s.to_dict() for s in self.students]}
+                "assignment": self.assignment, "students": [s.to_dict() for s in self.students]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Gradebook":
@@ -119,7 +133,8 @@ class Gradebook:
         if data.get("format") != FORMAT:
             raise BatchError("not a gradebook written by `grader batch` (results.json has no format 'grader-batch')")
         return cls(exercises=data["exercises"], students=[StudentResult.from_dict(s) for s in data["students"]],
-                   settings=data["settings"], shard=data.get("shard"), grader_version=data.get("grader_version", ""))
+                   settings=data["settings"], shard=data.get("shard"), grader_version=data.get("grader_version", ""),
+                   assignment=data.get("assignment"))
 
 
 def exercise_meta(exercises: list[Exercise]) -> list[dict[str, Any]]:
@@ -137,21 +152,21 @@ def iter_failures(book: Gradebook) -> Iterator[tuple[StudentResult, dict[str, An
 
 
 def grades_csv(book: Gradebook) -> str:
-    """One row per student: each exercise's score, the total, the maximum and a status column."""
+    """One row per student: the raw id (the roster's, else the folder's; never altered, so that it matches), the
+    gradebook folder, each exercise's score, the total before and the penalty for late work, the final score,
+    the maximum and a status column."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     numbers = [e["number"] for e in book.exercises]
-    writer.writerow(["student", *[f"ex{n:02d}" for n in numbers], "total", "max", "status"])
+    writer.writerow(["id", "student", *[f"ex{n:02d}" for n in numbers], "total", "penalty", "final", "max",
+                     "status"])
     for student in book.students:
         scores = [_number(student.scores.get(str(n))) for n in numbers]
         maximum = sum(e["points"] for e in book.exercises)
-        writer.writerow([_cell(student.name), *scores, _number(student.score), _number(maximum), student.status])
+        status = "; ".join(filter(None, [student.status, student.late]))
+        writer.writerow([student.id, student.name, *scores, _number(student.score), _number(student.penalty),
+                         _number(student.final), _number(maximum), status])
     return buffer.getvalue()
-
-
-def _cell(text: str) -> str:
-    """A name as a spreadsheet cell: one starting like a formula (=, +, -, @) is never run as one."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _number(value: float | None) -> str:
@@ -159,12 +174,13 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
 
-def write_gradebook(out: Path, book: Gradebook) -> None:
-    """grades.csv, results.json and index.html, each replaced atomically."""
+def write_gradebook(out: Path, book: Gradebook, bom: bool = False) -> None:
+    """grades.csv (with a byte order mark when `bom`: Excel then reads it as UTF-8), results.json and index.html,
+    each replaced atomically."""
     from grader.gradebook import summary
 
     book.students.sort(key=lambda s: s.name)
-    atomic_write(out / "grades.csv", grades_csv(book))
+    atomic_write(out / "grades.csv", ("\ufeff" if bom else "") + grades_csv(book))
     atomic_write(out / "results.json", json.dumps(book.to_dict(), indent=1, default=str))
     atomic_write(out / "index.html", summary.render(book))
 
@@ -227,7 +243,8 @@ def merge(inputs: list[Path], out: Path) -> tuple[Gradebook, list[str]]:
             if not (path / student.name / RESULT_FILE).is_file():
                 raise BatchError(f"{path / student.name} is missing: merge the shards' whole --out folders")
             students[student.name] = (student, path)
-    merged = Gradebook(first.exercises, [s for s, _ in students.values()], first.settings, None, first.grader_version)
+    merged = Gradebook(first.exercises, [s for s, _ in students.values()], first.settings, None, first.grader_version,
+                       first.assignment)
     with exclusive(out):
         _copy_students(students, out)
         write_gradebook(out, merged)

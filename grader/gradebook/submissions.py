@@ -20,11 +20,13 @@ SKIPPED_DIRS = {"__MACOSX", "__pycache__", "node_modules", "venv", ".venv"}
 
 @dataclass(frozen=True)
 class Submission:
-    """One entry of the class folder: a student's folder or .zip."""
+    """One entry of the class folder: a student's folder or .zip (or, from an LMS download, a list of files)."""
 
     name: str
     path: Path
-    kind: str  # "folder" or "zip"
+    kind: str  # "folder", "zip" or "files"
+    files: tuple[tuple[str, str], ...] = ()  # kind "files": (the name the student gave it, where it is now)
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # who, when (grader.lms)
 
 
 @dataclass
@@ -55,12 +57,12 @@ def discover(folder: Path, out: Path | None = None) -> tuple[list[Submission], l
     counts: dict[str, int] = {}
     for name, _, _ in entries:
         counts[name] = counts.get(name, 0) + 1
-    students = [Submission(_safe_name(name if counts[name] == 1 else path.name), path, kind)
+    students = [Submission(safe_name(name if counts[name] == 1 else path.name), path, kind)
                 for name, path, kind in entries]
     return students, ignored
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
     """A student's folder name in the gradebook: never one of the gradebook's own files."""
     return f"student-{name}" if name in RESERVED_NAMES or not name.strip(". ") else name
 
@@ -72,6 +74,8 @@ def collect(submission: Submission, exercises: list[Exercise], dest: Path) -> Co
     wanted = {e.filename for e in exercises}
     if submission.kind == "zip":
         _collect_zip(submission.path, wanted, collected)
+    elif submission.kind == "files":
+        _collect_files(submission.files, wanted, collected)
     else:
         _collect_folder(submission.path, wanted, collected)
     missing = [e.filename for e in exercises if e.filename not in collected.found]
@@ -105,6 +109,22 @@ def _collect_folder(root: Path, wanted: set[str], collected: Collected) -> None:
         _copy_member(root, rel, collected.folder / name, collected)
         if name in collected.digests:
             collected.found[name] = rel
+
+
+def _collect_files(files: tuple[tuple[str, str], ...], wanted: set[str], collected: Collected) -> None:
+    """An LMS's files, each under the name the student gave it; a zip among them is searched like a zip."""
+    candidates: dict[str, list[str]] = {}
+    for given, where in files:
+        if given in wanted:
+            candidates.setdefault(given, []).append(where)
+    for name, paths in sorted(candidates.items()):
+        chosen = _pick(name, paths, collected)
+        _copy_member(Path(chosen).parent, Path(chosen).name, collected.folder / name, collected)
+        if name in collected.digests:
+            collected.found[name] = Path(chosen).name
+    for given, where in files:
+        if given.lower().endswith(".zip") and wanted - set(collected.found):
+            _collect_zip(Path(where), wanted - set(collected.found), collected)
 
 
 def _copy_member(root: Path, rel: str, target: Path, collected: Collected) -> None:

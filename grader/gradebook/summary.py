@@ -15,6 +15,7 @@ from grader.gradebook.book import Gradebook, StudentResult, iter_failures
 
 HISTOGRAM_BINS = 10
 TOP_REASONS = 12
+REASONS_SHOWN = 6  # above the fold; the others one click away
 BAR_WIDTH, BAR_GAP, CHART_HEIGHT = 44, 6, 160
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _PARENTHESES = re.compile(r"\s*\([^()]*\)")
@@ -22,8 +23,17 @@ _REPEATED = re.compile(r"([A-Za-z][\w' ]*#)(?:, \1)+")
 
 
 @dataclass
+class Cell:
+    """One exercise's score in a student's row; a file not handed in is a short mark, its detail on hover."""
+
+    score: float | None
+    missing: bool = False
+    title: str = ""
+
+
+@dataclass
 class Row:
-    """One student in the table."""
+    """One student in the table: compact (one line), with the long texts on hover."""
 
     name: str
     href: str
@@ -31,6 +41,11 @@ class Row:
     total: float | None
     status: str
     ok: bool
+    cells: list[Cell] = field(default_factory=list)
+    short: str = "ok"  # the status in a few words (the whole of it is the cell's title)
+    who: str = ""  # the roster's name and email, on hover
+    penalty: float = 0.0
+    final: float | None = None
 
 
 @dataclass
@@ -72,7 +87,7 @@ class Reason:
 
 
 def render(book: Gradebook) -> str:
-    """The whole page."""
+    """The whole page: the distribution and the most common reasons first, then one compact row per student."""
     rows = [_row(s, book) for s in book.students]
     by_name = {r.name: r for r in rows}
     maximum = sum(e["points"] for e in book.exercises)
@@ -81,15 +96,41 @@ def render(book: Gradebook) -> str:
         book=book, rows=rows, checks=check_rates(book), bars=histogram(scored, maximum), maximum=maximum,
         chart_height=CHART_HEIGHT, bar_width=BAR_WIDTH, chart_width=HISTOGRAM_BINS * (BAR_WIDTH + BAR_GAP) + 40,
         unscored=len(book.students) - len(scored), reasons=common_reasons(book, by_name),
-        mean=sum(scored) / len(scored) if scored else None)
+        mean=sum(scored) / len(scored) if scored else None, late=any(s.penalty for s in book.students),
+        assignment=book.assignment or {}, reasons_shown=REASONS_SHOWN)
 
 
 def _row(student: StudentResult, book: Gradebook) -> Row:
-    """A student's row: link to their report, scores, total and status."""
+    """A student's row: link to their report, one cell per exercise (a mark for a file not handed in), the total
+    and the status in a few words."""
     page = "index.html" if student.has_html else ("report.txt" if student.report else "result.json")
-    return Row(student.name, f"{quote(student.name)}/{page}",
-               [student.scores.get(str(e["number"])) for e in book.exercises], student.score, student.status,
-               student.status == "ok")
+    nothing = "no exercise files" in student.problems or any(p.startswith("unreadable") for p in student.problems)
+    cells = []
+    for exercise in book.exercises:
+        filename = f"{exercise['name']}.py"
+        missing = nothing or (bool(student.found) and filename not in student.found) or \
+            any(p.startswith("missing ") and filename in p for p in student.problems)
+        unreadable = next((p for p in student.problems if p.startswith("unreadable")), "")
+        title = (f"{filename}: {unreadable}" if unreadable else f"{filename} was not handed in") if missing else \
+            exercise.get("title", "")
+        cells.append(Cell(student.scores.get(str(exercise["number"])), missing, title))
+    person = student.student.get("student") or {}
+    who = " · ".join(filter(None, [person.get("name"), person.get("email"), person.get("section")]))
+    status = "; ".join(filter(None, [student.status, student.late]))
+    return Row(student.name, f"{quote(student.name)}/{page}", [c.score for c in cells], student.score, status,
+               student.status == "ok", cells, _short(student, sum(c.missing for c in cells)), who, student.penalty,
+               student.final)
+
+
+def _short(student: StudentResult, missing: int) -> str:
+    """The status in a few words: what is missing counted, other problems cut, a late penalty noted."""
+    parts = [f"{missing} missing" if missing and "no exercise files" not in student.problems else ""]
+    for problem in student.problems:
+        if not problem.startswith("missing "):
+            parts.append(problem if len(problem) <= 32 else problem[:31] + "…")
+    if student.penalty:
+        parts.append("late")
+    return ", ".join(filter(None, parts)) or "ok"
 
 
 def check_rates(book: Gradebook) -> list[CheckRate]:

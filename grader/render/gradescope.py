@@ -4,6 +4,7 @@ and grades /autograder/submission into /autograder/results/results.json."""
 from __future__ import annotations
 
 import importlib.metadata
+import shlex
 import stat
 import time
 import zipfile
@@ -20,14 +21,19 @@ SOURCE_DIR = "grader-src"
 _ZIP_TIME = time.localtime(1_700_000_000)[:6]  # fixed timestamps: the same grader gives the same zip
 
 
-def render(report: Report, visibility: str = "visible", stdout_visibility: str = "hidden") -> dict[str, Any]:
-    """The results.json document for one submission."""
-    tests = [_test(i, j, exercise, check, visibility)
+def render(report: Report, visibility: str = "visible", stdout_visibility: str = "hidden",
+           hidden: set[str] | frozenset[str] = frozenset(), penalty: float = 0.0, late_note: str = "") -> dict[str, Any]:
+    """The results.json document for one submission; `hidden` checks are shown by Gradescope after the due date
+    only, and `penalty` points are taken off the score for late work."""
+    tests = [_test(i, j, exercise, check, "after_due_date" if check.id in hidden else visibility)
              for i, exercise in enumerate(report.exercises, 1) for j, check in enumerate(exercise.checks, 1)]
+    overview = _overview(report, hidden)
+    if penalty:
+        overview += f"\nLate: {late_note}; {penalty:g} points taken off, score {max(0.0, report.score - penalty):g}."
     return {
-        "score": report.score,
+        "score": max(0.0, round(report.score - penalty, 6)),
         "execution_time": max(0, round(report.duration)),
-        "output": _overview(report),
+        "output": overview,
         "output_format": "text",
         "test_output_format": "text",
         "test_name_format": "text",
@@ -60,20 +66,39 @@ def _output(exercise: ExerciseResult, check: CheckResult) -> str:
     """What a student reads under a test: the reason and evidence of a failure, or just 'Passed.'."""
     if check.outcome == PASSED:
         return "Passed."
-    text = evidence_text(check, exercise)
-    return text if len(text) <= OUTPUT_LIMIT else text[: OUTPUT_LIMIT - 40] + "\n[... cut: see the full report ...]"
+    rerun = f"`grader check {exercise.number} --seed {check.seed}` in your course folder"
+    text = evidence_text(check, exercise, elsewhere=f"shown when you run {rerun}")
+    if len(text) <= OUTPUT_LIMIT:
+        return text
+    pointer = f"\n[... cut: Gradescope shows the first part; run {rerun} to see the whole run ...]"
+    return text[: OUTPUT_LIMIT - len(pointer)] + pointer
 
 
-def _overview(report: Report) -> str:
-    """The submission's output: the score, the counts and how to replay the runs."""
-    checks = report.all_checks()
+def local_replay(report: Report) -> str:
+    """The command that replays these runs in the student's own course folder (not Gradescope's paths)."""
+    from grader.judging.session import replay_command
+
+    method = report.start_method if report.start_method not in ("", "default") else None
+    return replay_command([e.number for e in report.exercises], report.seed, None, method)
+
+
+def _overview(report: Report, hidden: set[str] | frozenset[str] = frozenset()) -> str:
+    """The submission's output: the score, the counts (of the checks shown) and how to replay the runs."""
+    checks = [c for c in report.all_checks() if c.id not in hidden]
     passed = sum(c.outcome == PASSED for c in checks)
     failed = sum(c.outcome == FAILED for c in checks)
     errors = sum(c.outcome == ERROR for c in checks)
-    lines = [f"{report.score:g}/{report.max_score:g} points: {passed} checks passed, {failed} failed"
-             + (f", {errors} could not run (a grader error, not your fault)" if errors else "") + "."]
+    if hidden:
+        shown = sum(c.points for c in checks)
+        lines = [f"{shown:g}/{sum(c.max_points for c in checks):g} points of the checks shown now: {passed} passed, "
+                 f"{failed} failed" + (f", {errors} could not run (a grader error, not your fault)" if errors else "")
+                 + f". {len(hidden)} more checks are shown after the due date."]
+    else:
+        lines = [f"{report.score:g}/{report.max_score:g} points: {passed} checks passed, {failed} failed"
+                 + (f", {errors} could not run (a grader error, not your fault)" if errors else "") + "."]
     if failed or errors:
-        lines.append(f"Replay exactly these runs on your machine: {report.command}")
+        lines.append(f"Graded on Gradescope with seed {report.seed}. To run the same checks on your own machine, "
+                     f"run `{local_replay(report)}` in your course folder.")
     return "\n".join(lines)
 
 
@@ -114,7 +139,9 @@ RESULTS="$ROOT/results/results.json"
 mkdir -p "$ROOT/results"
 rm -f "$RESULTS"
 cd "$ROOT" || exit 1
-"$ROOT/venv/bin/grader" ci __NUMBERS__--submission "$ROOT/submission" --gradescope "$RESULTS"
+METADATA=()
+[ -f "$ROOT/submission_metadata.json" ] && METADATA=(--submission-metadata "$ROOT/submission_metadata.json")
+"$ROOT/venv/bin/grader" ci __NUMBERS__--submission "$ROOT/submission" --gradescope "$RESULTS" "${METADATA[@]}"
 code=$?
 if [ ! -s "$RESULTS" ]; then
     cat > "$RESULTS" <<EOF
@@ -125,9 +152,9 @@ exit 0
 """
 
 
-def bundle(path: Path, numbers: list[int] | None = None) -> Path:
+def bundle(path: Path, numbers: list[int] | None = None, assignment: str | None = None) -> Path:
     """Write the autograder zip: setup.sh and run_autograder at its root, the grader's source beside them."""
-    numbers_arg = "".join(f"{n} " for n in numbers or [])
+    numbers_arg = "".join(f"{n} " for n in numbers or []) + (f"--assignment {shlex.quote(assignment)} " if assignment else "")
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         _add(archive, "setup.sh", SETUP_SH.replace("__SOURCE__", SOURCE_DIR), executable=True)
         _add(archive, "run_autograder", RUN_AUTOGRADER.replace("__NUMBERS__", numbers_arg), executable=True)
