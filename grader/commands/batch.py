@@ -2,7 +2,7 @@
 of its own and in a temporary copy of their files, into a gradebook (grades.csv, results.json, a class summary
 page and a folder per student) that a second run resumes and that shards graded on several machines merge into.
 
-`grader batch SUBMISSIONS --out OUT [-j N] [--exercises 1,3] [--force] [--shard I/N]`
+`grader batch SUBMISSIONS --out OUT [-j N] [--exercises 1,3] [--force] [--shard I/N] [--engine ray [--address A]]`
 `grader merge OUT1 OUT2 ... --out OUT`
 
 A student's result is written atomically into OUT/<student>/ as soon as they are graded, with a content hash
@@ -31,6 +31,7 @@ from grader.course import Exercise
 from grader.gradebook.book import (FILES_DIR, RESULT_FILE, STAGING, BatchError, Gradebook, StudentResult, atomic_write,
                               exclusive, exercise_meta, install, merge, read_result, summarize, write_gradebook)
 from grader.results import Report
+from grader.gradebook import engines
 from grader.gradebook.submissions import Collected, Submission, collect, content_hash, discover, shard, student_seed
 from grader.gradebook.workers import (DEFAULT_TIME_LIMIT, Job, JobEnd, cpu_count, grade_folder, planned_checks, rename_paths,
                             run_jobs, why_stopped)
@@ -224,6 +225,8 @@ class BatchOptions:
     start_method: str | None = None
     time_limit: float = DEFAULT_TIME_LIMIT
     fingerprint: str | None = None  # of the grader; computed when None
+    engine: str = "local"  # where the gradings run (grader.gradebook.engines)
+    address: str | None = None  # of the Ray cluster to join (engine "ray"); None: RAY_ADDRESS, else one of our own
 
 
 @dataclass
@@ -340,7 +343,8 @@ def _grade_all(tasks: list[StudentTask], options: BatchOptions, summary: BatchSu
     if tasks:
         preload(sorted({n for t in tasks for n in t.numbers}))
     try:
-        run_jobs(jobs, options.workers or cpu_count(), options.time_limit, ended, progress.tick)
+        engine = engines.select(options.engine, options.address)
+        engine(jobs, options.workers or cpu_count(), options.time_limit, ended, progress.tick)
     finally:
         progress.close()
 
@@ -420,6 +424,10 @@ def add_arguments(commands: Any) -> None:
                             "passes only under every one)")
     batch.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="S",
                        help=f"stop grading a student after S seconds (default {DEFAULT_TIME_LIMIT:g})")
+    batch.add_argument("--engine", choices=engines.ENGINES, default="local",
+                       help="where the gradings run: local worker processes (default), or a Ray cluster")
+    batch.add_argument("--address", metavar="ADDR", help="--engine ray: join the Ray cluster at ADDR (default: "
+                       "RAY_ADDRESS, else a cluster of -j CPUs started and stopped with the batch)")
     merge_cmd = commands.add_parser("merge", help="join the gradebooks of batch shards into one")
     merge_cmd.add_argument("inputs", type=Path, nargs="+", metavar="OUT", help="gradebook folders of the shards")
     merge_cmd.add_argument("--out", type=Path, required=True, help="the merged gradebook folder")
@@ -428,7 +436,7 @@ def add_arguments(commands: Any) -> None:
 def cmd_batch(args: argparse.Namespace) -> int:
     """`grader batch`: 0 every student graded, 1 some could not be (see the status column), 2 usage error."""
     options = BatchOptions(args.submissions, args.out, args.exercises, args.jobs, args.force, args.shard, args.seed,
-                           args.start_method, args.time_limit)
+                           args.start_method, args.time_limit, engine=args.engine, address=args.address)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = run_batch(options)

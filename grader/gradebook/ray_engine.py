@@ -1,0 +1,339 @@
+"""The Ray engine of `grader batch --engine ray`: each student's grading is a Ray task, so that a class bigger
+than one machine is graded by every node of a Ray cluster, and a node that dies costs a retry, not a student.
+
+The driver (the batch) ships each student's collected exercise files through Ray's object store; the task
+unpacks them into a private folder on its node and runs the grader's own per-student grading there as a program
+of its own (`python -m grader.gradebook.ray_engine`, exec'ed: never forked from the Ray worker, whose threads
+make fork unsafe), which is the local engine on one student with its whole supervision: the time limit, the
+process tree killed, a crash turned into a result. The task returns the student's folder (result.json with the
+results model, report.json, report.txt, the HTML reports, the files graded) as bytes, and only the driver writes
+the gradebook, student by student and atomically, exactly as the local engine does.
+
+Faults: a task whose worker or node dies is run again by Ray (MAX_RETRIES); its result is installed once, by the
+driver, when the task's one return value arrives. No grading is cancelled from outside: the grading program stops
+itself at the batch's time limit, and the task waits the limit plus MARGIN. With no address, a Ray cluster of
+`-j` CPUs starts for the batch and stops with it, leaving no process; with --address (or RAY_ADDRESS) the batch
+joins the cluster there, whose nodes need the same grader installed (checked: a node with another grader gives no
+verdict rather than another grade)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterator
+
+from grader.gradebook.book import FILES_DIR, RESULT_FILE, STAGING, BatchError, atomic_write, install
+from grader.gradebook.workers import Job, JobEnd
+
+MAX_RETRIES = 3  # runs of a task whose worker or node died, beyond the first
+MARGIN = 60.0  # seconds a grading program may take beyond the time limit (start, reports) before it is stopped
+POLL = 0.2
+SOCKET_ROOM = 70  # bytes that Ray adds to its temporary folder for a socket path (session_<date>_<pid>/sockets/…)
+AF_UNIX_LIMIT = 107
+PROGRAM = "grader.gradebook.ray_engine"
+
+
+# ---- the driver ---------------------------------------------------------------------------------------------------
+@dataclass
+class RayEngine:
+    """Grades a batch's jobs (grade_student of a StudentTask each) as Ray tasks; see the module's docstring."""
+
+    address: str | None = None
+    started: list[Any] = field(default_factory=list)  # the processes of a cluster started for this batch
+
+    def __call__(self, jobs: list[Job], workers: int, time_limit: float, on_end: Callable[[JobEnd], None],
+                 tick: Callable[[], None] = lambda: None) -> None:
+        """Submit every job as a task, install each student's folder as their task returns, then stop."""
+        if not jobs:
+            return
+        from grader.commands.batch import grader_fingerprint
+
+        ray = _import_ray()
+        fingerprint = grader_fingerprint()
+        with self._cluster(ray, workers):
+            grade = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(grade_on_worker)
+            pending: dict[Any, Job] = {}
+            for job in jobs:
+                task = job.args[0]
+                files, links = pack(task.collected.folder)
+                pending[grade.remote(task_spec(task, time_limit), ray.put(files), links)] = job
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL)
+                for ref in ready:
+                    job = pending.pop(ref)
+                    on_end(_install(job, _outcome(ray, ref), fingerprint))
+                tick()
+
+    @contextlib.contextmanager
+    def _cluster(self, ray: Any, workers: int) -> Iterator[None]:
+        """Connected to the user's cluster, or to one of `workers` CPUs started here and stopped (every process
+        of it gone, its temporary folder removed) when the batch ends, however it ends."""
+        address = self.address or os.environ.get("RAY_ADDRESS")
+        quiet = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
+        if address:
+            try:
+                ray.init(address=address, **quiet)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise BatchError(f"cannot join the Ray cluster at {address}: {exc}") from None
+            try:
+                yield
+            finally:
+                ray.shutdown()
+            return
+        import psutil
+
+        temp = Path(tempfile.mkdtemp(prefix="grader-ray-", dir=_short_temp_root()))
+        try:
+            ray.init(address="local", num_cpus=workers, _temp_dir=str(temp), **quiet)
+            self.started = psutil.Process().children(recursive=True)
+            yield
+        finally:
+            self._stop(ray, temp)
+
+    def _stop(self, ray: Any, temp: Path) -> None:
+        """Stop the batch's own cluster and wait until every process it started (workers, their gradings) is
+        gone; one that outlives the wait is killed."""
+        import psutil
+
+        with contextlib.suppress(Exception):  # a cluster that failed to start has nothing to stop
+            ray.shutdown()
+        procs = {*self.started}
+        with contextlib.suppress(psutil.Error):
+            procs.update(psutil.Process().children(recursive=True))
+        _, alive = psutil.wait_procs(list(procs), timeout=15)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=5)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _import_ray() -> Any:
+    """Ray, or a one-line answer saying how to get it."""
+    try:
+        import ray
+    except ImportError:
+        raise BatchError("--engine ray needs Ray: pip install 'grader[ray]'") from None
+    return ray
+
+
+def _short_temp_root() -> str:
+    """A folder for Ray's temporary files short enough for its sockets (an AF_UNIX path is at most 107 bytes):
+    the temporary folder (TMPDIR), or /tmp when that is too deep."""
+    root = tempfile.gettempdir()
+    return root if len(root) + len("/grader-ray-xxxxxxxx") + SOCKET_ROOM <= AF_UNIX_LIMIT else "/tmp"
+
+
+def task_spec(task: Any, time_limit: float) -> dict[str, Any]:
+    """What the grading program needs of a StudentTask, as plain data (its files travel apart, as bytes)."""
+    collected = task.collected
+    return {"name": task.submission.name, "entry": str(task.submission.path), "kind": task.submission.kind,
+            "digest": task.digest, "seed": task.seed, "numbers": list(task.numbers),
+            "start_method": task.start_method, "time_limit": time_limit, "found": dict(collected.found),
+            "digests": dict(collected.digests), "notes": list(collected.notes),
+            "problems": list(collected.problems)}
+
+
+def pack(folder: Path) -> tuple[dict[str, bytes], dict[str, str]]:
+    """A flat folder of collected files as {name: bytes}, and its links (to outside the submission) as
+    {name: target}: they stay links, which the grading refuses as it does locally."""
+    files, links = {}, {}
+    for path in sorted(folder.iterdir()):
+        if path.is_symlink():
+            links[path.name] = os.readlink(path)
+        elif path.is_file():
+            files[path.name] = path.read_bytes()
+    return files, links
+
+
+def _outcome(ray: Any, ref: Any) -> dict[str, Any]:
+    """A task's return value, or why there is none (Ray gave up on it: retries spent, or the task failed)."""
+    try:
+        return ray.get(ref)
+    except Exception as exc:  # noqa: BLE001 - any Ray failure: this student has no verdict, the batch goes on
+        return {"exitcode": None, "error": f"Ray could not run the grading: {type(exc).__name__}: {exc}",
+                "elapsed": 0.0}
+
+
+def _install(job: Job, outcome: dict[str, Any], fingerprint: str) -> JobEnd:
+    """Write a student's folder returned by their task into the gradebook (result.json last, the folder swapped
+    in whole), and say how the job ended."""
+    task = job.args[0]
+    elapsed = float(outcome.get("elapsed", 0.0))
+    if outcome.get("stopped"):
+        return JobEnd(job, None, True, elapsed)
+    if outcome.get("fingerprint") not in (None, fingerprint):
+        error = (f"RuntimeError: the Ray node {outcome.get('host')} runs another grader (fingerprint "
+                 f"{outcome['fingerprint']}, here {fingerprint}): install the same grader on every node")
+        return JobEnd(job, None, False, elapsed, error)
+    if outcome.get("result") is None:
+        return JobEnd(job, outcome.get("exitcode"), False, elapsed, outcome.get("error") or "no result came back")
+    stage = Path(tempfile.mkdtemp(prefix=f"{task.submission.name}-", dir=task.out / STAGING))
+    for rel, data in outcome["files"].items():
+        target = stage / _safe_relative(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    for rel, link in outcome["links"].items():
+        target = stage / _safe_relative(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(link, target)
+    atomic_write(stage / RESULT_FILE, json.dumps(outcome["result"], indent=1))
+    install(stage, task.out / task.submission.name)
+    return JobEnd(job, 0, False, elapsed)
+
+
+def _safe_relative(rel: str) -> Path:
+    """A path inside a student's folder, as the task named it: never absolute, never out through '..'."""
+    parts = PurePosixPath(rel).parts
+    if not parts or PurePosixPath(rel).is_absolute() or ".." in parts:
+        raise ValueError(f"a grading returned the file {rel!r}, outside its folder")
+    return Path(*parts)
+
+
+# ---- the Ray task, on a worker node -------------------------------------------------------------------------------
+def grade_on_worker(spec: dict[str, Any], files: dict[str, bytes], links: dict[str, str]) -> dict[str, Any]:
+    """The Ray task: unpack a student's files into a private folder of this node, run the grading program on
+    them, and return the student's folder it wrote (or why there is none)."""
+    from grader.commands.batch import grader_fingerprint
+
+    base = Path(tempfile.gettempdir()) / f"grader-ray-tasks-{os.getuid()}"
+    base.mkdir(mode=0o700, exist_ok=True)
+    _remove_stale(base)
+    own = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))  # the student's; their runs see only it
+    out = own.with_name(own.name + ".book")  # a sibling: hidden from the runs like every other student's folder
+    started = time.monotonic()
+    try:
+        _unpack(files, links, own / FILES_DIR)
+        out.mkdir()
+        ended = _run_program(spec, own, out)
+        outcome = {**ended, "elapsed": round(time.monotonic() - started, 3), "fingerprint": grader_fingerprint(),
+                   "host": socket.gethostname()}
+        folder = out / spec["name"]
+        if ended.get("stopped") or not (folder / RESULT_FILE).is_file():
+            return outcome
+        result = json.loads((folder / RESULT_FILE).read_text())
+        files_back, links_back = _gather(folder)
+        return {**outcome, "result": result, "files": files_back, "links": links_back}
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _unpack(files: dict[str, bytes], links: dict[str, str], folder: Path) -> None:
+    """The student's collected files, flat in `folder` (names are plain file names: nothing else is written)."""
+    folder.mkdir(parents=True)
+    for name, data in files.items():
+        (folder / Path(name).name).write_bytes(data)
+    for name, target in links.items():
+        os.symlink(target, folder / Path(name).name)
+
+
+def _run_program(spec: dict[str, Any], own: Path, out: Path) -> dict[str, Any]:
+    """Run the grading program (exec'ed, a child of this worker that dies with it) and wait for it, at most the
+    time limit plus MARGIN: past that it is told to stop (it kills its own tree), then killed."""
+    log = own / "grading.log"
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", PROGRAM, str(os.getpid()), str(own), str(out)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, cwd=own)
+        try:
+            process.communicate(json.dumps(spec).encode(), timeout=spec["time_limit"] + MARGIN)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            return {"stopped": True}
+    error = "" if process.returncode == 0 else log.read_text(errors="replace")[-4000:]
+    return {"exitcode": process.returncode, "error": error}
+
+
+def _gather(folder: Path) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Every file of a student's folder but result.json (sent as data) as {relative path: bytes}, and its links."""
+    files, links = {}, {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            links[rel] = os.readlink(path)
+        elif path.is_file() and rel != RESULT_FILE:
+            files[rel] = path.read_bytes()
+    return files, links
+
+
+def _remove_stale(base: Path) -> None:
+    """Remove the private folders left on this node by a worker that was killed (its pid is gone)."""
+    for folder in base.iterdir():
+        pid = folder.name.split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---- the grading program: one student, graded by the local engine -------------------------------------------------
+def main(argv: list[str]) -> int:
+    """`python -m grader.gradebook.ray_engine PARENT OWN OUT` with the task's spec on stdin: grade one student
+    with the local engine (time limit, process tree, crash turned into a result) into OUT/<student>/."""
+    parent, own, out = int(argv[0]), Path(argv[1]), Path(argv[2])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the batch's business; the batch ends us
+    signal.signal(signal.SIGTERM, _stop)
+    _die_with(parent)
+    spec = json.loads(sys.stdin.read())
+    from grader.commands import batch
+    from grader.gradebook.book import Gradebook
+    from grader.gradebook.submissions import Collected, Submission
+
+    collected = Collected(own / FILES_DIR, spec["found"], spec["digests"], spec["notes"], spec["problems"])
+    submission = Submission(spec["name"], Path(spec["entry"]), spec["kind"])
+    task = batch.StudentTask(submission, collected, spec["digest"], spec["seed"], spec["numbers"],
+                             spec["start_method"], out)
+    options = batch.BatchOptions(submissions=submission.path.parent, out=out, numbers=spec["numbers"], workers=1,
+                                 start_method=spec["start_method"], time_limit=spec["time_limit"])
+    (out / STAGING).mkdir()
+    summary = batch.BatchSummary(Gradebook([], [], {}))
+    try:
+        batch._grade_all([task], options, summary, batch.Progress(1, io.StringIO(), terminal=False))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _stop(signum: int, frame: Any) -> None:
+    """SIGTERM (the task's worker died, or the task stops us): end the grading, its tree killed, now."""
+    raise KeyboardInterrupt
+
+
+def _die_with(parent: int) -> None:
+    """Be told (SIGTERM) when the Ray worker that started us dies, even by SIGKILL; exit if it already has."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
