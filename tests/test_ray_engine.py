@@ -1,0 +1,140 @@
+"""`grader batch --engine ray` on a local Ray cluster of 2 workers started for the batch: the same grades.csv as
+the local engine, a Ray worker killed mid-grading costs a retry and never a student (each graded exactly once),
+and no process (Ray's or a grading's) nor private folder is left after the command.
+
+Kept few and small (3 students of the fixture class, ex01 only, fork): a Ray cluster takes seconds to start."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import queue
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import marked_processes, wait_until_gone
+from grader.commands import batch
+from grader.gradebook import book as gradebook
+from grader.gradebook import ray_engine
+
+pytest.importorskip("ray")
+
+CLASS = Path(__file__).resolve().parent / "fixtures" / "class"
+NAMES = ["alice", "bob", "heidi"]
+EX01 = {"alice": "10", "bob": "5", "heidi": "5"}  # as tests/test_batch.py's EXPECTED: solutions, stubs, a half fix
+
+
+def small_class(tmp: Path) -> Path:
+    """A copy of alice, bob and heidi of the fixture class."""
+    folder = tmp / "class"
+    folder.mkdir()
+    for name in NAMES:
+        shutil.copytree(CLASS / name, folder / name)
+    return folder
+
+
+def ray_batch(folder: Path, out: Path, marker: str, tmpdir: Path) -> subprocess.Popen[bytes]:
+    """`grader batch --engine ray -j 2` in a process of its own, its processes marked, with a TMPDIR too deep
+    for Ray's sockets (the engine must put them elsewhere)."""
+    env = {**os.environ, "BATCH_TEST_MARKER": marker, "TMPDIR": str(tmpdir)}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.Popen([sys.executable, "-m", "grader", "batch", str(folder), "--out", str(out), "-j", "2",
+                             "--exercises", "1", "--start-method", "fork", "--engine", "ray"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def deep_tmpdir(tmp_path: Path) -> Path:
+    """A temporary folder whose path leaves no room for Ray's socket paths (AF_UNIX: 107 bytes)."""
+    folder = tmp_path / ("deep-" + "t" * 60)
+    folder.mkdir()
+    assert len(str(folder)) + ray_engine.SOCKET_ROOM > ray_engine.AF_UNIX_LIMIT
+    return folder
+
+
+def rows(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "grades.csv", newline="") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+def test_ray_engine_grades_like_the_local_engine(tmp_path: Path) -> None:
+    folder = small_class(tmp_path)
+    local = batch.run_batch(batch.BatchOptions(folder, tmp_path / "local", numbers=[1], workers=2,
+                                               start_method="fork"), progress_stream=io.StringIO(), terminal=False)
+    assert not local.problems
+    marker, tmpdir = secrets.token_hex(8), deep_tmpdir(tmp_path)
+    process = ray_batch(folder, tmp_path / "ray", marker, tmpdir)
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, (stdout, stderr)
+    assert (tmp_path / "ray" / "grades.csv").read_text() == (tmp_path / "local" / "grades.csv").read_text()
+    assert {name: row["ex01"] for name, row in rows(tmp_path / "ray").items()} == EX01
+    for name in NAMES:  # the same folder per student: the reports, the files graded, the verdicts
+        ray_files = sorted(p.relative_to(tmp_path / "ray").as_posix() for p in (tmp_path / "ray" / name).rglob("*"))
+        local_files = sorted(p.relative_to(tmp_path / "local").as_posix()
+                             for p in (tmp_path / "local" / name).rglob("*"))
+        assert ray_files == local_files
+        assert _verdicts(tmp_path / "ray" / name) == _verdicts(tmp_path / "local" / name)
+    assert wait_until_gone(marker, 30) == [], "a process of the Ray cluster or of a grading was left behind"
+    assert [p.name for p in tmpdir.rglob("*") if p.is_dir() and p.parent.name.startswith("grader-ray-tasks")] == []
+    assert not (tmp_path / "ray" / gradebook.STAGING).exists()
+
+
+def _verdicts(folder: Path) -> list[tuple[str, str, float]]:
+    """Each check of a student's result: its id, outcome and points (its reason names the buyers that won the
+    race this time: which ones is the scheduler's choice)."""
+    result = gradebook.read_result(folder)
+    assert result is not None and result.report is not None
+    return [(c["id"], c["outcome"], c["points"]) for e in result.report["exercises"] for c in e["checks"]]
+
+
+def test_a_ray_worker_killed_mid_grading_costs_a_retry_not_a_student(tmp_path: Path) -> None:
+    folder = small_class(tmp_path)
+    marker = secrets.token_hex(8)
+    process = ray_batch(folder, tmp_path / "out", marker, deep_tmpdir(tmp_path))
+    lines: queue.Queue[bytes] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True)
+    reader.start()
+    killed, deadline = None, time.monotonic() + 300
+    while killed is None and process.poll() is None and time.monotonic() < deadline:
+        killed = _kill_a_worker_mid_grading(marker)
+        time.sleep(0.05)
+    assert killed is not None, "no Ray worker was seen grading"
+    assert lines.qsize() < len(NAMES), "killed while a student was still being graded"
+    assert process.wait(timeout=600) == 0, process.stderr.read()
+    reader.join(10)
+    told = b"".join(lines.queue).decode()
+    for name in NAMES:
+        assert sum(f"] {name}: " in line for line in told.splitlines()) == 1, told
+    book = rows(tmp_path / "out")
+    assert {name: row["ex01"] for name, row in book.items()} == EX01, "graded again, once, after the kill"
+    assert {row["status"] for row in book.values()} == {"ok"}, book
+    assert wait_until_gone(marker, 30) == [], "the killed worker's grading, or the cluster, was left behind"
+
+
+def _kill_a_worker_mid_grading(marker: str) -> int | None:
+    """SIGKILL a Ray worker (of this test's batch) that is running a student's grading program; its pid."""
+    for pid in marked_processes(marker):
+        with contextlib.suppress(psutil.Error):
+            worker = psutil.Process(pid)
+            if not " ".join(worker.cmdline()).startswith("ray::grade_on_worker"):
+                continue
+            if any(ray_engine.PROGRAM in " ".join(c.cmdline()) for c in worker.children()):
+                os.kill(pid, signal.SIGKILL)
+                return pid
+    return None
+
+
+def test_a_returned_path_out_of_the_students_folder_is_refused() -> None:
+    for rel in ("../alice/result.json", "/etc/passwd", "files/../../x", ""):
+        with pytest.raises(ValueError):
+            ray_engine._safe_relative(rel)
+    assert ray_engine._safe_relative("files/ex01_tickets.py") == Path("files", "ex01_tickets.py")
