@@ -77,8 +77,12 @@ class RayEngine:
 
     @contextlib.contextmanager
     def _cluster(self, ray: Any, workers: int) -> Iterator[None]:
-        """Connected to the user's cluster, or to one of `workers` CPUs started here and stopped (every process
-        of it gone, its temporary folder removed) when the batch ends, however it ends."""
+        """Connected to the user's cluster (or to the one this program already uses), or to one of `workers` CPUs
+        started here and stopped (every process of it gone, its temporary folder removed) when the batch ends,
+        however it ends."""
+        if ray.is_initialized():  # a program that embeds the batch and has its Ray: used as it is, left running
+            yield
+            return
         address = self.address or os.environ.get("RAY_ADDRESS")
         quiet = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
         if address:
