@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import marked_processes, wait_until_gone
+from conftest import default_sigint, marked_processes, wait_until_gone
 from grader.commands import batch
 from grader.gradebook import book as gradebook
 from grader.gradebook import ray_engine
@@ -34,11 +34,11 @@ NAMES = ["alice", "bob", "heidi"]
 EX01 = {"alice": "10", "bob": "5", "heidi": "5"}  # as tests/test_batch.py's EXPECTED: solutions, stubs, a half fix
 
 
-def small_class(tmp: Path) -> Path:
-    """A copy of alice, bob and heidi of the fixture class."""
+def small_class(tmp: Path, names: list[str] = NAMES) -> Path:
+    """A copy of some students of the fixture class (alice, bob and heidi)."""
     folder = tmp / "class"
     folder.mkdir()
-    for name in NAMES:
+    for name in names:
         shutil.copytree(CLASS / name, folder / name)
     return folder
 
@@ -50,7 +50,7 @@ def ray_batch(folder: Path, out: Path, marker: str, tmpdir: Path) -> subprocess.
     env.pop("RAY_ADDRESS", None)
     return subprocess.Popen([sys.executable, "-m", "grader", "batch", str(folder), "--out", str(out), "-j", "2",
                              "--exercises", "1", "--start-method", "fork", "--engine", "ray"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint)
 
 
 def deep_tmpdir(tmp_path: Path) -> Path:
@@ -121,16 +121,38 @@ def test_a_ray_worker_killed_mid_grading_costs_a_retry_not_a_student(tmp_path: P
 
 
 def _kill_a_worker_mid_grading(marker: str) -> int | None:
-    """SIGKILL a Ray worker (of this test's batch) that is running a student's grading program; its pid."""
+    """SIGKILL a Ray worker (of this test's batch) whose grading host is grading a student: its pid."""
     for pid in marked_processes(marker):
         with contextlib.suppress(psutil.Error):
             worker = psutil.Process(pid)
-            if not " ".join(worker.cmdline()).startswith("ray::grade_on_worker"):
+            if not " ".join(worker.cmdline()).startswith("ray::GradingHost"):
                 continue
-            if any(ray_engine.PROGRAM in " ".join(c.cmdline()) for c in worker.children()):
+            hosts = [c for c in worker.children() if ray_engine.PROGRAM in " ".join(c.cmdline())]
+            if any(host.children() for host in hosts):
                 os.kill(pid, signal.SIGKILL)
                 return pid
     return None
+
+
+def test_ctrl_c_stops_a_ray_batch_and_leaves_a_gradebook_that_resumes(tmp_path: Path) -> None:
+    folder = small_class(tmp_path, ["erin", "frank"])  # erin: no files, told at once; frank: ex01 hangs
+    marker = secrets.token_hex(8)
+    process = ray_batch(folder, tmp_path / "out", marker, deep_tmpdir(tmp_path))
+    lines: queue.Queue[bytes] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True)
+    reader.start()
+    told, deadline = [], time.monotonic() + 300
+    while not any(b"erin" in line for line in told) and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            told.append(lines.get(timeout=0.1))
+    assert process.poll() is None and not (tmp_path / "out" / "frank").exists(), b"".join(told)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130
+    assert b"run the same command again to resume" in process.stderr.read()
+    assert wait_until_gone(marker, 30) == [], "Ctrl-C left a process of the cluster or of frank's grading"
+    result = gradebook.read_result(tmp_path / "out" / "erin")
+    assert result is not None and result.status == "no exercise files", "erin is kept: a rerun reuses her"
+    assert not (tmp_path / "out" / "frank").exists() and not (tmp_path / "out" / "grades.csv").exists()
 
 
 def test_a_returned_path_out_of_the_students_folder_is_refused() -> None:

@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
@@ -29,9 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
+
+import psutil
 
 from grader.gradebook.book import FILES_DIR, RESULT_FILE, STAGING, BatchError, atomic_write, install
 from grader.gradebook.workers import Job, JobEnd
@@ -62,17 +67,20 @@ class RayEngine:
         ray = _import_ray()
         fingerprint = grader_fingerprint()
         with self._cluster(ray, workers):
-            grade = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(grade_on_worker)
-            pending: dict[Any, Job] = {}
-            for job in jobs:
-                task = job.args[0]
-                files, links = pack(task.collected.folder)
-                pending[grade.remote(task_spec(task, time_limit), ray.put(files), links)] = job
-            while pending:
+            host_class = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=MAX_RETRIES)(GradingHost)
+            count = max(1, int(ray.cluster_resources().get("CPU", workers)))  # -j for a cluster of our own
+            idle = [host_class.remote() for _ in range(min(count, len(jobs)))]
+            queue, pending = deque(jobs), {}
+            while queue or pending:
+                while queue and idle:
+                    job, host = queue.popleft(), idle.pop()
+                    files, links = pack(job.args[0].collected.folder)
+                    pending[host.grade.remote(task_spec(job.args[0], time_limit), ray.put(files), links)] = (job, host)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL)
                 for ref in ready:
-                    job = pending.pop(ref)
+                    job, host = pending.pop(ref)
                     on_end(_install(job, _outcome(ray, ref), fingerprint))
+                    idle.append(host)
                 tick()
 
     @contextlib.contextmanager
@@ -205,33 +213,85 @@ def _safe_relative(rel: str) -> Path:
     return Path(*parts)
 
 
-# ---- the Ray task, on a worker node -------------------------------------------------------------------------------
-def grade_on_worker(spec: dict[str, Any], files: dict[str, bytes], links: dict[str, str]) -> dict[str, Any]:
-    """The Ray task: unpack a student's files into a private folder of this node, run the grading program on
-    them, and return the student's folder it wrote (or why there is none)."""
-    from grader.commands.batch import grader_fingerprint
+# ---- on a worker node: a grading host per Ray worker -------------------------------------------------------------
+class GradingHost:
+    """A Ray actor (one per CPU of the cluster): it starts a grading host program once, an exec'ed Python with the
+    grader, pytest and the checks imported, and grades each student it is given by having the host fork a
+    grading from that clean single-threaded program (never from this Ray worker, whose threads make fork
+    unsafe): the start costs nothing per student, as with the local engine's workers."""
 
-    base = Path(tempfile.gettempdir()) / f"grader-ray-tasks-{os.getuid()}"
-    base.mkdir(mode=0o700, exist_ok=True)
-    _remove_stale(base)
-    own = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))  # the student's; their runs see only it
-    out = own.with_name(own.name + ".book")  # a sibling: hidden from the runs like every other student's folder
-    started = time.monotonic()
+    def __init__(self) -> None:
+        """Start the host program; it dies with this worker (and its grading with it)."""
+        self.host = _start_host()
+
+    def grade(self, spec: dict[str, Any], files: dict[str, bytes], links: dict[str, str]) -> dict[str, Any]:
+        """Unpack a student's files into a private folder of this node, have the host grade them, and return the
+        student's folder it wrote (or why there is none)."""
+        from grader.commands.batch import grader_fingerprint
+
+        base = Path(tempfile.gettempdir()) / f"grader-ray-tasks-{os.getuid()}"
+        base.mkdir(mode=0o700, exist_ok=True)
+        _remove_stale(base)
+        own = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))  # the student's; their runs see only it
+        out = own.with_name(own.name + ".book")  # a sibling: hidden from the runs like every other student's
+        started = time.monotonic()
+        try:
+            _unpack(files, links, own / FILES_DIR)
+            out.mkdir()
+            if self.host.poll() is not None:
+                self.host = _start_host()
+            ended = _ask_host(self.host, {"spec": spec, "own": str(own), "out": str(out)},
+                              spec["time_limit"] + MARGIN)
+            if ended.get("exitcode") is None and not ended.get("stopped"):
+                self.host = _start_host()
+            outcome = {**ended, "elapsed": round(time.monotonic() - started, 3),
+                       "fingerprint": grader_fingerprint(), "host": socket.gethostname()}
+            folder = out / spec["name"]
+            if ended.get("stopped") or not (folder / RESULT_FILE).is_file():
+                if ended.get("exitcode"):
+                    outcome["error"] = (own / "grading.log").read_text(errors="replace")[-4000:]
+                return outcome
+            result = json.loads((folder / RESULT_FILE).read_text())
+            files_back, links_back = _gather(folder)
+            return {**outcome, "result": result, "files": files_back, "links": links_back}
+        finally:
+            shutil.rmtree(own, ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def _start_host() -> subprocess.Popen[bytes]:
+    """The grading host program, a child of this worker: requests on its stdin, one reply line each."""
+    return subprocess.Popen([sys.executable, "-m", PROGRAM, str(os.getpid())], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+
+def _ask_host(host: subprocess.Popen[bytes], request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Send one grading to the host and wait for its reply, at most `timeout` seconds: past that the grading
+    is told to stop (it kills its own tree), then killed. {"exitcode": N}, {"stopped": True}, or
+    {"exitcode": None} when the host itself ended."""
+    assert host.stdin is not None and host.stdout is not None
     try:
-        _unpack(files, links, own / FILES_DIR)
-        out.mkdir()
-        ended = _run_program(spec, own, out)
-        outcome = {**ended, "elapsed": round(time.monotonic() - started, 3), "fingerprint": grader_fingerprint(),
-                   "host": socket.gethostname()}
-        folder = out / spec["name"]
-        if ended.get("stopped") or not (folder / RESULT_FILE).is_file():
-            return outcome
-        result = json.loads((folder / RESULT_FILE).read_text())
-        files_back, links_back = _gather(folder)
-        return {**outcome, "result": result, "files": files_back, "links": links_back}
-    finally:
-        shutil.rmtree(own, ignore_errors=True)
-        shutil.rmtree(out, ignore_errors=True)
+        host.stdin.write(json.dumps(request).encode() + b"\n")
+        host.stdin.flush()
+    except OSError:
+        return {"exitcode": None, "error": "the grading host ended"}
+    if select.select([host.stdout], [], [], timeout)[0]:
+        return _reply(host)
+    for sig, grace in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(Exception):
+            for child in psutil.Process(host.pid).children():
+                child.send_signal(sig)
+        if select.select([host.stdout], [], [], grace)[0]:
+            _reply(host)
+            break
+    return {"stopped": True}
+
+
+def _reply(host: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """The host's reply line, or the host's end (EOF)."""
+    assert host.stdout is not None
+    line = host.stdout.readline()
+    return json.loads(line) if line else {"exitcode": None, "error": "the grading host ended"}
 
 
 def _unpack(files: dict[str, bytes], links: dict[str, str], folder: Path) -> None:
@@ -241,27 +301,6 @@ def _unpack(files: dict[str, bytes], links: dict[str, str], folder: Path) -> Non
         (folder / Path(name).name).write_bytes(data)
     for name, target in links.items():
         os.symlink(target, folder / Path(name).name)
-
-
-def _run_program(spec: dict[str, Any], own: Path, out: Path) -> dict[str, Any]:
-    """Run the grading program (exec'ed, a child of this worker that dies with it) and wait for it, at most the
-    time limit plus MARGIN: past that it is told to stop (it kills its own tree), then killed."""
-    log = own / "grading.log"
-    with open(log, "wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", PROGRAM, str(os.getpid()), str(own), str(out)],
-                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, cwd=own)
-        try:
-            process.communicate(json.dumps(spec).encode(), timeout=spec["time_limit"] + MARGIN)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            return {"stopped": True}
-    error = "" if process.returncode == 0 else log.read_text(errors="replace")[-4000:]
-    return {"exitcode": process.returncode, "error": error}
 
 
 def _gather(folder: Path) -> tuple[dict[str, bytes], dict[str, str]]:
@@ -295,15 +334,42 @@ def _alive(pid: int) -> bool:
     return True
 
 
-# ---- the grading program: one student, graded by the local engine -------------------------------------------------
-def main(argv: list[str]) -> int:
-    """`python -m grader.gradebook.ray_engine PARENT OWN OUT` with the task's spec on stdin: grade one student
-    with the local engine (time limit, process tree, crash turned into a result) into OUT/<student>/."""
-    parent, own, out = int(argv[0]), Path(argv[1]), Path(argv[2])
+# ---- the grading host program, and one student's grading forked from it -------------------------------------------
+def serve(parent: int) -> int:
+    """`python -m grader.gradebook.ray_engine PARENT`: import once what every grading needs, then for each
+    request line on stdin fork a grading (this program is single-threaded: fork is safe here), wait for it and
+    reply {"exitcode": N}. Dies with the Ray worker PARENT, and its grading with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the batch's business; the batch ends us
+    _die_with(parent)  # SIGTERM, default action: we die, and the grading is told by its own parent-death signal
+    from grader.commands import batch
+    from grader.judging import session
+
+    batch.preload([e.number for e in session.select([])])
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = grade_one(request["spec"], Path(request["own"]), Path(request["out"]), os.getppid())
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        sys.stdout.write(json.dumps({"exitcode": os.waitstatus_to_exitcode(status)}) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def grade_one(spec: dict[str, Any], own: Path, out: Path, host: int) -> int:
+    """One student graded by the local engine (time limit, process tree, crash turned into a result) into
+    OUT/<student>/; the forked grading's first code: its own signals, output and parent-death signal."""
     signal.signal(signal.SIGTERM, _stop)
-    _die_with(parent)
-    spec = json.loads(sys.stdin.read())
+    _die_with(host)
+    log = os.open(own / "grading.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # the host's requests are not ours to read, nor its replies ours to write
+    os.dup2(log, 1)
+    os.dup2(log, 2)
     from grader.commands import batch
     from grader.gradebook.book import Gradebook
     from grader.gradebook.submissions import Collected, Submission
@@ -320,24 +386,28 @@ def main(argv: list[str]) -> int:
         batch._grade_all([task], options, summary, batch.Progress(1, io.StringIO(), terminal=False))
     except KeyboardInterrupt:
         return 130
+    except BaseException:  # noqa: BLE001 - told to the driver through the log: this student has no verdict
+        traceback.print_exc()
+        sys.stderr.flush()
+        return 1
     return 0
 
 
 def _stop(signum: int, frame: Any) -> None:
-    """SIGTERM (the task's worker died, or the task stops us): end the grading, its tree killed, now."""
+    """SIGTERM (the host died with its worker, or the grading ran past its margin): stop now, tree killed."""
     raise KeyboardInterrupt
 
 
 def _die_with(parent: int) -> None:
-    """Be told (SIGTERM) when the Ray worker that started us dies, even by SIGKILL; exit if it already has."""
+    """Be sent SIGTERM when `parent` dies, even by SIGKILL; exit at once if it already has."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
-        sys.exit(1)
+        os._exit(1)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(serve(int(sys.argv[1])))
