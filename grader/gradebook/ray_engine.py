@@ -1,20 +1,23 @@
 """The Ray engine of `grader batch --engine ray`: each student's grading is a Ray task, so that a class bigger
 than one machine is graded by every node of a Ray cluster, and a node that dies costs a retry, not a student.
 
-The driver (the batch) ships each student's collected exercise files through Ray's object store; the task
-unpacks them into a private folder on its node and runs the grader's own per-student grading there as a program
-of its own (`python -m grader.gradebook.ray_engine`, exec'ed: never forked from the Ray worker, whose threads
-make fork unsafe), which is the local engine on one student with its whole supervision: the time limit, the
-process tree killed, a crash turned into a result. The task returns the student's folder (result.json with the
-results model, report.json, report.txt, the HTML reports, the files graded) as bytes, and only the driver writes
-the gradebook, student by student and atomically, exactly as the local engine does.
+The driver (the batch) ships each student's collected exercise files through Ray's object store to a
+GradingHost, a Ray actor (one per CPU of the cluster) whose `grade` task unpacks them into a private folder on
+its node. The actor started, once, a grading host program (`python -m grader.gradebook.ray_engine`, exec'ed:
+a clean single-threaded Python with the grader, pytest and the checks imported), and each grading is forked
+from that program, never from the Ray worker, whose threads make fork unsafe. The grading is the local engine
+on one student with its whole supervision: the time limit, the process tree killed, a crash turned into a
+result. The task returns the student's folder (result.json with the results model, report.json, report.txt,
+the HTML reports, the files graded) as bytes, and only the driver writes the gradebook, student by student and
+atomically, exactly as the local engine does.
 
-Faults: a task whose worker or node dies is run again by Ray (MAX_RETRIES); its result is installed once, by the
-driver, when the task's one return value arrives. No grading is cancelled from outside: the grading program stops
-itself at the batch's time limit, and the task waits the limit plus MARGIN. With no address, a Ray cluster of
-`-j` CPUs starts for the batch and stops with it, leaving no process; with --address (or RAY_ADDRESS) the batch
-joins the cluster there, whose nodes need the same grader installed (checked: a node with another grader gives no
-verdict rather than another grade)."""
+Faults: a task whose worker or node dies is run again by Ray (the actor restarted, MAX_RETRIES); its result
+is installed once, by the driver, when the task's one return value arrives. No grading is cancelled from
+outside: it stops itself at the batch's time limit, and the task waits the limit plus MARGIN. Every process
+dies with the one that started it (parent-death signals: worker, host, grading). With no address, a Ray
+cluster of `-j` CPUs starts for the batch and stops with it, leaving no process; with --address (or RAY_ADDRESS)
+the batch joins the cluster there, whose nodes need the same grader installed (checked: a node with another
+grader gives no verdict rather than another grade)."""
 from __future__ import annotations
 
 import contextlib
