@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from conftest import default_sigint, marked_processes, wait_until_gone
-from grader.commands import batch
+from grader.commands import batch, cli
 from grader.gradebook import book as gradebook
 from grader.gradebook import ray_engine
 
@@ -160,3 +160,15 @@ def test_a_returned_path_out_of_the_students_folder_is_refused() -> None:
         with pytest.raises(ValueError):
             ray_engine._safe_relative(rel)
     assert ray_engine._safe_relative("files/ex01_tickets.py") == Path("files", "ex01_tickets.py")
+
+
+def test_without_ray_or_with_an_address_but_no_ray_engine_the_batch_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = small_class(tmp_path, ["erin"])
+    base = ["batch", str(folder), "--out", str(tmp_path / "out"), "--exercises", "1"]
+    assert cli.main([*base, "--address", "ray://head:10001"]) == 2
+    assert "--address is the Ray cluster of --engine ray" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert cli.main([*base, "--engine", "ray"]) == 2
+    assert "--engine ray needs Ray: pip install 'grader[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "erin").exists()

@@ -27,6 +27,8 @@ def select(name: str, address: str | None = None) -> Engine:
     """The engine called `name`: "local" (worker processes on this machine) or "ray" (a Ray cluster at
     `address`, RAY_ADDRESS, or one started for the batch alone)."""
     if name == "local":
+        if address:
+            raise ValueError("--address is the Ray cluster of --engine ray: add --engine ray, or drop --address")
         return run_jobs
     if name == "ray":
         from grader.gradebook.ray_engine import RayEngine

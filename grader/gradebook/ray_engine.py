@@ -95,7 +95,7 @@ class RayEngine:
             yield
             return
         address = self.address or os.environ.get("RAY_ADDRESS")
-        quiet = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
+        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
         if address:
             try:
                 ray.init(address=address, **quiet)
@@ -110,7 +110,7 @@ class RayEngine:
 
         temp = Path(tempfile.mkdtemp(prefix="grader-ray-", dir=_short_temp_root()))
         try:
-            ray.init(address="local", num_cpus=workers, _temp_dir=str(temp), **quiet)
+            ray.init(address="local", num_cpus=workers, _temp_dir=str(temp), include_dashboard=False, **quiet)
             self.started = psutil.Process().children(recursive=True)
             yield
         finally:
