@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import shutil
 import sys
@@ -133,7 +134,8 @@ def bench_ray(students: int, start_method: str) -> int:
         for cpus in (1, 2):  # the cluster started by the bench: the engine uses it as it is (ray.is_initialized)
             temp = tempfile.mkdtemp(prefix="grader-ray-", dir=ray_engine._short_temp_root())
             started = time.monotonic()
-            ray.init(address="local", num_cpus=cpus, _temp_dir=temp, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=cpus, _temp_dir=temp, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
             start = time.monotonic() - started
             try:
                 walls[cpus], summary = timed_batch(submissions, Path(tmp) / f"out-ray{cpus}", cpus, start_method, "ray")

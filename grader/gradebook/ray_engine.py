@@ -224,14 +224,15 @@ class GradingHost:
     unsafe): the start costs nothing per student, as with the local engine's workers."""
 
     def __init__(self) -> None:
-        """Start the host program; it dies with this worker (and its grading with it)."""
+        """Start the host program (it dies with this worker, and its grading with it); note this node's grader."""
+        from grader.commands.batch import grader_fingerprint
+
         self.host = _start_host()
+        self.fingerprint = grader_fingerprint()
 
     def grade(self, spec: dict[str, Any], files: dict[str, bytes], links: dict[str, str]) -> dict[str, Any]:
         """Unpack a student's files into a private folder of this node, have the host grade them, and return the
         student's folder it wrote (or why there is none)."""
-        from grader.commands.batch import grader_fingerprint
-
         base = Path(tempfile.gettempdir()) / f"grader-ray-tasks-{os.getuid()}"
         base.mkdir(mode=0o700, exist_ok=True)
         _remove_stale(base)
@@ -241,14 +242,12 @@ class GradingHost:
         try:
             _unpack(files, links, own / FILES_DIR)
             out.mkdir()
-            if self.host.poll() is not None:
+            if self.host.poll() is not None:  # it ended (a bug of ours): a new one, for this student on
                 self.host = _start_host()
             ended = _ask_host(self.host, {"spec": spec, "own": str(own), "out": str(out)},
                               spec["time_limit"] + MARGIN)
-            if ended.get("exitcode") is None and not ended.get("stopped"):
-                self.host = _start_host()
             outcome = {**ended, "elapsed": round(time.monotonic() - started, 3),
-                       "fingerprint": grader_fingerprint(), "host": socket.gethostname()}
+                       "fingerprint": self.fingerprint, "host": socket.gethostname()}
             folder = out / spec["name"]
             if ended.get("stopped") or not (folder / RESULT_FILE).is_file():
                 if ended.get("exitcode"):
