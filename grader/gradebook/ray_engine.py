@@ -35,7 +35,7 @@ import tempfile
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
 
@@ -58,7 +58,6 @@ class RayEngine:
     """Grades a batch's jobs (grade_student of a StudentTask each) as Ray tasks; see the module's docstring."""
 
     address: str | None = None
-    started: list[Any] = field(default_factory=list)  # the processes of a cluster started for this batch
 
     def __call__(self, jobs: list[Job], workers: int, time_limit: float, on_end: Callable[[JobEnd], None],
                  tick: Callable[[], None] = lambda: None) -> None:
@@ -106,26 +105,25 @@ class RayEngine:
             finally:
                 ray.shutdown()
             return
-        import psutil
-
         temp = Path(tempfile.mkdtemp(prefix="grader-ray-", dir=_short_temp_root()))
         try:
-            ray.init(address="local", num_cpus=workers, _temp_dir=str(temp), include_dashboard=False, **quiet)
-            self.started = psutil.Process().children(recursive=True)
+            try:
+                ray.init(address="local", num_cpus=workers, _temp_dir=str(temp), include_dashboard=False, **quiet)
+            except Exception as exc:  # noqa: BLE001 - Ray's own failure to start, in one line
+                raise BatchError(f"cannot start a Ray cluster here: {type(exc).__name__}: {exc}") from None
             yield
         finally:
             self._stop(ray, temp)
 
     def _stop(self, ray: Any, temp: Path) -> None:
-        """Stop the batch's own cluster and wait until every process it started (workers, their gradings) is
-        gone; one that outlives the wait is killed."""
-        import psutil
-
+        """Stop the batch's own cluster and wait until every process it started (its daemons, workers, grading
+        hosts and gradings, all below this process until the cluster stops) is gone; one that outlives the
+        wait is killed."""
+        procs = []
+        with contextlib.suppress(psutil.Error):
+            procs = psutil.Process().children(recursive=True)
         with contextlib.suppress(Exception):  # a cluster that failed to start has nothing to stop
             ray.shutdown()
-        procs = {*self.started}
-        with contextlib.suppress(psutil.Error):
-            procs.update(psutil.Process().children(recursive=True))
         _, alive = psutil.wait_procs(list(procs), timeout=15)
         for proc in alive:
             with contextlib.suppress(psutil.Error):
