@@ -132,7 +132,7 @@ def bench_ray(students: int, start_method: str) -> int:
         grades = {"local": (Path(tmp) / "out-local" / "grades.csv").read_text()}
         walls, beyond = {}, {"local": (local - checks) / len(names)}
         for cpus in (1, 2):  # the cluster started by the bench: the engine uses it as it is (ray.is_initialized)
-            temp = tempfile.mkdtemp(prefix="grader-ray-", dir=ray_engine._short_temp_root())
+            temp = tempfile.mkdtemp(prefix="grader-ray-", dir=ray_engine.short_temp_root(ray_engine.RAY_ROOM))
             started = time.monotonic()
             ray.init(address="local", num_cpus=cpus, _temp_dir=temp, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.ERROR)

@@ -57,7 +57,7 @@ def deep_tmpdir(tmp_path: Path) -> Path:
     """A temporary folder whose path leaves no room for Ray's socket paths (AF_UNIX: 107 bytes)."""
     folder = tmp_path / ("deep-" + "t" * 60)
     folder.mkdir()
-    assert len(str(folder)) + ray_engine.SOCKET_ROOM > ray_engine.AF_UNIX_LIMIT
+    assert len(str(folder)) + ray_engine.GRADING_ROOM > ray_engine.AF_UNIX_LIMIT
     return folder
 
 
@@ -72,6 +72,8 @@ def test_ray_engine_grades_like_the_local_engine(tmp_path: Path) -> None:
                                                start_method="fork"), progress_stream=io.StringIO(), terminal=False)
     assert not local.problems
     marker, tmpdir = secrets.token_hex(8), deep_tmpdir(tmp_path)
+    private = Path("/tmp") / f"grader-ray-tasks-{os.getuid()}"  # the gradings' folders (TMPDIR is too deep)
+    before = set(private.iterdir()) if private.is_dir() else set()
     process = ray_batch(folder, tmp_path / "ray", marker, tmpdir)
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, (stdout, stderr)
@@ -84,7 +86,8 @@ def test_ray_engine_grades_like_the_local_engine(tmp_path: Path) -> None:
         assert ray_files == local_files
         assert _verdicts(tmp_path / "ray" / name) == _verdicts(tmp_path / "local" / name)
     assert wait_until_gone(marker, 30) == [], "a process of the Ray cluster or of a grading was left behind"
-    assert [p.name for p in tmpdir.rglob("*") if p.is_dir() and p.parent.name.startswith("grader-ray-tasks")] == []
+    assert set(private.iterdir()) <= before, "a grading's private folder was left behind"
+    assert list(tmpdir.iterdir()) == [], "the cluster's temporary folder was left behind, or put in a deep TMPDIR"
     assert not (tmp_path / "ray" / gradebook.STAGING).exists()
 
 

@@ -47,8 +47,9 @@ from grader.gradebook.workers import Job, JobEnd
 MAX_RETRIES = 3  # runs of a task whose worker or node died, beyond the first
 MARGIN = 60.0  # seconds a grading program may take beyond the time limit (start, reports) before it is stopped
 POLL = 0.2
-SOCKET_ROOM = 70  # bytes that Ray adds to its temporary folder for a socket path (session_<date>_<pid>/sockets/…)
-AF_UNIX_LIMIT = 107
+AF_UNIX_LIMIT = 107  # bytes of a Unix socket's path
+RAY_ROOM = 90  # bytes that Ray's sockets add to the temporary root: grader-ray-x/session_<date>_<pid>/sockets/…
+GRADING_ROOM = 80  # bytes that a grading's sockets (forkserver, Manager) add: grader-ray-tasks-uid/pid-x/tmp/pymp-…
 PROGRAM = "grader.gradebook.ray_engine"
 
 
@@ -105,7 +106,7 @@ class RayEngine:
             finally:
                 ray.shutdown()
             return
-        temp = Path(tempfile.mkdtemp(prefix="grader-ray-", dir=_short_temp_root()))
+        temp = Path(tempfile.mkdtemp(prefix="grader-ray-", dir=short_temp_root(RAY_ROOM)))
         try:
             try:
                 ray.init(address="local", num_cpus=workers, _temp_dir=str(temp), include_dashboard=False, **quiet)
@@ -141,11 +142,11 @@ def _import_ray() -> Any:
     return ray
 
 
-def _short_temp_root() -> str:
-    """A folder for Ray's temporary files short enough for its sockets (an AF_UNIX path is at most 107 bytes):
+def short_temp_root(room: int) -> str:
+    """A root for temporary folders whose sockets add `room` bytes to it (an AF_UNIX path holds at most 107):
     the temporary folder (TMPDIR), or /tmp when that is too deep."""
     root = tempfile.gettempdir()
-    return root if len(root) + len("/grader-ray-xxxxxxxx") + SOCKET_ROOM <= AF_UNIX_LIMIT else "/tmp"
+    return root if len(root) + room <= AF_UNIX_LIMIT else "/tmp"
 
 
 def task_spec(task: Any, time_limit: float) -> dict[str, Any]:
@@ -231,7 +232,7 @@ class GradingHost:
     def grade(self, spec: dict[str, Any], files: dict[str, bytes], links: dict[str, str]) -> dict[str, Any]:
         """Unpack a student's files into a private folder of this node, have the host grade them, and return the
         student's folder it wrote (or why there is none)."""
-        base = Path(tempfile.gettempdir()) / f"grader-ray-tasks-{os.getuid()}"
+        base = Path(short_temp_root(GRADING_ROOM)) / f"grader-ray-tasks-{os.getuid()}"
         base.mkdir(mode=0o700, exist_ok=True)
         _remove_stale(base)
         own = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))  # the student's; their runs see only it
