@@ -194,14 +194,18 @@ def _install(job: Job, outcome: dict[str, Any], fingerprint: str) -> JobEnd:
     if outcome.get("result") is None:
         return JobEnd(job, outcome.get("exitcode"), False, elapsed, outcome.get("error") or "no result came back")
     stage = Path(tempfile.mkdtemp(prefix=f"{task.submission.name}-", dir=task.out / STAGING))
-    for rel, data in outcome["files"].items():
-        target = stage / _safe_relative(rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    for rel, link in outcome["links"].items():
-        target = stage / _safe_relative(rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(link, target)
+    try:
+        for rel, data in outcome["files"].items():
+            target = stage / _safe_relative(rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        for rel, link in outcome["links"].items():
+            target = stage / _safe_relative(rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(link, target)
+    except ValueError as exc:  # never written outside the student's folder: this student has no verdict
+        shutil.rmtree(stage, ignore_errors=True)
+        return JobEnd(job, None, False, elapsed, f"ValueError: {exc}")
     atomic_write(stage / RESULT_FILE, json.dumps(outcome["result"], indent=1))
     install(stage, task.out / task.submission.name)
     return JobEnd(job, 0, False, elapsed)
