@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -25,7 +26,7 @@ import pytest
 from conftest import default_sigint, marked_processes, wait_until_gone
 from grader.commands import batch, cli
 from grader.gradebook import book as gradebook
-from grader.gradebook import ray_engine
+from grader.gradebook import ray_engine, workers
 
 pytest.importorskip("ray")
 
@@ -158,11 +159,25 @@ def test_ctrl_c_stops_a_ray_batch_and_leaves_a_gradebook_that_resumes(tmp_path: 
     assert not (tmp_path / "out" / "frank").exists() and not (tmp_path / "out" / "grades.csv").exists()
 
 
-def test_a_returned_path_out_of_the_students_folder_is_refused() -> None:
-    for rel in ("../alice/result.json", "/etc/passwd", "files/../../x", ""):
-        with pytest.raises(ValueError):
-            ray_engine._safe_relative(rel)
-    assert ray_engine._safe_relative("files/ex01_tickets.py") == Path("files", "ex01_tickets.py")
+def test_the_driver_installs_a_returned_folder_and_refuses_a_path_out_of_it(tmp_path: Path) -> None:
+    (tmp_path / gradebook.STAGING).mkdir()
+    task = SimpleNamespace(submission=SimpleNamespace(name="alice"), out=tmp_path)
+    job = workers.Job("alice", print, (task,), tmp_path / "error")
+    result = {"name": "alice", "entry": "class/alice", "kind": "folder", "digest": "d1"}
+    returned = {"result": result, "files": {"report.txt": b"10/10", "files/ex01_tickets.py": b"x = 1"},
+                "links": {}, "elapsed": 1.5, "fingerprint": "this grader"}
+    end = ray_engine._install(job, returned, "this grader")
+    assert (end.exitcode, end.error, end.elapsed) == (0, "", 1.5)
+    assert (tmp_path / "alice" / "report.txt").read_bytes() == b"10/10"
+    assert (tmp_path / "alice" / "files" / "ex01_tickets.py").read_bytes() == b"x = 1"
+    assert gradebook.read_result(tmp_path / "alice") == gradebook.StudentResult(**result)
+    for rel in ("../bob/result.json", "/etc/passwd", "files/../../x"):
+        end = ray_engine._install(job, {**returned, "files": {rel: b"{}"}}, "this grader")
+        assert end.exitcode is None and "outside its folder" in end.error, rel
+    end = ray_engine._install(job, returned, "another grader")
+    assert end.exitcode is None and "runs another grader" in end.error
+    assert sorted(p.name for p in tmp_path.iterdir()) == [gradebook.STAGING, "alice"]
+    assert list((tmp_path / gradebook.STAGING).iterdir()) == []
 
 
 def test_without_ray_or_with_an_address_but_no_ray_engine_the_batch_says_so(
