@@ -153,6 +153,16 @@ def bench_ray(students: int, start_method: str) -> int:
                   flush=True)
         same = len(set(grades.values())) == 1
         print(f"the same gradebook with both engines: {same}")
+        for run, text in grades.items():  # the rows that differ, to tell a flaky verdict from an engine's fault
+            rows = set(text.splitlines()) - set(grades["local"].splitlines())
+            for row in sorted(rows):
+                print(f"  {run} differs from local: {row}  (local: "
+                      f"{[r for r in grades['local'].splitlines() if r.split(',')[0] == row.split(',')[0]]})")
+            if rows:
+                keep = Path(tempfile.gettempdir()) / f"bench-batch-{run}-{os.getpid()}"
+                shutil.copytree(Path(tmp) / f"out-{run}", keep)
+                shutil.copytree(Path(tmp) / "out-local", keep.with_name(keep.name + "-local"), dirs_exist_ok=True)
+                print(f"  kept: {keep} and {keep.name}-local")
     overhead = (walls[1] - local) / len(names)
     print(f"overhead per grading of the ray engine: {overhead:+.3f} s of wall time (target <= 0.2 s); grading "
           f"itself {local / len(names):.2f} s per submission at -j 1")
