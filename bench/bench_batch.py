@@ -9,11 +9,20 @@ faster than -j 1, overhead under 0.3 s.
 The class is graded under one start method, fork, by default: `grader batch` itself grades under all three
 by default (each exercise three times), and `--start-method all` times that.
 
-Usage: python bench/bench_batch.py [--students 40] [--jobs 1,2] [--start-method fork|spawn|forkserver|all]"""
+`--engine ray` times `grader batch --engine ray` on a Ray cluster of this machine against the local engine: the
+local engine with -j 1 first (the baseline), then the Ray engine on a cluster of 1 CPU, then of 2 CPUs, each
+cluster started before its batch (its start and stop timed apart: a batch pays them once, a standing cluster
+never). Prints the overhead per grading of the Ray engine ((Ray wall with 1 CPU - local wall with -j 1) /
+submissions; target <= 0.2 s) and the speed-up from 1 to 2 Ray workers; the README turns them into the
+throughput of N nodes.
+
+Usage: python bench/bench_batch.py [--students 40] [--jobs 1,2] [--start-method fork|spawn|forkserver|all]
+                                   [--engine local|ray]"""
 from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import shutil
 import sys
@@ -56,11 +65,11 @@ def build_class(folder: Path, students: int) -> list[str]:
     return names
 
 
-def timed_batch(submissions: Path, out: Path, jobs: int, start_method: str = "fork"
+def timed_batch(submissions: Path, out: Path, jobs: int, start_method: str = "fork", engine: str = "local"
                 ) -> tuple[float, batch.BatchSummary]:
     """One batch into a fresh gradebook, and its wall time."""
     options = batch.BatchOptions(submissions=submissions, out=out, numbers=LAB, workers=jobs,
-                                 start_method=start_method)
+                                 start_method=start_method, engine=engine)
     started = time.monotonic()
     summary = batch.run_batch(options, progress_stream=io.StringIO(), terminal=False)
     return time.monotonic() - started, summary
@@ -72,7 +81,10 @@ def main() -> int:
     parser.add_argument("--students", type=int, default=40)
     parser.add_argument("--jobs", default="1,2", help="the -j values to time, e.g. 1,2")
     parser.add_argument("--start-method", default="fork", choices=["fork", "spawn", "forkserver", "all"])
+    parser.add_argument("--engine", default="local", choices=["local", "ray"])
     args = parser.parse_args()
+    if args.engine == "ray":
+        return bench_ray(args.students, args.start_method)
     jobs = [int(j) for j in args.jobs.split(",")]
     print(f"cpus {workers.cpu_count()}, load average {os.getloadavg()[0]:.1f} at start")
     walls: dict[int, float] = {}
@@ -98,6 +110,66 @@ def main() -> int:
     if 1 in walls and 2 in walls:
         print(f"speed-up -j 2 over -j 1: {walls[1] / walls[2]:.2f}x (target >= 1.7); -j 2 wall {walls[2]:.1f} s "
               f"(target <= 90 s)")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    return 0 if same else 1
+
+
+def bench_ray(students: int, start_method: str) -> int:
+    """The Ray engine against the local one: overhead per grading, speed-up from 1 to 2 Ray workers."""
+    import ray
+
+    from grader.gradebook import ray_engine
+
+    print(f"cpus {workers.cpu_count()}, load average {os.getloadavg()[0]:.1f} at start; ray {ray.__version__}")
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+        submissions = Path(tmp) / "class"
+        submissions.mkdir()
+        names = build_class(submissions, students)
+        print(f"class: {len(names)} submissions x {len(LAB)} exercises; start method {start_method}")
+        local, summary = timed_batch(submissions, Path(tmp) / "out-local", 1, start_method)
+        checks = sum(s.duration for s in summary.book.students)
+        print(f"local -j 1: {local:6.1f} s wall ({checks:.1f} s in the gradings)", flush=True)
+        grades = {"local": (Path(tmp) / "out-local" / "grades.csv").read_text()}
+        walls, beyond = {}, {"local": (local - checks) / len(names)}
+        for cpus in (1, 2):  # the cluster started by the bench: the engine uses it as it is (ray.is_initialized)
+            temp = tempfile.mkdtemp(prefix="grader-ray-", dir=ray_engine.short_temp_root(ray_engine.RAY_ROOM))
+            started = time.monotonic()
+            ray.init(address="local", num_cpus=cpus, _temp_dir=temp, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
+            start = time.monotonic() - started
+            try:
+                walls[cpus], summary = timed_batch(submissions, Path(tmp) / f"out-ray{cpus}", cpus, start_method, "ray")
+            finally:
+                started = time.monotonic()
+                ray.shutdown()
+                stop = time.monotonic() - started
+                shutil.rmtree(temp, ignore_errors=True)
+            grades[f"ray{cpus}"] = (Path(tmp) / f"out-ray{cpus}" / "grades.csv").read_text()
+            ray_checks = sum(s.duration for s in summary.book.students)
+            beyond[f"ray{cpus}"] = (walls[cpus] - ray_checks / cpus) / len(names)
+            print(f"ray, {cpus} cpu(s): {walls[cpus]:6.1f} s wall, {len(summary.graded)} graded, "
+                  f"{len(summary.problems)} without a grade ({ray_checks:.1f} s in the gradings); cluster start "
+                  f"{start:.1f} s, stop {stop:.1f} s",
+                  flush=True)
+        same = len(set(grades.values())) == 1
+        print(f"the same gradebook with both engines: {same}")
+        for run, text in grades.items():  # the rows that differ, to tell a flaky verdict from an engine's fault
+            rows = set(text.splitlines()) - set(grades["local"].splitlines())
+            for row in sorted(rows):
+                print(f"  {run} differs from local: {row}  (local: "
+                      f"{[r for r in grades['local'].splitlines() if r.split(',')[0] == row.split(',')[0]]})")
+            if rows:
+                keep = Path(tempfile.gettempdir()) / f"bench-batch-{run}-{os.getpid()}"
+                shutil.copytree(Path(tmp) / f"out-{run}", keep)
+                shutil.copytree(Path(tmp) / "out-local", keep.with_name(keep.name + "-local"), dirs_exist_ok=True)
+                print(f"  kept: {keep} and {keep.name}-local")
+    overhead = (walls[1] - local) / len(names)
+    print(f"overhead per grading of the ray engine: {overhead:+.3f} s of wall time (target <= 0.2 s); grading "
+          f"itself {local / len(names):.2f} s per submission at -j 1")
+    print(f"time per submission beyond its grading (wall - time in the gradings / workers): local -j 1 "
+          f"{beyond['local']:.3f} s, ray 1 cpu {beyond['ray1']:.3f} s, ray 2 cpus {beyond['ray2']:.3f} s: the ray "
+          f"engine's own overhead {beyond['ray1'] - beyond['local']:+.3f} s per grading (steady against the load)")
+    print(f"speed-up from 1 to 2 ray workers: {walls[1] / walls[2]:.2f}x")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0 if same else 1
 

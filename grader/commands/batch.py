@@ -2,7 +2,7 @@
 of its own and in a temporary copy of their files, into a gradebook (grades.csv, results.json, a class summary
 page and a folder per student) that a second run resumes and that shards graded on several machines merge into.
 
-`grader batch SUBMISSIONS --out OUT [-j N] [--exercises 1,3] [--force] [--shard I/N]`
+`grader batch SUBMISSIONS --out OUT [-j N] [--exercises 1,3] [--force] [--shard I/N] [--engine ray [--address A]]`
 `grader merge OUT1 OUT2 ... --out OUT`
 
 A student's result is written atomically into OUT/<student>/ as soon as they are graded, with a content hash
@@ -31,10 +31,11 @@ from grader.course import Exercise
 from grader.gradebook.book import (FILES_DIR, RESULT_FILE, STAGING, BatchError, Gradebook, StudentResult, atomic_write,
                               exclusive, exercise_meta, install, merge, read_result, summarize, write_gradebook)
 from grader.results import Report
+from grader.gradebook import engines
 from grader.gradebook.submissions import Collected, Submission, collect, content_hash, shard, student_seed
 from grader.lms import batching as lms
 from grader.gradebook.workers import (DEFAULT_TIME_LIMIT, Job, JobEnd, cpu_count, grade_folder, planned_checks, rename_paths,
-                            run_jobs, why_stopped)
+                            why_stopped)
 
 TEMP_PREFIX = "grader-batch-"
 # The grader's files that cannot change a grade: reports, the command line, batch and CI plumbing.
@@ -227,6 +228,8 @@ class BatchOptions:
     fingerprint: str | None = None  # of the grader; computed when None
     lms: lms.LmsOptions = field(default_factory=lms.LmsOptions)  # roster, assignment, extensions
     bom: bool = False  # grades.csv starts with a byte order mark (for Excel)
+    engine: str = "local"  # where the gradings run (grader.gradebook.engines)
+    address: str | None = None  # of the Ray cluster to join (engine "ray"); None: RAY_ADDRESS, else one of our own
 
 
 @dataclass
@@ -348,7 +351,8 @@ def _grade_all(tasks: list[StudentTask], options: BatchOptions, summary: BatchSu
     if tasks:
         preload(sorted({n for t in tasks for n in t.numbers}))
     try:
-        run_jobs(jobs, options.workers or cpu_count(), options.time_limit, ended, progress.tick)
+        engine = engines.select(options.engine, options.address)
+        engine(jobs, options.workers or cpu_count(), options.time_limit, ended, progress.tick)
     finally:
         progress.close()
 
@@ -437,6 +441,10 @@ def add_arguments(commands: Any) -> None:
     batch.add_argument("--extensions", type=Path, metavar="FILE", help="CSV of per-student due dates "
                                                                        "(student, due or days)")
     batch.add_argument("--bom", action="store_true", help="start grades.csv with a byte order mark (Excel on Windows)")
+    batch.add_argument("--engine", choices=engines.ENGINES, default="local",
+                       help="where the gradings run: local worker processes (default), or a Ray cluster")
+    batch.add_argument("--address", metavar="ADDR", help="--engine ray: join the Ray cluster at ADDR (default: "
+                       "RAY_ADDRESS, else a cluster of -j CPUs started and stopped with the batch)")
     merge_cmd = commands.add_parser("merge", help="join the gradebooks of batch shards into one")
     merge_cmd.add_argument("inputs", type=Path, nargs="+", metavar="OUT", help="gradebook folders of the shards")
     merge_cmd.add_argument("--out", type=Path, required=True, help="the merged gradebook folder")
@@ -446,7 +454,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     """`grader batch`: 0 every student graded, 1 some could not be (see the status column), 2 usage error."""
     options = BatchOptions(args.submissions, args.out, args.exercises, args.jobs, args.force, args.shard, args.seed,
                            args.start_method, args.time_limit,
-                           lms=lms.LmsOptions(args.roster, args.assignment, args.extensions), bom=args.bom)
+                           lms=lms.LmsOptions(args.roster, args.assignment, args.extensions), bom=args.bom,
+                           engine=args.engine, address=args.address)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = run_batch(options)
