@@ -11,9 +11,10 @@ from typing import Any, Callable
 
 import pytest
 
-from grader.running import isolation, runner
-from grader.course import Exercise, course_root
+from grader.running import runner
+from grader.course import Exercise
 from grader.judging.evidence import Run, explain_hang
+from grader.judging.request import Request
 from grader.results import Location
 
 # Delays (seconds, min-max) injected where races open. Large next to the spread of a gated start, small
@@ -68,8 +69,18 @@ class Student:
     shown_as: str
     seed: int
     start_method: str | None
+    hide: list[Path] = field(default_factory=list)  # what its runs must not see (the request's hidden paths)
+    temp_root: Path | None = None
+    isolation: str | None = None
     shown: Run | None = None
     runs: list[Run] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, request: Request, exercise: Exercise, start_method: str | None) -> "Student":
+        """The student's file of `exercise` as `request` asks it to be judged, under one start method."""
+        return cls(exercise=exercise, file=request.file(exercise), shown_as=request.shown_as(exercise),
+                   seed=request.seed, start_method=start_method, hide=request.hidden_paths(),
+                   temp_root=request.temp_root, isolation=request.isolation)
 
     def scenario_seed(self, label: str) -> int:
         """A seed per scenario, derived from the session's: the same --seed replays the same delays."""
@@ -119,9 +130,10 @@ class Student:
               rules: dict[str, Any]) -> runner.RunSpec:
         rules.setdefault("sleep_scale", COURSE_SLEEP_SCALE)
         rules.setdefault("delays", RACE_DELAYS)
-        rules.setdefault("hide", isolation.hidden_paths(course_root()))
+        rules.setdefault("hide", self.hide)
         return runner.RunSpec(argv=argv, copy={self.exercise.filename: self.file}, files=files or {},
-                              seed=self.scenario_seed(label), start_method=self.start_method, spy=spy, **rules)
+                              seed=self.scenario_seed(label), start_method=self.start_method, spy=spy,
+                              temp_root=self.temp_root, isolation=self.isolation, **rules)
 
     def _judge_runnable(self, label: str, outcome: runner.RunOutcome) -> Run:
         run = Run(outcome=outcome, label=label, student_file=self.exercise.filename)

@@ -72,7 +72,9 @@ class RunSpec:
     deadlock_quiet: float = 0.35
     poll: float = 0.02
     isolate: bool = True
+    isolation: str | None = None  # a level forced by the request ("bwrap", "net", "none"); None: the strongest
     hide: list[Path] = field(default_factory=list)
+    temp_root: Path | None = None  # where the run's folder is made (None: the system's temporary folder)
 
 
 @dataclass
@@ -101,8 +103,8 @@ class _Dirs:
     meta: Path
 
     @classmethod
-    def create(cls) -> "_Dirs":
-        root = Path(tempfile.mkdtemp(prefix="grader-run-"))
+    def create(cls, temp_root: Path | None = None) -> "_Dirs":
+        root = Path(tempfile.mkdtemp(prefix="grader-run-", dir=temp_root))
         work, meta = root / "work", root / "meta"
         work.mkdir()
         (root / "tmp").mkdir()
@@ -351,7 +353,7 @@ def run(spec: RunSpec) -> RunOutcome:
     """Run student code as `spec` says and return what was observed. Never leaves a process behind."""
     proctree.become_subreaper()
     _compile_probe()
-    dirs = _Dirs.create()
+    dirs = _Dirs.create(spec.temp_root)
     token = secrets.token_hex(8)
     tree = _Tree()
     popen: subprocess.Popen[bytes] | None = None
@@ -364,7 +366,7 @@ def run(spec: RunSpec) -> RunOutcome:
         for name, text in spec.meta_files.items():
             (dirs.meta / name).write_text(text)
         argv = [a.replace("{meta}", str(dirs.meta)).replace("{work}", str(dirs.work)) for a in spec.argv]
-        level = isolation.detect() if spec.isolate else isolation.NONE
+        level = isolation.named(spec.isolation) if spec.isolate else isolation.NONE
         # The keeper (pid 1 of the run's pid namespace) starts the student's program and reaps its orphans;
         # -I keeps the probe out of the keeper itself.
         student = [sys.executable, "-s", *argv]
