@@ -33,6 +33,17 @@ class ProcessStack:
     text: str
 
 
+# How a run ended (Evidence.status): the runner decides it, the checks and the renderers read it.
+EXITED = "exited"
+TIMEOUT = "timeout"
+DEADLOCK = "deadlock"
+SELF_DEADLOCK = "self_deadlock"
+KEPT_ALIVE = "kept_alive"
+OUTPUT_LIMIT = "output_limit"
+PROCESS_LIMIT = "process_limit"
+HANG_STATUSES = frozenset({TIMEOUT, DEADLOCK, SELF_DEADLOCK, KEPT_ALIVE})  # the grader had to stop a hang
+
+
 @dataclass
 class Evidence:
     """What the grader observed in the run behind a verdict: output per process, stacks and probe events."""

@@ -9,6 +9,7 @@ import pytest
 
 from grader.judging.evidence import Run, Step
 from grader.judging.harness import CheckFailed, Student, check, crashed_children, require_ended
+from grader.probe import grader_events
 
 EXERCISE = 1
 CONTRACT = {
@@ -80,7 +81,7 @@ def _require_completed(runs: TicketRuns) -> None:
 
 
 def _buy_ticket_line(run: Run) -> list:
-    call = next((e for e in run.events("call") if e["func"] == "buy_ticket" and e.get("def_line")), None)
+    call = next((e for e in run.events(grader_events.CALL) if e["func"] == "buy_ticket" and e.get("def_line")), None)
     return run.location({"line": call["def_line"], "func": "buy_ticket"}, "buy_ticket") if call else []
 
 

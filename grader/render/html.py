@@ -18,20 +18,21 @@ from typing import Any, Mapping
 import jinja2
 from markupsafe import Markup, escape
 
-from grader.judging.evidence import is_library_frame
+from grader import results
 from grader.render import timeline as timelines
-from grader.render.source import read_source
+from grader.render.source import is_library_frame, read_source
 from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, Evidence, ExerciseResult, ProcessStack, Report
 
 VERDICTS = MappingProxyType({
     PASSED: ("✔", "passed"), FAILED: ("✘", "failed"), ERROR: ("!", "grader error"), SKIPPED: ("–", "skipped"),
 })
 STATUS_WORDS = MappingProxyType({
-    "exited": "ended normally", "timeout": "stopped by the grader: still running at the time limit",
-    "deadlock": "stopped by the grader: every process was blocked (a deadlock)",
-    "self_deadlock": "stopped by the grader: a process acquired a lock it already held",
-    "kept_alive": "stopped by the grader: the main program's code had finished but the program never exited",
-    "output_limit": "stopped by the grader: too much output", "process_limit": "stopped by the grader: too many processes",
+    results.EXITED: "ended normally", results.TIMEOUT: "stopped by the grader: still running at the time limit",
+    results.DEADLOCK: "stopped by the grader: every process was blocked (a deadlock)",
+    results.SELF_DEADLOCK: "stopped by the grader: a process acquired a lock it already held",
+    results.KEPT_ALIVE: "stopped by the grader: the main program's code had finished but the program never exited",
+    results.OUTPUT_LIMIT: "stopped by the grader: too much output",
+    results.PROCESS_LIMIT: "stopped by the grader: too many processes",
 })
 OUTPUT_HEAD = 2000
 OUTPUT_TAIL = 4000
