@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from grader.running import runner
-from grader.judging.evidence import Proc, Run, Step, explain_hang
+from grader.judging.evidence import Proc, Run, Step, dedupe, explain_hang
 from grader.judging.harness import RACE_DELAYS, CheckFailed, Student, check
 from grader.results import Location
 from grader.probe import grader_events
@@ -137,13 +137,6 @@ def _alike(put: Key, taken: Key) -> bool:
     return put == taken
 
 
-def _spawned_in(run: Run, step: Step) -> list[Proc]:
-    """Children started while `step` ran, dated by the parent's start() (a spawned child boots later)."""
-    spawned_at = {e["child"]: e["t"] for e in run.events(grader_events.SPAWN)}
-    procs = [p for p in run.processes.values() if not p.is_main and step.contains(spawned_at.get(p.pid, p.started))]
-    return sorted(procs, key=lambda p: spawned_at.get(p.pid, p.started or 0))
-
-
 def _consumer(proc: Proc, events: list[dict[str, Any]], shape_keys: Counter[Key]) -> Consumer:
     """Read one consumer process's events: did consumer() return, and what did it take off the queue last."""
     consumer = Consumer(proc)
@@ -174,7 +167,7 @@ def _consumer(proc: Proc, events: list[dict[str, Any]], shape_keys: Counter[Key]
 
 def _trial(run: Run, step: Step, shape: Shape, by_pid: dict[int, list[dict[str, Any]]]) -> Trial:
     """Everything one call of main() did, from the events of the processes it started."""
-    children = _spawned_in(run, step)
+    children = run.spawned_in(step)
     main_pid = run.main.pid if run.main else None
     pids = {p.pid for p in children}
     mine = [e for p in children for e in by_pid.get(p.pid, [])]
@@ -370,7 +363,7 @@ def _hang_explained(run: Run, trials: list[Trial]) -> tuple[str, list[Location]]
         return " ".join(others), other_locations
     skip = tuple(c.proc.label for _, c in stuck) + ("the main process",)
     sentences += [s for s in others if not s.startswith(skip)]
-    return " ".join(sentences), _dedupe(locations)
+    return " ".join(sentences), dedupe(locations)
 
 
 def _labels(labels: list[str], shown: int = 3) -> str:
@@ -391,17 +384,6 @@ def _same_wait(stuck: list[tuple[Trial, Consumer]]) -> list[list[tuple[Trial, Co
             key = (_get_text(wait), (wait.get("where") or {}).get("line"))
         groups.setdefault(key, []).append((trial, consumer))
     return list(groups.values())
-
-
-def _dedupe(locations: list[Location]) -> list[Location]:
-    """One location per line of the student's file, the first label kept."""
-    seen: set[tuple[str, int]] = set()
-    kept = []
-    for location in locations:
-        if (location.file, location.line) not in seen:
-            seen.add((location.file, location.line))
-            kept.append(location)
-    return kept
 
 
 def _once(sentences: list[str], notes: tuple[str, ...]) -> list[str]:

@@ -67,13 +67,6 @@ class CounterRuns:
     trials: list[Trial]
 
 
-def _spawned_in(run: Run, step: Step) -> list[Proc]:
-    """Children started while `step` ran, dated by the parent's start() (a spawned child boots later)."""
-    spawned_at = {e["child"]: e["t"] for e in run.events(grader_events.SPAWN)}
-    procs = [p for p in run.processes.values() if not p.is_main and step.contains(spawned_at.get(p.pid, p.started))]
-    return sorted(procs, key=lambda p: spawned_at.get(p.pid, p.started or 0))
-
-
 def _calls(run: Run, pids: set[int]) -> list[Call]:
     """Every call of decrement() in these processes, paired with its return (or raise)."""
     calls: list[Call] = []
@@ -97,7 +90,7 @@ def _calls(run: Run, pids: set[int]) -> list[Call]:
 def _trial(run: Run, step: Step) -> Trial:
     """What one call of main() did: its workers are the children that ran worker() or decrement()."""
     start, workers, times = SETTINGS[step.index]
-    children = _spawned_in(run, step)
+    children = run.spawned_in(step)
     active = {e["pid"] for e in run.events(grader_events.CALL) if e.get("func") in ("worker", "decrement")}
     procs = [p for p in children if p.target == "worker" or p.pid in active]
     final = step.value.get("value", step.value.get("repr")) if step.value else None

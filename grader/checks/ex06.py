@@ -155,13 +155,6 @@ class QueueRuns:
 
 
 # ---- reading a run ------------------------------------------------------------------------------
-def _spawned_in(run: Run, step: Step) -> list[Proc]:
-    """Children started while `step` ran, dated by the parent's start() (a spawned child boots later)."""
-    spawned_at = {e["child"]: e["t"] for e in run.events(grader_events.SPAWN)}
-    procs = [p for p in run.processes.values() if not p.is_main and step.contains(spawned_at.get(p.pid, p.started))]
-    return sorted(procs, key=lambda p: spawned_at.get(p.pid, p.started or 0))
-
-
 def _parse_batch(described: dict[str, Any] | None) -> list[Any] | None:
     """A producer's jobs argument, read back from the spy's description of it (a list's repr)."""
     if not described:
@@ -213,7 +206,7 @@ def _trial(run: Run, scenario: Scenario) -> Trial:
     for event in run.outcome.events:
         by_pid.setdefault(event["pid"], []).append(event)
     producers, consumers = [], []
-    for proc in _spawned_in(run, step) if step is not None else []:
+    for proc in run.spawned_in(step) if step is not None else []:
         events = by_pid.get(proc.pid, [])
         called = {e.get("func") for e in events if e["ev"] == grader_events.CALL}
         role = "consumer" if "consumer" in called else "producer" if "producer" in called else proc.target

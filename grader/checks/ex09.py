@@ -134,13 +134,6 @@ class PoolRuns:
 
 
 # ---- reading the run ------------------------------------------------------------------------------------
-def _spawned_in(run: Run, step: Step) -> list[Proc]:
-    """Children started while `step` ran, dated by the parent's start() (a spawned child boots later)."""
-    spawned_at = {e["child"]: e["t"] for e in run.events(grader_events.SPAWN)}
-    procs = [p for p in run.processes.values() if not p.is_main and step.contains(spawned_at.get(p.pid, p.started))]
-    return sorted(procs, key=lambda p: spawned_at.get(p.pid, p.started or 0))
-
-
 def _worker(proc: Proc, events: list[dict[str, Any]], queue: str | None) -> Worker:
     """Read one worker process's events: the tasks it took, handle()'s outcome, its task_done() calls."""
     worker = Worker(proc)
@@ -177,7 +170,7 @@ def _trial(run: Run, step: Step, shape: Shape, by_pid: dict[int, list[dict[str, 
     queue = join_wait["queue"] if join_wait else (puts[0]["queue"] if puts else None)
     puts = [e for e in puts if e["queue"] == queue]
     joined = next((e for e in mine if e["ev"] == grader_events.Q_JOINED and e["queue"] == queue), None)
-    children = _spawned_in(run, step)
+    children = run.spawned_in(step)
     calls_worker = {e["pid"] for p in children for e in by_pid.get(p.pid, [])
                     if e["ev"] == grader_events.CALL and e["func"] == "worker"}
     workers = [_worker(p, by_pid.get(p.pid, []), queue) for p in children

@@ -31,10 +31,11 @@ from grader.course import Exercise
 from grader.gradebook.book import (FILES_DIR, RESULT_FILE, STAGING, BatchError, Gradebook, StudentResult, atomic_write,
                               exclusive, exercise_meta, install, merge, read_result, summarize, write_gradebook)
 from grader.results import Report
+from grader.gradebook.summary import render as summary_page
 from grader.gradebook.submissions import Collected, Submission, collect, content_hash, discover, shard, student_seed
 from grader.gradebook.workers import (DEFAULT_TIME_LIMIT, Job, JobEnd, cpu_count, planned_checks, run_jobs,
                                      why_stopped)
-from grader.judging.request import Request
+from grader.judging.request import METHOD_CHOICES, Request
 
 TEMP_PREFIX = "grader-batch-"
 # The grader's files that cannot change a grade: reports, the command line, batch and CI plumbing.
@@ -243,7 +244,7 @@ def run_batch(options: BatchOptions, progress_stream: Any = None, terminal: bool
         tasks = _plan(students, exercises, settings, options, Path(tmp), summary)
         _grade_all(tasks, options, summary, Progress(len(tasks), progress_stream, terminal))
         summary.book.students = [r for s in students if (r := read_result(options.out / s.name)) is not None]
-        write_gradebook(options.out, summary.book)
+        write_gradebook(options.out, summary.book, summary_page)
         shutil.rmtree(options.out / STAGING, ignore_errors=True)
     summary.duration = round(time.monotonic() - started, 3)
     return summary
@@ -394,7 +395,7 @@ def add_arguments(commands: Any) -> None:
     batch.add_argument("--force", action="store_true", help="grade every student again, even when unchanged")
     batch.add_argument("--shard", type=_shard_arg, metavar="I/N", help="grade only share I of N (for a CI matrix)")
     batch.add_argument("--seed", type=int, default=0, help="base seed of the students' runs (default 0)")
-    batch.add_argument("--start-method", choices=["fork", "spawn", "forkserver", "all"], default="all",
+    batch.add_argument("--start-method", choices=METHOD_CHOICES, default="all",
                        help="multiprocessing start method(s) for student code (default: all three; a check "
                             "passes only under every one)")
     batch.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="S",
@@ -445,7 +446,7 @@ def _print_summary(summary: BatchSummary, options: BatchOptions) -> None:
 def cmd_merge(args: argparse.Namespace) -> int:
     """`grader merge`: 0 merged, 1 merged with a shard missing, 2 usage error."""
     try:
-        book, warnings = merge(args.inputs, args.out)
+        book, warnings = merge(args.inputs, args.out, summary_page)
     except BatchError as exc:
         print(f"grader: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grader.gradebook import book as gradebook, submissions, workers
-from grader.judging.request import Request
+from grader.judging.request import METHOD_CHOICES, Request
 from grader.results import Report
 
 EXIT_USAGE = 2
@@ -35,7 +35,7 @@ def add_arguments(commands: Any) -> None:
     ci.add_argument("--classroom", action="store_true",
                     help="set the step output `result` ($GITHUB_OUTPUT) for GitHub Classroom's grading reporter")
     ci.add_argument("--seed", type=int, help="replay the runs of an earlier check")
-    ci.add_argument("--start-method", choices=["fork", "spawn", "forkserver", "all"], default="all",
+    ci.add_argument("--start-method", choices=METHOD_CHOICES, default="all",
                        help="multiprocessing start method(s) for student code (default: all three; a check "
                             "passes only under every one)")
     ci.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="S",

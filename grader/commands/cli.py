@@ -14,7 +14,7 @@ from rich.console import Console
 
 from grader.commands import daily, progress
 from grader.judging import session
-from grader.judging.request import Request
+from grader.judging.request import METHOD_CHOICES, Request
 from grader.commands import batch, ci  # grader batch / merge (instructors), grader ci / gradescope-bundle (CI)
 from grader.course import course_root
 from grader.render import jsonfile, terminal
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--report-dir", type=Path, metavar="DIR",
                        help="write the HTML reports here (default: feedback/)")
     check.add_argument("--open", action="store_true", help="open the HTML report in the browser")
-    check.add_argument("--start-method", choices=["fork", "spawn", "forkserver", "all"], default=None,
+    check.add_argument("--start-method", choices=METHOD_CHOICES, default=None,
                        help="multiprocessing start method for student code (default: the platform's; "
                             "all: every one, a check passes only under all)")
     commands.add_parser("list", help="the exercises with their status from the last check, and your progress")

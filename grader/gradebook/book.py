@@ -11,9 +11,10 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import grader
+from grader.atomic import atomic_write
 from grader.course import Exercise
 from grader.results import ERROR, Report
 
@@ -159,14 +160,12 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
 
-def write_gradebook(out: Path, book: Gradebook) -> None:
-    """grades.csv, results.json and index.html, each replaced atomically."""
-    from grader.gradebook import summary
-
+def write_gradebook(out: Path, book: Gradebook, summary_page: Callable[[Gradebook], str]) -> None:
+    """grades.csv, results.json and index.html (the class summary page), each replaced atomically."""
     book.students.sort(key=lambda s: s.name)
     atomic_write(out / "grades.csv", grades_csv(book))
     atomic_write(out / "results.json", json.dumps(book.to_dict(), indent=1, default=str))
-    atomic_write(out / "index.html", summary.render(book))
+    atomic_write(out / "index.html", summary_page(book))
 
 
 def install(stage: Path, final: Path) -> None:
@@ -179,17 +178,6 @@ def install(stage: Path, final: Path) -> None:
     os.replace(stage, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def atomic_write(path: Path, text: str, durable: bool = True) -> None:
-    """Write a file so that a reader (or a crash) never sees it half-written; `durable` also survives a power cut."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -209,7 +197,7 @@ def exclusive(out: Path) -> Iterator[None]:
         yield
 
 
-def merge(inputs: list[Path], out: Path) -> tuple[Gradebook, list[str]]:
+def merge(inputs: list[Path], out: Path, summary_page: Callable[[Gradebook], str]) -> tuple[Gradebook, list[str]]:
     """Join the gradebooks of several shards into one; returns it and warnings (e.g. a shard is missing)."""
     books = [_read_book(path) for path in inputs]
     if out.resolve() in {p.resolve() for p in inputs}:
@@ -230,7 +218,7 @@ def merge(inputs: list[Path], out: Path) -> tuple[Gradebook, list[str]]:
     merged = Gradebook(first.exercises, [s for s, _ in students.values()], first.settings, None, first.grader_version)
     with exclusive(out):
         _copy_students(students, out)
-        write_gradebook(out, merged)
+        write_gradebook(out, merged, summary_page)
     return merged, _shard_warnings(books)
 
 

@@ -99,6 +99,13 @@ class Run:
     def first(self, kind: str) -> dict[str, Any] | None:
         return next(iter(self.events(kind)), None)
 
+    def spawned_in(self, step: Step) -> list[Proc]:
+        """Children started while `step` ran, dated by the parent's start() (a spawned child boots later)."""
+        spawned_at = {e["child"]: e["t"] for e in self.events(grader_events.SPAWN)}
+        procs = [p for p in self.processes.values()
+                 if not p.is_main and step.contains(spawned_at.get(p.pid, p.started))]
+        return sorted(procs, key=lambda p: spawned_at.get(p.pid, p.started or 0))
+
     @property
     def hung(self) -> bool:
         return self.outcome.status in HANG_STATUSES
@@ -307,7 +314,7 @@ def explain_hang(run: Run) -> tuple[list[str], list[Location]]:
         sentences.append(f"{_join_names(subjects)} {one if len(subjects) == 1 else many} {rest}")
     if not sentences:
         sentences.append(_stopped_reason(status, run))
-    return sentences, _dedupe(locations)
+    return sentences, dedupe(locations)
 
 
 def _join_names(names: list[str]) -> str:
@@ -374,11 +381,12 @@ def _stopped_reason(status: str, run: Run) -> str:
     }.get(status, f"The run ended with status {status}.")
 
 
-def _dedupe(locations: list[Location]) -> list[Location]:
-    seen, unique = set(), []
-    for loc in locations:
-        key = (loc.file, loc.line)
-        if key not in seen:
-            seen.add(key)
-            unique.append(loc)
-    return unique
+def dedupe(locations: list[Location]) -> list[Location]:
+    """One location per line of the student's file, the first label kept."""
+    seen: set[tuple[str, int]] = set()
+    kept = []
+    for location in locations:
+        if (location.file, location.line) not in seen:
+            seen.add((location.file, location.line))
+            kept.append(location)
+    return kept

@@ -14,6 +14,7 @@ from grader.course import Exercise, course_root
 
 START_METHODS = ("fork", "spawn", "forkserver")
 ALL_METHODS = "all"
+METHOD_CHOICES = (*START_METHODS, ALL_METHODS)  # what --start-method accepts
 DEFAULT_METHOD = "default"  # the platform's own start method, as a report names it
 
 

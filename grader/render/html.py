@@ -8,7 +8,6 @@ text (output, item reprs, names, paths) is escaped by jinja2's autoescape; the S
 from __future__ import annotations
 
 import functools
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from grader import results
+from grader.atomic import atomic_write
 from grader.render import timeline as timelines
 from grader.render.source import is_library_frame, read_source
 from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, Evidence, ExerciseResult, ProcessStack, Report
@@ -240,9 +240,7 @@ def write_reports(report: Report, out_dir: Path) -> Path:
 
 def _write(path: Path, text: str) -> None:
     """Write atomically, so that a browser never shows half a page."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, text, durable=False)
 
 
 @functools.lru_cache(maxsize=1)
