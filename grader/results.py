@@ -11,7 +11,6 @@ from typing import Any
 PASSED = "passed"
 FAILED = "failed"
 ERROR = "error"
-SKIPPED = "skipped"
 RESULTS_VERSION = 1
 
 

@@ -21,10 +21,10 @@ from grader import results
 from grader.atomic import atomic_write
 from grader.render import timeline as timelines
 from grader.render.source import is_library_frame, read_source
-from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, Evidence, ExerciseResult, ProcessStack, Report
+from grader.results import ERROR, FAILED, PASSED, CheckResult, Evidence, ExerciseResult, ProcessStack, Report
 
 VERDICTS = MappingProxyType({
-    PASSED: ("✔", "passed"), FAILED: ("✘", "failed"), ERROR: ("!", "grader error"), SKIPPED: ("–", "skipped"),
+    PASSED: ("✔", "passed"), FAILED: ("✘", "failed"), ERROR: ("!", "grader error"),
 })
 STATUS_WORDS = MappingProxyType({
     results.EXITED: "ended normally", results.TIMEOUT: "stopped by the grader: still running at the time limit",
@@ -258,7 +258,7 @@ def _environment() -> jinja2.Environment:
 
 def _counts(checks: list[CheckResult]) -> dict[str, int]:
     """How many checks have each outcome."""
-    return {outcome: sum(c.outcome == outcome for c in checks) for outcome in (PASSED, FAILED, ERROR, SKIPPED)}
+    return {outcome: sum(c.outcome == outcome for c in checks) for outcome in (PASSED, FAILED, ERROR)}
 
 
 def _unique(values: Any) -> Any:
