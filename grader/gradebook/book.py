@@ -68,14 +68,12 @@ class StudentResult:
 def lean(data: dict[str, Any]) -> dict[str, Any]:
     """A report's plain data without the runs' events, output and stacks (those stay in the student's folder)."""
 
-    def check(values: dict[str, Any]) -> dict[str, Any]:
-        """One check without its bulky evidence."""
-        evidence = values.get("evidence")
-        kept = {k: evidence.get(k) for k in ("status", "duration", "isolation")} if evidence else evidence
-        return {**values, "evidence": kept}
+    def run(values: dict[str, Any]) -> dict[str, Any]:
+        """One run without its bulky evidence."""
+        evidence = values.get("evidence") or {}
+        return {**values, "evidence": {k: evidence.get(k) for k in ("status", "duration", "isolation")}}
 
-    exercises = [{**e, "checks": [check(c) for c in e["checks"]]} for e in data["exercises"]]
-    return {**data, "exercises": exercises}
+    return {**data, "runs": [run(r) for r in data.get("runs", [])]}
 
 
 def summarize(result: StudentResult, report: Report, data: dict[str, Any] | None = None) -> None:

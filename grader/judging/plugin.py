@@ -13,9 +13,10 @@ from typing import Any, Generator
 import pytest
 
 from grader.course import find_exercise
+from grader.judging.evidence import Run
 from grader.judging.harness import CheckFailed, Student
-from grader.judging.request import Request
-from grader.results import ERROR, FAILED, PASSED, CheckResult
+from grader.judging.request import DEFAULT_METHOD, Request
+from grader.results import ERROR, FAILED, PASSED, CheckResult, CriticalSection, RunResult
 
 JUDGE_KEY = pytest.StashKey["Judge"]()
 
@@ -28,6 +29,9 @@ class Judge:
         self.request = request
         self.start_method = start_method
         self.results: list[CheckResult] = []
+        self.runs: list[RunResult] = []  # each run a check was judged from, once
+        self.critical_sections: dict[int, CriticalSection] = {}  # declared by the check modules
+        self._judged: list[tuple[Run, str]] = []  # each judged Run (kept, so never mistaken for a new one), its id
 
     def pytest_configure(self, config: pytest.Config) -> None:
         """Make this judge the one the `student` fixture reads."""
@@ -78,8 +82,22 @@ class Judge:
             student = _student_of(item)
             run = student.shown if student is not None else None
         if run is not None:
-            result.evidence = run.evidence()
+            result.run = self._run_id(run, exercise.number)
+        section = getattr(item.module, "CRITICAL_SECTION", None)
+        if isinstance(section, CriticalSection):
+            self.critical_sections[exercise.number] = section
         return result
+
+    def _run_id(self, run: Run, exercise: int) -> str:
+        """The id of a run a check was judged from; its evidence is read and kept the first time only."""
+        known = next((run_id for judged, run_id in self._judged if judged is run), None)
+        if known is not None:
+            return known
+        method = self.start_method or DEFAULT_METHOD
+        run_id = f"ex{exercise:02d}/{method}/{sum(r.id.startswith(f'ex{exercise:02d}/') for r in self.runs) + 1}"
+        self._judged.append((run, run_id))
+        self.runs.append(RunResult(run_id, method, run.label, run.evidence()))
+        return run_id
 
 
 def _student_of(item: pytest.Item) -> Student | None:

@@ -56,7 +56,8 @@ def judge(request: Request) -> Report:
 def merge_start_methods(reports: list[Report]) -> Report:
     """One report from one per start method: a check passes only if it passed under every method, and a
     failure under some methods only says so and explains how they differ."""
-    merged = Report.from_dict(reports[0].to_dict())
+    merged = dataclasses.replace(reports[0], exercises=[dataclasses.replace(e, checks=list(e.checks))
+                                                        for e in reports[0].exercises])
     for e_index, exercise in enumerate(merged.exercises):
         for c_index, check in enumerate(exercise.checks):
             verdicts = {r.start_method: r.exercises[e_index].checks[c_index] for r in reports
@@ -70,6 +71,8 @@ def merge_start_methods(reports: list[Report]) -> Report:
             if passing and worst.outcome == FAILED:
                 worst.message = (f"Under {' and '.join(failing)} only (it passes under {' and '.join(passing)}): "
                                  f"{worst.message} {' '.join(METHOD_DIFFERENCES[m] for m in failing)}")
+    every_run = {run.id: run for report in reports for run in report.runs}
+    merged.runs = [every_run[i] for i in dict.fromkeys(c.run for c in merged.all_checks() if c.run)]
     return merged
 
 
@@ -106,16 +109,19 @@ def _grade_once(request: Request, start_method: str | None) -> Report:
         parts = [_grade_once(dataclasses.replace(request, exercises=(e,)), start_method) for e in exercises]
         merged = parts[0]
         merged.exercises = [x for part in parts for x in part.exercises]
+        merged.runs = [run for part in parts for run in part.runs]
         return merged
     checks = [] if broke else judge.results
     report = Report(seed=request.seed, start_method=start_method or DEFAULT_METHOD,
-                    submission=request.submission_name, grader_version=grader.__version__, command="")
+                    submission=request.submission_name, grader_version=grader.__version__, command="",
+                    runs=[] if broke else judge.runs)
     for exercise in exercises:
         mine = [c for c in checks if c.exercise == exercise.number]
         if not mine:
             mine = [_missing_checks(exercise, request.seed, captured.getvalue())]
         report.exercises.append(ExerciseResult(exercise.number, exercise.name, exercise.title,
-                                               request.report_file(exercise), mine))
+                                               request.report_file(exercise), mine,
+                                               judge.critical_sections.get(exercise.number)))
     return report
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import grader
 from grader.render.junit import evidence_text
-from grader.results import ERROR, FAILED, PASSED, CheckResult, ExerciseResult, Report
+from grader.results import ERROR, FAILED, PASSED, CheckResult, Evidence, ExerciseResult, Report
 
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 OUTPUT_LIMIT = 12000  # characters of one test's output: Gradescope shows it collapsed in a <pre>
@@ -22,7 +22,7 @@ _ZIP_TIME = time.localtime(1_700_000_000)[:6]  # fixed timestamps: the same grad
 
 def render(report: Report, visibility: str = "visible", stdout_visibility: str = "hidden") -> dict[str, Any]:
     """The results.json document for one submission."""
-    tests = [_test(i, j, exercise, check, visibility)
+    tests = [_test(i, j, exercise, check, visibility, report.evidence_of(check))
              for i, exercise in enumerate(report.exercises, 1) for j, check in enumerate(exercise.checks, 1)]
     return {
         "score": report.score,
@@ -39,7 +39,8 @@ def render(report: Report, visibility: str = "visible", stdout_visibility: str =
     }
 
 
-def _test(index: int, number: int, exercise: ExerciseResult, check: CheckResult, visibility: str) -> dict[str, Any]:
+def _test(index: int, number: int, exercise: ExerciseResult, check: CheckResult, visibility: str,
+          evidence: Evidence | None) -> dict[str, Any]:
     """One check as a Gradescope test."""
     return {
         "score": check.points,
@@ -48,7 +49,7 @@ def _test(index: int, number: int, exercise: ExerciseResult, check: CheckResult,
         "name": f"Exercise {exercise.number}: {check.title}",
         "name_format": "text",
         "number": f"{index}.{number}",
-        "output": _output(exercise, check),
+        "output": _output(exercise, check, evidence),
         "output_format": "text",
         "tags": [f"ex{exercise.number:02d}", check.outcome],
         "visibility": visibility,
@@ -56,11 +57,11 @@ def _test(index: int, number: int, exercise: ExerciseResult, check: CheckResult,
     }
 
 
-def _output(exercise: ExerciseResult, check: CheckResult) -> str:
+def _output(exercise: ExerciseResult, check: CheckResult, evidence: Evidence | None) -> str:
     """What a student reads under a test: the reason and evidence of a failure, or just 'Passed.'."""
     if check.outcome == PASSED:
         return "Passed."
-    text = evidence_text(check, exercise)
+    text = evidence_text(check, exercise, evidence)
     return text if len(text) <= OUTPUT_LIMIT else text[: OUTPUT_LIMIT - 40] + "\n[... cut: see the full report ...]"
 
 

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
-from grader.results import ERROR, FAILED, CheckResult, ExerciseResult, Report
+from grader.results import ERROR, FAILED, CheckResult, Evidence, ExerciseResult, Report
 
 MESSAGE_LIMIT = 1000
 OUTPUT_LIMIT = 3000
@@ -56,7 +56,7 @@ def _suite(report: Report, exercise: ExerciseResult, stamp: str) -> ET.Element:
                         "start_method": report.start_method, "grader_version": report.grader_version,
                         "replay": report.command})
     for check in exercise.checks:
-        suite.append(_case(exercise, check))
+        suite.append(_case(exercise, check, report.evidence_of(check)))
     return suite
 
 
@@ -67,7 +67,7 @@ def _properties(parent: ET.Element, values: dict[str, object]) -> None:
         ET.SubElement(properties, "property", {"name": key, "value": clean(value)})
 
 
-def _case(exercise: ExerciseResult, check: CheckResult) -> ET.Element:
+def _case(exercise: ExerciseResult, check: CheckResult, evidence: Evidence | None) -> ET.Element:
     """One check as a <testcase>: <failure> for a failed check, <error> for a grader error."""
     attributes = {"classname": clean(exercise.name), "name": clean(check.title), "time": f"{check.duration:.3f}",
                   "file": clean(_shown(exercise.file))}
@@ -78,7 +78,7 @@ def _case(exercise: ExerciseResult, check: CheckResult) -> ET.Element:
     if check.outcome in (FAILED, ERROR):
         tag, kind = ("failure", "CheckFailed") if check.outcome == FAILED else ("error", "GraderError")
         element = ET.SubElement(case, tag, {"message": clean(_one_line(check.message)), "type": kind})
-        element.text = clean(evidence_text(check, exercise))
+        element.text = clean(evidence_text(check, exercise, evidence))
     return case
 
 
@@ -97,7 +97,7 @@ def _shown(path: str) -> str:
     return path if relative.startswith("..") else Path(relative).as_posix()
 
 
-def evidence_text(check: CheckResult, exercise: ExerciseResult) -> str:
+def evidence_text(check: CheckResult, exercise: ExerciseResult, evidence: Evidence | None) -> str:
     """A failed check in plain text: the reason, expected/actual, the student's lines, the hint and the evidence."""
     parts = [check.message]
     if check.expected is not None or check.actual is not None:
@@ -107,7 +107,6 @@ def evidence_text(check: CheckResult, exercise: ExerciseResult) -> str:
     if check.hint and check.outcome == FAILED:
         parts.append(f"hint: {check.hint}")
     parts.append(f"seed: {check.seed}")
-    evidence = check.evidence
     if evidence is not None:
         parts.append(f"run: {evidence.status} after {evidence.duration:.2f} s")
         for stack in evidence.stacks:
