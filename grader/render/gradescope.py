@@ -174,7 +174,7 @@ dependencies = [
 grader = "grader.commands.cli:main"
 
 [project.entry-points.pytest11]
-grader = "grader.judging.plugin"
+"grader.judging.plugin" = "grader.judging.plugin"
 
 [tool.setuptools.packages.find]
 include = ["grader*"]
