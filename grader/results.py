@@ -12,7 +12,7 @@ PASSED = "passed"
 FAILED = "failed"
 ERROR = "error"
 SKIPPED = "skipped"
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2  # 2: a report holds its runs; a check names its run (1: a copy of its evidence)
 
 
 @dataclass
@@ -31,6 +31,17 @@ class ProcessStack:
     pid: int
     label: str
     text: str
+
+
+# How a run ended (Evidence.status): the runner decides it, the checks and the renderers read it.
+EXITED = "exited"
+TIMEOUT = "timeout"
+DEADLOCK = "deadlock"
+SELF_DEADLOCK = "self_deadlock"
+KEPT_ALIVE = "kept_alive"
+OUTPUT_LIMIT = "output_limit"
+PROCESS_LIMIT = "process_limit"
+HANG_STATUSES = frozenset({TIMEOUT, DEADLOCK, SELF_DEADLOCK, KEPT_ALIVE})  # the grader had to stop a hang
 
 
 @dataclass
@@ -65,7 +76,33 @@ class CheckResult:
     seed: int = 0
     duration: float = 0.0
     traceback: str | None = None
-    evidence: Evidence | None = None
+    run: str | None = None  # the id of the run the verdict was judged from (Report.runs)
+
+
+@dataclass
+class RunResult:
+    """One supervised run of the student's code, kept once however many checks were judged from it."""
+
+    id: str
+    start_method: str = ""
+    label: str = ""
+    evidence: Evidence = field(default_factory=Evidence)
+
+    @property
+    def status(self) -> str:
+        """How the run ended (EXITED, TIMEOUT, DEADLOCK...)."""
+        return self.evidence.status
+
+
+@dataclass
+class CriticalSection:
+    """What an exercise's timeline draws as shared: the function that must run one process at a time, the
+    value it returns on success, and the checks whose failure its overlaps explain (declared by the check
+    module as CRITICAL_SECTION)."""
+
+    func: str
+    success: Any = True
+    explains: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -77,6 +114,7 @@ class ExerciseResult:
     title: str
     file: str
     checks: list[CheckResult] = field(default_factory=list)
+    critical_section: CriticalSection | None = None
 
     @property
     def score(self) -> float:
@@ -103,6 +141,7 @@ class Report:
     exercises: list[ExerciseResult] = field(default_factory=list)
     duration: float = 0.0
     version: int = RESULTS_VERSION
+    runs: list[RunResult] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -114,6 +153,15 @@ class Report:
 
     def all_checks(self) -> list[CheckResult]:
         return [c for e in self.exercises for c in e.checks]
+
+    def run_of(self, check: CheckResult) -> RunResult | None:
+        """The run a check was judged from, if it names one."""
+        return next((r for r in self.runs if r.id == check.run), None) if check.run else None
+
+    def evidence_of(self, check: CheckResult) -> Evidence | None:
+        """What the grader observed in the run behind a check's verdict."""
+        run = self.run_of(check)
+        return run.evidence if run is not None else None
 
     def exit_code(self) -> int:
         """0 when every check passed, 1 when one failed, 2 when the grader broke (never 0 after a crash)."""
@@ -131,26 +179,37 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Report":
-        exercises = [_exercise_from_dict(e) for e in data.get("exercises", [])]
+        """Rebuild a report from its plain data, of this version or of version 1 (evidence in every check)."""
+        runs = [RunResult(r["id"], r.get("start_method", ""), r.get("label", ""), evidence_from_dict(r["evidence"]))
+                for r in data.get("runs", [])]
+        exercises = [_exercise_from_dict(e, runs, data.get("start_method", "")) for e in data.get("exercises", [])]
         fields = {k: data[k] for k in ("seed", "start_method", "submission", "grader_version", "command")}
-        return cls(**fields, exercises=exercises, duration=data.get("duration", 0.0),
-                   version=data.get("version", RESULTS_VERSION))
+        return cls(**fields, exercises=exercises, duration=data.get("duration", 0.0), version=RESULTS_VERSION,
+                   runs=runs)
 
 
-def check_from_dict(data: dict[str, Any]) -> CheckResult:
-    """Rebuild a CheckResult from its plain-data form (results.json, a worker's answer)."""
+def evidence_from_dict(data: dict[str, Any]) -> Evidence:
+    """Rebuild a run's Evidence from its plain-data form."""
+    values = dict(data)
+    values["stacks"] = [ProcessStack(**s) for s in values.get("stacks", [])]
+    return Evidence(**values)
+
+
+def check_from_dict(data: dict[str, Any], runs: list[RunResult] | None = None, start_method: str = "") -> CheckResult:
+    """Rebuild a CheckResult from its plain-data form; a version-1 check's own evidence becomes a run of `runs`."""
     values = dict(data)
     values["locations"] = [Location(**loc) for loc in values.get("locations", [])]
-    evidence = values.get("evidence")
-    if evidence is not None:
-        evidence = dict(evidence)
-        evidence["stacks"] = [ProcessStack(**s) for s in evidence.get("stacks", [])]
-        values["evidence"] = Evidence(**evidence)
+    evidence = values.pop("evidence", None)
+    if evidence is not None and runs is not None:
+        values["run"] = f"{values['id']}/v1"
+        runs.append(RunResult(values["run"], start_method, "", evidence_from_dict(evidence)))
     return CheckResult(**values)
 
 
-def _exercise_from_dict(data: dict[str, Any]) -> ExerciseResult:
+def _exercise_from_dict(data: dict[str, Any], runs: list[RunResult], start_method: str) -> ExerciseResult:
+    section = data.get("critical_section")
     return ExerciseResult(
         number=data["number"], name=data["name"], title=data["title"], file=data["file"],
-        checks=[check_from_dict(c) for c in data.get("checks", [])],
+        checks=[check_from_dict(c, runs, start_method) for c in data.get("checks", [])],
+        critical_section=CriticalSection(**section) if section else None,
     )

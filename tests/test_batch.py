@@ -440,5 +440,6 @@ def test_a_submission_cannot_see_the_other_students_work(tmp_path: Path) -> None
     (folder / "zed" / "ex01_oversold_ticket.py").write_text(spy)
     assert run(out, folder, numbers=[1]).book.students[1].score == 10
     report = json.loads((out / "zed" / "report.json").read_text())
-    output = report["exercises"][0]["checks"][0]["evidence"]["output"]["main program"]["out"]
+    judged = report["exercises"][0]["checks"][0]["run"]
+    output = next(r for r in report["runs"] if r["id"] == judged)["evidence"]["output"]["main program"]["out"]
     assert "SPY [] [] False" in output, "neither the other students' copies, nor the gradebook, nor the class folder"

@@ -187,13 +187,14 @@ def test_a_missing_submission_still_gives_classroom_every_test(tmp_path: Path) -
 
 def test_junit_carries_student_output_that_xml_cannot(tmp_path: Path) -> None:
     from grader.render import junit
-    from grader.results import Evidence, CheckResult, ExerciseResult, Report
+    from grader.results import Evidence, CheckResult, ExerciseResult, Report, RunResult
 
     check = CheckResult(id="ex01::check_x", exercise=1, title="A <check> & \"more\"", outcome="failed", points=0,
-                        max_points=1, message="bad\x00byte\x1b[31m", evidence=Evidence(status="exited", output={
-                            "main program": {"out": "\x07bell \ud800 surrogate"}}))
+                        max_points=1, message="bad\x00byte\x1b[31m", run="ex01/default/1")
+    run = RunResult("ex01/default/1", evidence=Evidence(status="exited", output={
+        "main program": {"out": "\x07bell \ud800 surrogate"}}))
     report = Report(seed=1, start_method="default", submission=".", grader_version="x", command="grader check 1",
-                    exercises=[ExerciseResult(1, "ex01_oversold_ticket", "T", EX01, [check])])
+                    exercises=[ExerciseResult(1, "ex01_oversold_ticket", "T", EX01, [check])], runs=[run])
     path = tmp_path / "j.xml"
     path.write_text(junit.render(report), encoding="utf-8", errors="surrogatepass")
     case = next(iter(next(iter(junitparser.JUnitXml.fromfile(str(path))))))

@@ -81,7 +81,8 @@ def test_the_stub_hangs_and_the_hang_is_explained(grade) -> None:
             in ends.message), ends.message
     assert "main() put no sentinel on the queue" in ends.message, ends.message
     assert get_line in [loc.line for loc in ends.locations]
-    assert ends.evidence is not None and ends.evidence.stacks, "the stacks of the stopped processes are shown"
+    evidence = report.evidence_of(ends)
+    assert evidence is not None and evidence.stacks, "the stacks of the stopped processes are shown"
     assert results["check_consumers_stop_on_sentinel"].outcome == FAILED
     assert report.exit_code() == 1
 

@@ -1,7 +1,8 @@
 """The flake test: the reference solutions pass every check, every time. Each exercise whose check module
 exists is graded GRADER_FLAKE_N times (default 10) under the default start method, each time with a fresh
 seed, and once under each other start method; a single failure or grader error fails the test and names
-the command that replays it. Slow: CI runs it (`pytest -m slow`)."""
+the command that replays it. Slow: the README's `pytest` deselects it (pyproject's addopts), and .ci/run runs
+it after the rest with `pytest -m slow`."""
 from __future__ import annotations
 
 import importlib.util

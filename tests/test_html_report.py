@@ -15,7 +15,9 @@ import pytest
 from conftest import ROOT, grade_file, outcomes
 from grader.commands import cli
 from grader.render import html
-from grader.results import ERROR, FAILED, PASSED, CheckResult, Evidence, ExerciseResult, Location, ProcessStack, Report
+from grader.checks import ex01
+from grader.results import (ERROR, FAILED, PASSED, CheckResult, Evidence, ExerciseResult, Location, ProcessStack, Report,
+                            RunResult)
 
 NS = "{http://www.w3.org/1999/xhtml}"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -134,20 +136,30 @@ def hostile_evidence() -> Evidence:
         files={SCRIPT_PAYLOAD: IMG_PAYLOAD})
 
 
-def exercise_report(folder: Path, checks: list[CheckResult]) -> Report:
-    """Exercise 1 of a submission in `folder` (the student's file written there), with these checks."""
+def exercise_report(folder: Path, judged: list[tuple[CheckResult, Evidence | None]]) -> Report:
+    """Exercise 1 of a submission in `folder` (the student's file written there), with these checks; checks
+    given the same Evidence object were judged from one run."""
     folder.mkdir(parents=True, exist_ok=True)
     source = folder / "ex01_oversold_ticket.py"
     source.write_text(STUDENT_SOURCE)
-    exercise = ExerciseResult(1, "ex01_oversold_ticket", "The oversold ticket", str(source), checks)
+    runs: list[RunResult] = []
+    for result, evidence in judged:
+        if evidence is not None:
+            run = next((r for r in runs if r.evidence is evidence), None)
+            if run is None:
+                run = RunResult(f"ex01/fork/{len(runs) + 1}", "fork", "", evidence)
+                runs.append(run)
+            result.run = run.id
+    exercise = ExerciseResult(1, "ex01_oversold_ticket", "The oversold ticket", str(source), [c for c, _ in judged],
+                              critical_section=ex01.CRITICAL_SECTION)
     return Report(seed=42, start_method="fork", submission=str(folder), grader_version="test",
-                  command=f"grader check 1 --seed 42 --submission '{folder}'", exercises=[exercise])
+                  command=f"grader check 1 --seed 42 --submission '{folder}'", exercises=[exercise], runs=runs)
 
 
-def check(name: str, outcome: str, evidence: Evidence | None, **fields: Any) -> CheckResult:
+def check(name: str, outcome: str, evidence: Evidence | None, **fields: Any) -> tuple[CheckResult, Evidence | None]:
     points = 3.0
     return CheckResult(id=f"ex01::{name}", exercise=1, title=fields.pop("title", name.replace("_", " ")), outcome=outcome,
-                       points=points if outcome == PASSED else 0.0, max_points=points, evidence=evidence, seed=42, **fields)
+                       points=points if outcome == PASSED else 0.0, max_points=points, seed=42, **fields), evidence
 
 
 def race_report(folder: Path, locked: bool = False, outcome: str = FAILED) -> Report:
@@ -436,7 +448,7 @@ def test_a_real_race_report_shows_the_oversold_ticket_in_red(real: dict[str, Rep
     root = parse(html.render_exercise(report, report.exercises[0]))
     assert len(by_class(root, f"{NS}article", "check")) == len(report.exercises[0].checks)
     svg = next(s for s in root.iter(f"{SVG}svg") if "timeline" in s.get("class", ""))
-    evidence = report.exercises[0].checks[0].evidence
+    evidence = report.evidence_of(report.exercises[0].checks[0])
     assert evidence is not None and len(by_class(svg, f"{SVG}g", "lane")) == len(evidence.processes)
     assert by_class(svg, f"{SVG}rect", "overlap")
     note = text_of(by_class(root, f"{NS}p", "overlap-note")[0])

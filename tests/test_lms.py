@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT
 from grader.commands import batch, cli
 from grader.course import find_exercise
-from grader.gradebook import book as gradebook, submissions
+from grader.gradebook import book as gradebook, submissions, summary
 from grader.lms import assignments, downloads, export
 from grader.lms.batching import LmsOptions
 from grader.lms.roster import Roster, RosterError, load_roster, sortable
@@ -300,7 +300,7 @@ def test_grades_csv_keeps_raw_ids_shows_the_penalty_and_can_start_with_a_bom(tmp
     book = synthetic_book([("=cmd|x", 10, {}), ("late", 10, {"submitted_at": "2027-03-02T12:00:00+00:00"})])
     lab = assignments.Assignment("lab", (1, 2), due=due, late=assignments.LatePolicy(per_day=10, cap=50))
     apply_lateness(book, lab, None)
-    gradebook.write_gradebook(tmp_path, book, bom=True)
+    gradebook.write_gradebook(tmp_path, book, summary.render, bom=True)
     raw = (tmp_path / "grades.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = {row["id"]: row for row in csv.DictReader(raw.decode("utf-8-sig").splitlines())}

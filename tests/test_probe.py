@@ -17,8 +17,10 @@ from grader.running import runner
 from grader.probe import grader_probe
 
 PROBE_DIR = runner.PROBE_DIR
-STUDENT_SIDE = ["grader_probe.py", "grader_driver.py", "grader_keeper.py", "sitecustomize.py"]
-SIBLINGS = {"grader_probe"}  # the driver and sitecustomize may import the probe itself, from the same folder
+STUDENT_SIDE = ["grader_probe.py", "grader_driver.py", "grader_keeper.py", "sitecustomize.py", "grader_events.py"]
+# the driver and sitecustomize may import the probe itself, and the probe and the driver the event vocabulary,
+# from the same folder
+SIBLINGS = {"grader_probe", "grader_events"}
 
 
 def _imported_modules(path: Path) -> list[tuple[str, int]]:
@@ -75,7 +77,7 @@ def test_the_probe_activates_with_the_grader_package_unimportable(tmp_path: Path
     done = subprocess.run([sys.executable, "-I", "-c", IMPORT_WITHOUT_GRADER, str(PROBE_DIR)], cwd=work, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == ["grader_driver", "grader_probe"]
+    assert json.loads(done.stdout) == ["grader_driver", "grader_events", "grader_probe"]
     events = [json.loads(line) for path in (meta / "events").iterdir() for line in path.read_text().splitlines()]
     assert [e["ev"] for e in events] == ["proc_start", "hello", "main_done"]
     assert not list(meta.glob("probe-error-*"))

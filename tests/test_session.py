@@ -40,3 +40,63 @@ def test_a_broken_check_module_costs_only_its_exercise(monkeypatch) -> None:
     assert [c.outcome for c in second.checks] == [ERROR]
     assert "not your fault" in second.checks[0].message
     assert report.exit_code() == 2
+
+
+def test_the_documented_standalone_pytest_run_judges_a_submission(tmp_path: Path) -> None:
+    """The README's contract: the check modules run under plain pytest with the plugin, from its options."""
+    import subprocess
+    import sys
+
+    (tmp_path / "ex01_oversold_ticket.py").write_text((ROOT / "exercises" / "ex01_oversold_ticket.py").read_text())
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "--pyargs", "grader.checks.ex01", "-p",
+                           "grader.judging.plugin", "-o", "python_functions=check_*", "-p", "no:cacheprovider",
+                           "--grader-submission", str(tmp_path), "--grader-seed", "5"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "check_no_ticket_is_oversold" in done.stdout and "2 failed, 3 passed" in done.stdout
+
+
+def test_a_request_names_the_files_and_the_replay_as_asked(tmp_path: Path) -> None:
+    from grader.judging.request import Request
+
+    exercise = find_exercise(1)
+    request = Request.build([exercise], tmp_path, seed=3, start_method="all", shown="",
+                            replay_submission="ann/files", files={exercise.filename: "ann/files/x.py"})
+    assert request.shown_as(exercise) == exercise.filename and request.report_file(exercise) == "ann/files/x.py"
+    assert request.replay_command() == "grader check 1 --seed 3 --submission ann/files --start-method all"
+    assert request.start_methods == session.START_METHODS
+    plain = Request.build([exercise])
+    assert plain.submission.name == "exercises" and plain.start_methods == (None,) and plain.seed > 0
+    assert "--submission" not in plain.replay_command()
+
+
+def test_a_report_keeps_each_run_once_and_its_checks_name_it() -> None:
+    """Checks judged from one run name it by id; the run and its evidence are kept once, through JSON too."""
+    import json
+
+    from grader.results import Report
+
+    report = session.grade([find_exercise(1)], ROOT / "solutions", seed=3, start_method="fork")
+    named = [c.run for c in report.all_checks()]
+    assert all(named) and len(set(named)) < len(named), "several checks judged from one run"
+    assert sorted({r.id for r in report.runs}) == sorted(set(named)) and len(report.runs) == len(set(named))
+    assert all(r.start_method == "fork" and r.status == "exited" for r in report.runs)
+    again = Report.from_dict(json.loads(json.dumps(report.to_dict(), default=str)))
+    assert [again.evidence_of(c).events for c in again.all_checks()] == \
+        [report.evidence_of(c).events for c in report.all_checks()]
+
+
+def test_results_of_version_1_are_still_read() -> None:
+    """A version-1 report (a copy of the evidence in every check) reads as runs the checks name."""
+    from grader.results import RESULTS_VERSION, Report
+
+    check = {"id": "ex01::check_x", "exercise": 1, "title": "x", "outcome": "failed", "points": 0, "max_points": 1,
+             "evidence": {"status": "deadlock", "stacks": [{"pid": 3, "label": "buyer", "text": "File"}]}}
+    data = {"seed": 1, "start_method": "fork", "submission": ".", "grader_version": "0", "command": "grader check 1",
+            "version": 1, "exercises": [{"number": 1, "name": "ex01", "title": "t", "file": "ex01.py",
+                                         "checks": [check]}]}
+    report = Report.from_dict(data)
+    (read,) = report.all_checks()
+    evidence = report.evidence_of(read)
+    assert evidence is not None and evidence.status == "deadlock" and evidence.stacks[0].label == "buyer"
+    assert report.version == RESULTS_VERSION == 2

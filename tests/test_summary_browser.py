@@ -12,7 +12,7 @@ import html5lib
 import pytest
 
 from test_html_browser import BROWSER, _browse
-from grader.gradebook import book as gradebook
+from grader.gradebook import book as gradebook, summary
 
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="no Chromium or Chrome installed (apt-get install chromium)")
 VIEWPORT = (1280, 800)
@@ -82,7 +82,7 @@ def class_of_sixty(extra: int = 0) -> gradebook.Gradebook:
 def test_a_class_of_sixty_reads_at_a_glance_at_1280_px(extra: int, tmp_path: Path) -> None:
     out = tmp_path / "book"
     out.mkdir()
-    gradebook.write_gradebook(out, class_of_sixty(extra))
+    gradebook.write_gradebook(out, class_of_sixty(extra), summary.render)
     page = out / "probe.html"
     page.write_text((out / "index.html").read_text().replace("</body>", PROBE + "</body>"))
     dom = _browse(tmp_path, page, "--dump-dom", size=VIEWPORT)

@@ -9,12 +9,18 @@ import pytest
 
 from grader.judging.evidence import Run, Step
 from grader.judging.harness import CheckFailed, Student, check, crashed_children, require_ended
+from grader.probe import grader_events
+from grader.results import CriticalSection
 
 EXERCISE = 1
 CONTRACT = {
     "load": ["db_path"], "save": ["db_path", "data"], "check_ticket": ["db_path"],
     "buy_ticket": ["db_path", "lock"], "buyer": ["db_path", "lock"], "main": ["db_path", "buyers"],
 }
+# What the timeline draws as shared: buy_ticket() must run one buyer at a time, returns True when it sold a
+# ticket, and its overlaps explain the failure of these checks (a buyer waiting for a file lock, which the
+# probe does not record, also sits inside it: only then is an overlap drawn red).
+CRITICAL_SECTION = CriticalSection("buy_ticket", True, ["check_no_ticket_is_oversold", "check_file_matches_sales"])
 # (tickets, buyers): scarce tickets expose overselling; more tickets than buyers checks nobody is refused.
 SETTINGS = [(1, 10), (2, 6), (1, 8), (3, 5), (5, 5), (6, 4)]
 
@@ -80,7 +86,7 @@ def _require_completed(runs: TicketRuns) -> None:
 
 
 def _buy_ticket_line(run: Run) -> list:
-    call = next((e for e in run.events("call") if e["func"] == "buy_ticket" and e.get("def_line")), None)
+    call = next((e for e in run.events(grader_events.CALL) if e["func"] == "buy_ticket" and e.get("def_line")), None)
     return run.location({"line": call["def_line"], "func": "buy_ticket"}, "buy_ticket") if call else []
 
 

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from grader.running import runner
-from grader.judging.evidence import Proc, Run, Step, explain_hang
+from grader.judging.evidence import Proc, Run, Step, dedupe, explain_hang
 from grader.judging.harness import RACE_DELAYS, CheckFailed, Student, check
 from grader.results import Location
+from grader.probe import grader_events
 
 EXERCISE = 2
 CONTRACT: dict[str, list[str] | None] = {
@@ -136,34 +137,27 @@ def _alike(put: Key, taken: Key) -> bool:
     return put == taken
 
 
-def _spawned_in(run: Run, step: Step) -> list[Proc]:
-    """Children started while `step` ran, dated by the parent's start() (a spawned child boots later)."""
-    spawned_at = {e["child"]: e["t"] for e in run.events("spawn")}
-    procs = [p for p in run.processes.values() if not p.is_main and step.contains(spawned_at.get(p.pid, p.started))]
-    return sorted(procs, key=lambda p: spawned_at.get(p.pid, p.started or 0))
-
-
 def _consumer(proc: Proc, events: list[dict[str, Any]], shape_keys: Counter[Key]) -> Consumer:
     """Read one consumer process's events: did consumer() return, and what did it take off the queue last."""
     consumer = Consumer(proc)
     waiting: dict[str, Any] | None = None
     for event in events:
         kind = event["ev"]
-        if kind == "q_get_wait":
+        if kind == grader_events.Q_GET_WAIT:
             waiting = event
-        elif kind in ("q_get", "q_get_raise"):
+        elif kind in (grader_events.Q_GET, grader_events.Q_GET_RAISE):
             if not consumer.returned and consumer.error is None:
                 consumer.last_take = dict(event, wait=waiting)
-            if kind == "q_get":
+            if kind == grader_events.Q_GET:
                 consumer.gets.append(event)
-            if kind == "q_get" and _key(event["item"]) not in shape_keys:
+            if kind == grader_events.Q_GET and _key(event["item"]) not in shape_keys:
                 consumer.sentinels_taken.append(event)
             waiting = None
-        elif kind == "call" and event["func"] == "consumer":
+        elif kind == grader_events.CALL and event["func"] == "consumer":
             consumer.def_line = event.get("def_line")
-        elif kind == "return" and event["func"] == "consumer":
+        elif kind == grader_events.RETURN and event["func"] == "consumer":
             consumer.returned = True
-        elif kind == "raise" and event["func"] == "consumer":
+        elif kind == grader_events.RAISE and event["func"] == "consumer":
             consumer.error = event
     consumer.pending = waiting if proc.exited is None else None
     if consumer.error and consumer.error.get("error") == "SystemExit" and proc.code == 0:
@@ -173,23 +167,23 @@ def _consumer(proc: Proc, events: list[dict[str, Any]], shape_keys: Counter[Key]
 
 def _trial(run: Run, step: Step, shape: Shape, by_pid: dict[int, list[dict[str, Any]]]) -> Trial:
     """Everything one call of main() did, from the events of the processes it started."""
-    children = _spawned_in(run, step)
+    children = run.spawned_in(step)
     main_pid = run.main.pid if run.main else None
     pids = {p.pid for p in children}
     mine = [e for p in children for e in by_pid.get(p.pid, [])]
     mine += [e for e in by_pid.get(main_pid, []) if step.contains(e["t"])] if main_pid is not None else []
     mine.sort(key=lambda e: e["t"])
     is_consumer = {p.pid for p in children if p.target == "consumer"}
-    is_consumer |= {e["pid"] for e in mine if e["ev"] == "call" and e["func"] == "consumer" and e["pid"] in pids}
-    calls = [e for e in mine if e["ev"] == "call" and e["func"] == "consume"]
+    is_consumer |= {e["pid"] for e in mine if e["ev"] == grader_events.CALL and e["func"] == "consumer" and e["pid"] in pids}
+    calls = [e for e in mine if e["ev"] == grader_events.CALL and e["func"] == "consume"]
     expected = shape.keys()
-    putters = {e["pid"] for e in mine if e["ev"] == "q_put" and _key(e["item"]) in expected}
+    putters = {e["pid"] for e in mine if e["ev"] == grader_events.Q_PUT and _key(e["item"]) in expected}
     return Trial(
         step=step, shape=shape, expected=expected, consumed=Counter(_key(_argument(e)) for e in calls),
         consume_calls=calls,
         consumers=[_consumer(p, by_pid.get(p.pid, []), expected) for p in children if p.pid in is_consumer],
         producers=[p for p in children if p.pid not in is_consumer and (p.target == "producer" or p.pid in putters)],
-        puts=[e for e in mine if e["ev"] == "q_put"], main_pid=main_pid,
+        puts=[e for e in mine if e["ev"] == grader_events.Q_PUT], main_pid=main_pid,
     )
 
 
@@ -331,7 +325,7 @@ def _main_sentence(run: Run) -> tuple[str, list[Location]]:
     """Where the main process waited when the grader stopped it (its innermost line of the student's file)."""
     main = run.main
     frames = run.stack_of(main.pid) if main else []
-    done = run.first("main_done")
+    done = run.first(grader_events.MAIN_DONE)
     if done is not None and done.get("waiting") and run.outcome.status != runner.KEPT_ALIVE:
         return ("The main program's code had finished, and Python waits at exit for every non-daemonic child: "
                 "main() returned without joining its consumers."), []
@@ -369,7 +363,7 @@ def _hang_explained(run: Run, trials: list[Trial]) -> tuple[str, list[Location]]
         return " ".join(others), other_locations
     skip = tuple(c.proc.label for _, c in stuck) + ("the main process",)
     sentences += [s for s in others if not s.startswith(skip)]
-    return " ".join(sentences), _dedupe(locations)
+    return " ".join(sentences), dedupe(locations)
 
 
 def _labels(labels: list[str], shown: int = 3) -> str:
@@ -390,17 +384,6 @@ def _same_wait(stuck: list[tuple[Trial, Consumer]]) -> list[list[tuple[Trial, Co
             key = (_get_text(wait), (wait.get("where") or {}).get("line"))
         groups.setdefault(key, []).append((trial, consumer))
     return list(groups.values())
-
-
-def _dedupe(locations: list[Location]) -> list[Location]:
-    """One location per line of the student's file, the first label kept."""
-    seen: set[tuple[str, int]] = set()
-    kept = []
-    for location in locations:
-        if (location.file, location.line) not in seen:
-            seen.add((location.file, location.line))
-            kept.append(location)
-    return kept
 
 
 def _once(sentences: list[str], notes: tuple[str, ...]) -> list[str]:
@@ -456,7 +439,7 @@ def _why_missing(run: Run, trial: Trial, missing: Counter[Key]) -> tuple[str, li
     """The most likely reason items were lost, from what the consumers and main() did."""
     for consumer in trial.consumers:
         take = consumer.last_take
-        if consumer.returned and take and take["ev"] == "q_get" and trial.is_item(take["item"]):
+        if consumer.returned and take and take["ev"] == grader_events.Q_GET and trial.is_item(take["item"]):
             consumed = any(e["pid"] == consumer.proc.pid and e["t"] >= take["t"]
                            and _key(_argument(e)) == _key(take["item"]) for e in trial.consume_calls)
             text = (f"{consumer.proc.label} returned right after taking {take['item']['repr']} off the queue"
@@ -470,13 +453,13 @@ def _why_missing(run: Run, trial: Trial, missing: Counter[Key]) -> tuple[str, li
         return early
     for consumer in trial.consumers:
         take = consumer.last_take
-        if consumer.returned and take and take["ev"] == "q_get_raise":
+        if consumer.returned and take and take["ev"] == grader_events.Q_GET_RAISE:
             return _gave_up(run, consumer.proc.label, take, "."), \
                 run.location(take.get("where"), "gives up on an empty queue")
     put = {_key(e["item"]) for e in trial.item_puts()}
     if trial.puts and not any(k in put for k in missing):
         return "They never reached the queue: each producer must put every item of its batch.", []
-    quitters = [c for c in trial.consumers if c.returned and not (c.last_take and c.last_take["ev"] == "q_get"
+    quitters = [c for c in trial.consumers if c.returned and not (c.last_take and c.last_take["ev"] == grader_events.Q_GET
                                                                   and not trial.is_item(c.last_take["item"]))]
     if quitters:
         return (f"{quitters[0].proc.label} returned without receiving a sentinel while items were still coming: "
@@ -579,7 +562,7 @@ def _consumer_problem(run: Run, trial: Trial, consumer: Consumer) -> tuple[str, 
         return (f"{label} returned without receiving a sentinel: it took nothing off the queue at all. It must "
                 "wait for work in q.get() until its sentinel arrives. " + SLOW_PRODUCER_NOTE), \
             run.location(consumer.where(), "returns without a sentinel")
-    if take["ev"] == "q_get_raise":
+    if take["ev"] == grader_events.Q_GET_RAISE:
         return _gave_up(run, label, take, " and returned without a sentinel."), \
             run.location(take.get("where"), "gives up on an empty queue")
     if trial.is_item(take["item"]):
@@ -604,7 +587,7 @@ def _how_it_ended(consumer: Consumer) -> str:
         return f"{consumer.proc.label} never returned{waiting}"
     if take is None:
         return f"{consumer.proc.label} returned without taking anything"
-    if take["ev"] == "q_get_raise":
+    if take["ev"] == grader_events.Q_GET_RAISE:
         return f"{consumer.proc.label} returned after {_error_text(take)}"
     return f"{consumer.proc.label} returned after taking {take['item']['repr']}"
 

@@ -20,6 +20,7 @@ import pytest
 from grader.running import runner
 from grader.judging.evidence import Proc, Run, Step, explain_hang
 from grader.judging.harness import CheckFailed, Student, check, crashed_children
+from grader.probe import grader_events
 
 EXERCISE = 3
 CONTRACT: dict[str, list[str] | None] = {
@@ -114,7 +115,7 @@ def _program_error(run: Run) -> str:
 # ---- explanations -------------------------------------------------------------------------------
 def _kept_alive(run: Run, when: str) -> CheckFailed:
     """The program did not end: name the non-daemonic children Python waited for at exit, and their start()."""
-    waiting = [run.processes.get(c["pid"]) for c in (run.first("main_done") or {}).get("waiting", [])]
+    waiting = [run.processes.get(c["pid"]) for c in (run.first(grader_events.MAIN_DONE) or {}).get("waiting", [])]
     waiting_procs = [p for p in waiting if p is not None]
     if run.outcome.status != runner.KEPT_ALIVE or not waiting_procs:
         return _stuck(run, when)
@@ -143,7 +144,7 @@ def _stuck(run: Run, when: str) -> CheckFailed:
 
 def _thread_instead(run: Run) -> dict[str, Any] | None:
     """A thread the student started to run the heartbeat (instead of a worker process), if any."""
-    return next((e for e in run.events("thread_spawn") if e.get("target") == "heartbeat"), None)
+    return next((e for e in run.events(grader_events.THREAD_SPAWN) if e.get("target") == "heartbeat"), None)
 
 
 # ---- checks -------------------------------------------------------------------------------------
@@ -170,7 +171,7 @@ def check_heartbeat_writes_during_work(student: Student, runs: Runs) -> None:
     """The grader's do_work waits for heartbeat lines: they prove the worker runs alongside the work."""
     run = runs.raising
     step = _step(run)
-    started, ended = run.first("work_start"), run.first("work_end")
+    started, ended = run.first(grader_events.WORK_START), run.first(grader_events.WORK_END)
     if started is None:
         if step is not None and step.error is not None:
             where = _error_line(step)

@@ -13,6 +13,7 @@ import pytest
 from grader.judging.evidence import Hold, Run, Step, capital, explain_hang, overlapping_holders
 from grader.judging.harness import CheckFailed, Student, check, crashed_children
 from grader.results import Location
+from grader.probe import grader_events
 
 EXERCISE = 4
 CONTRACT: dict[str, list[str] | None] = {
@@ -78,7 +79,7 @@ def bank(student: Student) -> Bank:
 
 def _lock_kind(run: Run) -> str:
     """The kind of lock the student's main() shares (Lock or RLock); RLock when the probe saw none."""
-    kinds = [e.get("kind") for e in run.events("acquire_wait")]
+    kinds = [e.get("kind") for e in run.events(grader_events.ACQUIRE_WAIT)]
     return "Lock" if kinds and all(k == "Lock" for k in kinds) else "RLock"
 
 
@@ -108,7 +109,7 @@ def _double_acquires(run: Run) -> list[dict[str, Any]]:
     A later step that finds a lock left held by an earlier one is the earlier step's missing release,
     not a double acquire, so it is left out."""
     found = []
-    for event in run.events("self_deadlock"):
+    for event in run.events(grader_events.SELF_DEADLOCK):
         step = next((s for s in run.steps if s.contains(event["t"])), None)
         held = [h for h in run.holds() if h.pid == event["pid"] and h.lock == event["lock"] and h.acquired <= event["t"]
                 and (h.released is None or h.released > event["t"])]
@@ -128,13 +129,13 @@ def _extra_releases(run: Run, step: Step) -> list[dict[str, Any]]:
     """release() calls during a step by a process that did not hold that lock (any more)."""
     count: dict[tuple[int, int, str], int] = {}
     extra = []
-    for event in run.events("acquired", "released", "release_error"):
+    for event in run.events(grader_events.ACQUIRED, grader_events.RELEASED, grader_events.RELEASE_ERROR):
         key = (event["pid"], event.get("tid", 0), event["lock"])
-        if event["ev"] == "acquired":
+        if event["ev"] == grader_events.ACQUIRED:
             count[key] = count.get(key, 0) + 1
-        elif event["ev"] == "released" and count.get(key, 0) > 0:
+        elif event["ev"] == grader_events.RELEASED and count.get(key, 0) > 0:
             count[key] -= 1
-        elif event["ev"] == "released" and step.contains(event["t"]):
+        elif event["ev"] == grader_events.RELEASED and step.contains(event["t"]):
             extra.append(event)
     return extra
 
@@ -146,7 +147,7 @@ def _overlapping_holders(run: Run, pids: set[int]) -> tuple[str, str] | None:
 
 def _def_location(run: Run, func: str) -> list[Location]:
     """The line where the student's `func` is defined, from the spy's call events."""
-    call = next((e for e in run.events("call") if e["func"] == func and e.get("def_line")), None)
+    call = next((e for e in run.events(grader_events.CALL) if e["func"] == func and e.get("def_line")), None)
     return run.location({"line": call["def_line"], "func": func}, func) if call else []
 
 
@@ -164,7 +165,7 @@ def _raised_holding(run: Run) -> list[str]:
     for hold in run.holds():
         if hold.released is not None or hold.pid not in ended:
             continue
-        raised = next((e for e in run.events("raise", pid=hold.pid) if e["t"] >= hold.acquired), None)
+        raised = next((e for e in run.events(grader_events.RAISE, pid=hold.pid) if e["t"] >= hold.acquired), None)
         if raised is not None:
             found.append(f"{capital(ended[hold.pid].label)} left it held: its "
                          f"{raised['func']}() raised {raised['error']} while holding the lock, and no release() ran "
@@ -175,7 +176,7 @@ def _raised_holding(run: Run) -> list[str]:
 def _hang_failure(run: Run, what: str) -> CheckFailed:
     """A hang explained in plain words, with the advice that fits its cause."""
     sentences, locations = _sentences(run)
-    advice = [REENTRY_ADVICE] if run.events("self_deadlock") else []
+    advice = [REENTRY_ADVICE] if run.events(grader_events.SELF_DEADLOCK) else []
     ended = {p.pid for p in run.processes.values() if p.exited is not None}
     raised = _raised_holding(run)
     if raised:

@@ -13,6 +13,7 @@ import pytest
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
 from grader.judging.harness import CheckFailed, Student, check
 from grader.results import Location
+from grader.probe import grader_events
 
 EXERCISE = 5
 CONTRACT: dict[str, list[str] | None] = {
@@ -66,29 +67,22 @@ class CounterRuns:
     trials: list[Trial]
 
 
-def _spawned_in(run: Run, step: Step) -> list[Proc]:
-    """Children started while `step` ran, dated by the parent's start() (a spawned child boots later)."""
-    spawned_at = {e["child"]: e["t"] for e in run.events("spawn")}
-    procs = [p for p in run.processes.values() if not p.is_main and step.contains(spawned_at.get(p.pid, p.started))]
-    return sorted(procs, key=lambda p: spawned_at.get(p.pid, p.started or 0))
-
-
 def _calls(run: Run, pids: set[int]) -> list[Call]:
     """Every call of decrement() in these processes, paired with its return (or raise)."""
     calls: list[Call] = []
     open_: dict[tuple[int, int], list[Call]] = {}
-    for event in run.events("call", "return", "raise"):
+    for event in run.events(grader_events.CALL, grader_events.RETURN, grader_events.RAISE):
         if event.get("func") != "decrement" or event["pid"] not in pids:
             continue
         key = (event["pid"], event.get("tid", 0))
-        if event["ev"] == "call":
+        if event["ev"] == grader_events.CALL:
             call = Call(event["pid"], event["t"], None, where={"line": event.get("def_line"), "func": "decrement"})
             open_.setdefault(key, []).append(call)
             calls.append(call)
         elif open_.get(key):
             call = open_[key].pop()
             call.end = event["t"]
-            if event["ev"] == "return":
+            if event["ev"] == grader_events.RETURN:
                 call.value = event["value"].get("value")
     return calls
 
@@ -96,8 +90,8 @@ def _calls(run: Run, pids: set[int]) -> list[Call]:
 def _trial(run: Run, step: Step) -> Trial:
     """What one call of main() did: its workers are the children that ran worker() or decrement()."""
     start, workers, times = SETTINGS[step.index]
-    children = _spawned_in(run, step)
-    active = {e["pid"] for e in run.events("call") if e.get("func") in ("worker", "decrement")}
+    children = run.spawned_in(step)
+    active = {e["pid"] for e in run.events(grader_events.CALL) if e.get("func") in ("worker", "decrement")}
     procs = [p for p in children if p.target == "worker" or p.pid in active]
     final = step.value.get("value", step.value.get("repr")) if step.value else None
     trial = Trial(step, start, workers, times, final, procs)
@@ -116,7 +110,7 @@ def counters(student: Student) -> CounterRuns:
 # ---- what every verdict needs -------------------------------------------------------------------
 def _decrement_line(run: Run) -> list[Location]:
     """The line where the student's decrement() is defined, from the spy's call events."""
-    call = next((e for e in run.events("call") if e["func"] == "decrement" and e.get("def_line")), None)
+    call = next((e for e in run.events(grader_events.CALL) if e["func"] == "decrement" and e.get("def_line")), None)
     return run.location({"line": call["def_line"], "func": "decrement"}, "decrement") if call else []
 
 
@@ -128,7 +122,7 @@ def _hang_failure(run: Run, what: str) -> CheckFailed:
     sentences = [s for s in sentences if not any(label in s for label in servers)] or sentences
     sentences = sentences[:1] + [capital(s) for s in sentences[1:]]
     holds = run.holds()
-    if run.events("self_deadlock") or any(h.released is None for h in holds):
+    if run.events(grader_events.SELF_DEADLOCK) or any(h.released is None for h in holds):
         sentences.append("Every acquire() needs its release(), on every path: `with lock:` does that for you.")
     return CheckFailed(f"{what} did not end: " + " ".join(sentences), locations=locations, run=run)
 
@@ -209,7 +203,7 @@ def _worker_holds(run: Run, trial: Trial) -> list[Hold]:
 def _lock_kinds(run: Run, trial: Trial) -> set[str]:
     """The kinds of lock (Lock, manager-Lock, thread-Lock...) the workers of a trial acquired."""
     pids = {p.pid for p in trial.procs}
-    return {str(e.get("kind")) for e in run.events("acquired") if e["pid"] in pids}
+    return {str(e.get("kind")) for e in run.events(grader_events.ACQUIRED) if e["pid"] in pids}
 
 
 def _lost_update_cause(run: Run, trial: Trial) -> str:

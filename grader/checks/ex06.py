@@ -26,6 +26,7 @@ import pytest
 from grader.judging.evidence import Proc, Run, Step, capital, explain_hang
 from grader.judging.harness import CheckFailed, Student, check
 from grader.results import Location
+from grader.probe import grader_events
 
 EXERCISE = 6
 CONTRACT: dict[str, list[str] | None] = {
@@ -100,7 +101,7 @@ class Side:
 
     def last_queue_event(self) -> dict[str, Any] | None:
         """Its last put, get or their Full/Empty, before it returned."""
-        kinds = ("q_put", "q_put_raise", "q_get_wait", "q_get", "q_get_raise")
+        kinds = (grader_events.Q_PUT, grader_events.Q_PUT_RAISE, grader_events.Q_GET_WAIT, grader_events.Q_GET, grader_events.Q_GET_RAISE)
         until = self.returned_at if self.returned_at is not None else float("inf")
         return next((e for e in reversed(self.events) if e["ev"] in kinds and e["t"] <= until), None)
 
@@ -154,13 +155,6 @@ class QueueRuns:
 
 
 # ---- reading a run ------------------------------------------------------------------------------
-def _spawned_in(run: Run, step: Step) -> list[Proc]:
-    """Children started while `step` ran, dated by the parent's start() (a spawned child boots later)."""
-    spawned_at = {e["child"]: e["t"] for e in run.events("spawn")}
-    procs = [p for p in run.processes.values() if not p.is_main and step.contains(spawned_at.get(p.pid, p.started))]
-    return sorted(procs, key=lambda p: spawned_at.get(p.pid, p.started or 0))
-
-
 def _parse_batch(described: dict[str, Any] | None) -> list[Any] | None:
     """A producer's jobs argument, read back from the spy's description of it (a list's repr)."""
     if not described:
@@ -178,25 +172,25 @@ def _side(proc: Proc, role: str, events: list[dict[str, Any]]) -> Side:
     pending_put: dict[str, Any] | None = None
     for event in events:
         kind = event["ev"]
-        if kind == "call" and event.get("func") == role and side.called_at is None:
+        if kind == grader_events.CALL and event.get("func") == role and side.called_at is None:
             side.called_at, side.def_line = event["t"], event.get("def_line")
             args = event.get("args") or []
             if role == "producer" and len(args) >= 2:
                 side.batch = _parse_batch(args[1])
-        elif kind == "return" and event.get("func") == role:
+        elif kind == grader_events.RETURN and event.get("func") == role:
             side.returned_at = event["t"]
-        elif kind == "raise" and event.get("func") == role:
+        elif kind == grader_events.RAISE and event.get("func") == role:
             side.raised = event
-        elif kind == "q_put":
+        elif kind == grader_events.Q_PUT:
             if pending_put is not None:
                 side.puts.append((pending_put, True))
             pending_put = event
-        elif kind == "q_put_raise" and pending_put is not None:
+        elif kind == grader_events.Q_PUT_RAISE and pending_put is not None:
             side.puts.append((pending_put, False))
             pending_put = None
-        elif kind == "q_get":
+        elif kind == grader_events.Q_GET:
             side.gets.append(event)
-        elif kind == "call" and event.get("func") == "do_job":
+        elif kind == grader_events.CALL and event.get("func") == "do_job":
             side.done.append(event)
     if pending_put is not None:  # a put that neither raised nor was followed: it went in, unless still blocked
         side.puts.append((pending_put, proc.exited is not None))
@@ -212,9 +206,9 @@ def _trial(run: Run, scenario: Scenario) -> Trial:
     for event in run.outcome.events:
         by_pid.setdefault(event["pid"], []).append(event)
     producers, consumers = [], []
-    for proc in _spawned_in(run, step) if step is not None else []:
+    for proc in run.spawned_in(step) if step is not None else []:
         events = by_pid.get(proc.pid, [])
-        called = {e.get("func") for e in events if e["ev"] == "call"}
+        called = {e.get("func") for e in events if e["ev"] == grader_events.CALL}
         role = "consumer" if "consumer" in called else "producer" if "producer" in called else proc.target
         if role == "consumer":
             consumers.append(_side(proc, role, events))
@@ -259,7 +253,7 @@ def _consumer_give_up(side: Side, scenario: Scenario) -> GiveUp | None:
     if scenario.shift is not None and len(side.done) >= scenario.shift:
         return None
     marks = [side.called_at or 0.0] + [e["t"] for e in side.gets]
-    marks += [e["t"] for e in side.events if e["ev"] == "return" and e.get("func") == "do_job"]
+    marks += [e["t"] for e in side.events if e["ev"] == grader_events.RETURN and e.get("func") == "do_job"]
     return GiveUp(side, max(m for m in marks if m <= side.returned_at), side.returned_at)
 
 
@@ -328,8 +322,8 @@ def _stuck_sentence(trial: Trial, side: Side) -> tuple[str, list[Location]] | No
     """Why one producer or consumer never ended, pointing at its put() or get()."""
     run, scenario = trial.run, trial.scenario
     blocked = _blocked_in(run, side.proc.pid)
-    waits = [e for e in side.events if e["ev"] in ("q_get_wait", "q_get", "q_get_raise")]
-    if waits and waits[-1]["ev"] == "q_get_wait":
+    waits = [e for e in side.events if e["ev"] in (grader_events.Q_GET_WAIT, grader_events.Q_GET, grader_events.Q_GET_RAISE)]
+    if waits and waits[-1]["ev"] == grader_events.Q_GET_WAIT:
         wait = waits[-1]
         if _get_text(wait) == "q.get()" or blocked is not None and blocked[0] == "get":
             others = "every producer has finished" if all(p.proc.exited is not None for p in trial.producers) \
@@ -537,13 +531,13 @@ def _early_failure(trial: Trial, give_up: GiveUp) -> CheckFailed:
     where = last.get("where") if last else None
     if side.role == "consumer":
         what, other = "for a job", "the producers"
-        wait = next((e for e in reversed(side.events) if e["ev"] == "q_get_wait" and e["t"] <= give_up.at), None)
-        how = f" after {_get_text(wait)} raised queue.Empty" if last and last["ev"] == "q_get_raise" else ""
+        wait = next((e for e in reversed(side.events) if e["ev"] == grader_events.Q_GET_WAIT and e["t"] <= give_up.at), None)
+        how = f" after {_get_text(wait)} raised queue.Empty" if last and last["ev"] == grader_events.Q_GET_RAISE else ""
         advice = ("A get() that waits less than `patience` gives up on a producer that is only slow: use "
                   "q.get(timeout=patience), not get_nowait() or a shorter timeout.")
     else:
         what, other = "for room on the queue", "the consumers"
-        how = " after its put() raised queue.Full" if last and last["ev"] == "q_put_raise" else ""
+        how = " after its put() raised queue.Full" if last and last["ev"] == grader_events.Q_PUT_RAISE else ""
         advice = ("A put() that waits less than `patience` gives up on consumers that are only slow: use "
                   "q.put(job, timeout=patience), not put_nowait() or a shorter timeout.")
     if not how:
@@ -578,11 +572,11 @@ def _crash_failure(trial: Trial, side: Side) -> CheckFailed:
     err = run.outcome.output.get(str(side.proc.pid), {}).get("err", "").strip()
     last_line = err.splitlines()[-1] if err else f"exit code {side.proc.code}"
     error = (side.raised or {}).get("error")
-    raise_event = next((e for e in reversed(side.events) if e["ev"] in ("q_get_raise", "q_put_raise")), None)
+    raise_event = next((e for e in reversed(side.events) if e["ev"] in (grader_events.Q_GET_RAISE, grader_events.Q_PUT_RAISE)), None)
     text = f"With {trial.scenario.call_text()}, {side.label} crashed: {last_line}."
     locations: list[Location] = []
     if raise_event is not None and error in ("Empty", "Full"):
-        call = _get_text(next((e for e in reversed(side.events) if e["ev"] == "q_get_wait"), None)) \
+        call = _get_text(next((e for e in reversed(side.events) if e["ev"] == grader_events.Q_GET_WAIT), None)) \
             if error == "Empty" else "q.put()"
         text += (f" {call}{_at(run, raise_event.get('where'))} raised queue.{error}, and your code did not catch "
                  f"it. {EXCEPTION_ADVICE}")
@@ -597,7 +591,7 @@ def _wrong_reason(trial: Trial, give_up: GiveUp) -> CheckFailed | None:
     """A side that gave up without its put() raising queue.Full, or its get() raising queue.Empty, just before."""
     side, run = give_up.side, trial.run
     last = side.last_queue_event()
-    wanted = ("q_get_raise", "Empty") if side.role == "consumer" else ("q_put_raise", "Full")
+    wanted = (grader_events.Q_GET_RAISE, "Empty") if side.role == "consumer" else (grader_events.Q_PUT_RAISE, "Full")
     if last is not None and last["ev"] == wanted[0] and last.get("error") == wanted[1]:
         return None
     verb = "get() raising queue.Empty" if side.role == "consumer" else "put() raising queue.Full"
@@ -615,9 +609,9 @@ def _queue_call_text(event: dict[str, Any] | None) -> str:
     """A queue event in words: 'a get() that returned a job', 'a put() that went in'..."""
     if event is None:
         return "none at all"
-    return {"q_get": "a get() that returned a job", "q_put": "a put() that went in",
-            "q_get_wait": "a get()", "q_get_raise": f"a get() that raised {event.get('error')}",
-            "q_put_raise": f"a put() that raised {event.get('error')}"}.get(event["ev"], event["ev"])
+    return {grader_events.Q_GET: "a get() that returned a job", grader_events.Q_PUT: "a put() that went in",
+            grader_events.Q_GET_WAIT: "a get()", grader_events.Q_GET_RAISE: f"a get() that raised {event.get('error')}",
+            grader_events.Q_PUT_RAISE: f"a put() that raised {event.get('error')}"}.get(event["ev"], event["ev"])
 
 
 @check("A side stops on queue.Full or queue.Empty, and catches exactly those", points=2,

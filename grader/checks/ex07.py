@@ -23,6 +23,7 @@ import pytest
 from grader.judging.evidence import Run, Step, explain_hang
 from grader.judging.harness import CheckFailed, Student, check
 from grader.results import Location
+from grader.probe import grader_events
 
 EXERCISE = 7
 CONTRACT: dict[str, list[str] | None] = {
@@ -100,10 +101,10 @@ def _threads(run: Run) -> list[Thread]:
     """Every thread the student's code started, with its start and exit (thread idents are reused: a
     thread's start event is the last one of its ident before start() returned)."""
     main = run.main.pid if run.main else None
-    starts = run.events("thread_start", pid=main)
-    exits = run.events("thread_exit", pid=main)
+    starts = run.events(grader_events.THREAD_START, pid=main)
+    exits = run.events(grader_events.THREAD_EXIT, pid=main)
     threads = []
-    for spawn in run.events("thread_spawn", pid=main):
+    for spawn in run.events(grader_events.THREAD_SPAWN, pid=main):
         start = next((s for s in reversed(starts) if s["tid"] == spawn.get("thread") and s["t"] <= spawn["t"]), None)
         began = start["t"] if start else spawn["t"]
         end = next((e for e in exits if e["tid"] == spawn.get("thread") and e["t"] >= began), None)
@@ -119,11 +120,11 @@ def _jobs(run: Run, step: Step) -> list[Job]:
     until = after[0] if after else float("inf")
     jobs: list[Job] = []
     open_: dict[tuple[int, int], list[Job]] = {}
-    for event in run.events("call", "return", "raise"):
+    for event in run.events(grader_events.CALL, grader_events.RETURN, grader_events.RAISE):
         if event.get("func") != "worker":
             continue
         tid = (event["pid"], event.get("tid", 0))
-        if event["ev"] == "call":
+        if event["ev"] == grader_events.CALL:
             if not step.start <= event["t"] < until:
                 continue
             args = event.get("args") or []
@@ -135,7 +136,7 @@ def _jobs(run: Run, step: Step) -> list[Job]:
         elif open_.get(tid):
             job = open_[tid].pop()
             job.returned = event["t"]
-            job.raised = event.get("error") if event["ev"] == "raise" else None
+            job.raised = event.get("error") if event["ev"] == grader_events.RAISE else None
     return jobs
 
 
@@ -402,7 +403,7 @@ def _beat_starts(run: Run) -> list[float]:
     never after main() went on), or the call itself in a thread the probe did not see started."""
     threads = _threads(run)
     starts = []
-    for call in run.events("call"):
+    for call in run.events(grader_events.CALL):
         if call.get("func") != "heartbeat":
             continue
         mine = [t for t in threads if t.tid == call.get("tid") and t.started <= call["t"]

@@ -13,6 +13,7 @@ import pytest
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang
 from grader.judging.harness import CheckFailed, Student, check, crashed_children
 from grader.results import Location
+from grader.probe import grader_events
 
 EXERCISE = 8
 CONTRACT: dict[str, list[str] | None] = {
@@ -89,11 +90,11 @@ def _scores(run: Run, pids: set[int]) -> list[Interval]:
     """The score() calls of the given processes, each paired with its return (or exception)."""
     intervals: list[Interval] = []
     open_: dict[tuple[int, int], list[Interval]] = {}
-    for event in run.events("call", "return", "raise"):
+    for event in run.events(grader_events.CALL, grader_events.RETURN, grader_events.RAISE):
         if event.get("func") != "score" or event["pid"] not in pids:
             continue
         key = (event["pid"], event.get("tid", 0))
-        if event["ev"] == "call":
+        if event["ev"] == grader_events.CALL:
             interval = Interval(event["pid"], event["t"], None, event.get("where"))
             intervals.append(interval)
             open_.setdefault(key, []).append(interval)
@@ -135,7 +136,7 @@ def _require_finished(totals: Totals) -> None:
         unfinished = next((s for s in run.steps if not s.finished), None)
         what = _call_text(unfinished.index) if unfinished else "The program"
         advice = ""
-        if run.events("self_deadlock"):
+        if run.events(grader_events.SELF_DEADLOCK):
             advice = (" Every acquire() needs exactly one release(), before the same process acquires the lock "
                       "again: `with lock:` does that for you.")
         raise CheckFailed(f"{what} did not end: " + " ".join(sentences) + advice, locations=locations, run=run)
@@ -159,7 +160,7 @@ def _require_finished(totals: Totals) -> None:
 
 def _def_location(run: Run, func: str) -> list[Location]:
     """The line where the student's `func` is defined, from the spy's call events."""
-    call = next((e for e in run.events("call") if e["func"] == func and e.get("def_line")), None)
+    call = next((e for e in run.events(grader_events.CALL) if e["func"] == func and e.get("def_line")), None)
     return run.location({"line": call["def_line"], "func": func}, func) if call else []
 
 

@@ -18,6 +18,7 @@ import pytest
 from grader.judging.evidence import Proc, Run, Step, capital, explain_hang
 from grader.judging.harness import RACE_DELAYS, CheckFailed, Student, check
 from grader.results import Location
+from grader.probe import grader_events
 
 EXERCISE = 9
 CONTRACT: dict[str, list[str] | None] = {
@@ -78,7 +79,7 @@ class Take:
     @property
     def failed(self) -> bool:
         """Whether handle() raised for this task."""
-        return bool(self.end and self.end["ev"] == "raise")
+        return bool(self.end and self.end["ev"] == grader_events.RAISE)
 
 
 @dataclass
@@ -133,33 +134,26 @@ class PoolRuns:
 
 
 # ---- reading the run ------------------------------------------------------------------------------------
-def _spawned_in(run: Run, step: Step) -> list[Proc]:
-    """Children started while `step` ran, dated by the parent's start() (a spawned child boots later)."""
-    spawned_at = {e["child"]: e["t"] for e in run.events("spawn")}
-    procs = [p for p in run.processes.values() if not p.is_main and step.contains(spawned_at.get(p.pid, p.started))]
-    return sorted(procs, key=lambda p: spawned_at.get(p.pid, p.started or 0))
-
-
 def _worker(proc: Proc, events: list[dict[str, Any]], queue: str | None) -> Worker:
     """Read one worker process's events: the tasks it took, handle()'s outcome, its task_done() calls."""
     worker = Worker(proc)
     current: Take | None = None
     for event in events:
         kind = event["ev"]
-        if kind == "q_get" and event.get("queue") == queue:
+        if kind == grader_events.Q_GET and event.get("queue") == queue:
             current = Take(event)
             worker.takes.append(current)
-        elif kind == "q_task_done" and event.get("queue") == queue and current is not None:
+        elif kind == grader_events.Q_TASK_DONE and event.get("queue") == queue and current is not None:
             if current.end is None and current.early is None and not current.dones:
                 current.early = event
             current.dones.append(event)
-        elif kind == "call" and event["func"] == "handle" and current is not None:
+        elif kind == grader_events.CALL and event["func"] == "handle" and current is not None:
             current.calls.append(event)
-        elif kind in ("return", "raise") and event["func"] == "handle" and current is not None:
+        elif kind in (grader_events.RETURN, grader_events.RAISE) and event["func"] == "handle" and current is not None:
             current.end = event
-        elif kind == "raise" and event["func"] == "worker":
+        elif kind == grader_events.RAISE and event["func"] == "worker":
             worker.error = event
-        elif kind == "return" and event["func"] == "worker":
+        elif kind == grader_events.RETURN and event["func"] == "worker":
             worker.returned = True
     if worker.error and worker.error.get("error") == "SystemExit" and proc.code == 0:
         worker.error, worker.returned = None, True  # sys.exit(0): an ordinary end
@@ -170,20 +164,20 @@ def _trial(run: Run, step: Step, shape: Shape, by_pid: dict[int, list[dict[str, 
     """Everything one call of main() did, from the events of the main process and the workers it started."""
     main_pid = run.main.pid if run.main else None
     mine = [e for e in by_pid.get(main_pid, []) if step.contains(e["t"])] if main_pid is not None else []
-    puts = [e for e in mine if e["ev"] == "q_put" and e["item"].get("value") in shape.tasks
+    puts = [e for e in mine if e["ev"] == grader_events.Q_PUT and e["item"].get("value") in shape.tasks
             and e["item"].get("type") == "int"]
-    join_wait = next((e for e in mine if e["ev"] == "q_join_wait"), None)
+    join_wait = next((e for e in mine if e["ev"] == grader_events.Q_JOIN_WAIT), None)
     queue = join_wait["queue"] if join_wait else (puts[0]["queue"] if puts else None)
     puts = [e for e in puts if e["queue"] == queue]
-    joined = next((e for e in mine if e["ev"] == "q_joined" and e["queue"] == queue), None)
-    children = _spawned_in(run, step)
+    joined = next((e for e in mine if e["ev"] == grader_events.Q_JOINED and e["queue"] == queue), None)
+    children = run.spawned_in(step)
     calls_worker = {e["pid"] for p in children for e in by_pid.get(p.pid, [])
-                    if e["ev"] == "call" and e["func"] == "worker"}
+                    if e["ev"] == grader_events.CALL and e["func"] == "worker"}
     workers = [_worker(p, by_pid.get(p.pid, []), queue) for p in children
                if p.target == "worker" or p.pid in calls_worker]
     pids = {p.pid for p in children} | ({main_pid} if main_pid is not None else set())
     handled = Counter(_argument(e).get("value") for pid in pids for e in by_pid.get(pid, [])
-                      if e["ev"] == "call" and e["func"] == "handle" and (pid != main_pid or step.contains(e["t"])))
+                      if e["ev"] == grader_events.CALL and e["func"] == "handle" and (pid != main_pid or step.contains(e["t"])))
     return Trial(step, shape, queue, puts, workers, join_wait, joined, handled)
 
 
@@ -315,7 +309,7 @@ def _stuck_elsewhere(run: Run, trial: Trial) -> CheckFailed:
 
 def _kept_alive(run: Run) -> CheckFailed:
     """Every call of main() returned, but the program did not end: non-daemonic workers keep it alive."""
-    waiting = [run.processes.get(c["pid"]) for c in (run.first("main_done") or {}).get("waiting", [])]
+    waiting = [run.processes.get(c["pid"]) for c in (run.first(grader_events.MAIN_DONE) or {}).get("waiting", [])]
     procs = [p for p in waiting if p is not None]
     if not procs:  # Python waited for no child at exit (kept alive or deadlocked there, it is the same story)
         sentences, locations = explain_hang(run)

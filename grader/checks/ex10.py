@@ -13,6 +13,7 @@ import pytest
 
 from grader.judging.evidence import Proc, Run, Step, explain_hang
 from grader.judging.harness import CheckFailed, Student, check
+from grader.probe import grader_events
 
 EXERCISE = 10
 CONTRACT: dict[str, list[str] | None] = {
@@ -93,7 +94,7 @@ class CountRuns:
 def _trial(run: Run, step: Step, by_pid: dict[int, list[dict[str, Any]]]) -> Trial:
     """Everything one call of main() did: its children (dated by their start()) and the counting they did."""
     shape = SHAPES[step.index]
-    spawned_at = {e["child"]: e["t"] for e in run.events("spawn")}
+    spawned_at = {e["child"]: e["t"] for e in run.events(grader_events.SPAWN)}
     children = sorted((p for p in run.processes.values()
                        if not p.is_main and step.contains(spawned_at.get(p.pid, p.started))),
                       key=lambda p: spawned_at.get(p.pid, p.started or 0))
@@ -101,8 +102,8 @@ def _trial(run: Run, step: Step, by_pid: dict[int, list[dict[str, Any]]]) -> Tri
     events = [e for e in by_pid.get(main_pid, []) if step.contains(e["t"])] if main_pid is not None else []
     events += [e for p in children for e in by_pid.get(p.pid, [])]
     events.sort(key=lambda e: e["t"])
-    calls = [e for e in events if e["ev"] == "call" and e["func"] == "count_primes"]
-    returns = [e for e in events if e["ev"] == "return" and e["func"] == "count_primes"]
+    calls = [e for e in events if e["ev"] == grader_events.CALL and e["func"] == "count_primes"]
+    returns = [e for e in events if e["ev"] == grader_events.RETURN and e["func"] == "count_primes"]
     return Trial(step, shape, _primes_below(shape.limit), children, calls, returns, spawned_at, main_pid)
 
 
@@ -183,8 +184,8 @@ def _coverage(trial: Trial) -> str:
 def _lost_counts(run: Run, trial: Trial, returned: Any, total: int) -> str:
     """Why main() returned something else than the sum of the counts the processes computed."""
     children = {p.pid for p in trial.children}
-    puts = [e for e in run.events("q_put") if e["pid"] in children and trial.step.contains(e["t"])]
-    gets = [e for e in run.events("q_get") if e["pid"] == trial.main_pid and trial.step.contains(e["t"])]
+    puts = [e for e in run.events(grader_events.Q_PUT) if e["pid"] in children and trial.step.contains(e["t"])]
+    gets = [e for e in run.events(grader_events.Q_GET) if e["pid"] == trial.main_pid and trial.step.contains(e["t"])]
     if puts and len(gets) < len(puts):
         return (f" The processes put {len(puts)} count(s) on the queue, and main() took only {len(gets)} of them off "
                 "it: q.empty() and qsize() are snapshots that say nothing of the counts still to come. Take exactly "
@@ -250,7 +251,7 @@ def _one_process_failure(run: Run, trial: Trial) -> CheckFailed | None:
                            "counted by count_primes(start, stop).", run=run)
     (pid,) = pids
     if pid == trial.main_pid:
-        spawns = [e for e in run.events("thread_spawn", pid=pid) if trial.step.contains(e["t"])]
+        spawns = [e for e in run.events(grader_events.THREAD_SPAWN, pid=pid) if trial.step.contains(e["t"])]
         spawn = spawns[0] if spawns else None
         several = len(spawns) > 1 or len({e.get("tid") for e in trial.calls}) > 1  # idents of ended threads recur
         how = f", in {len(spawns)} threads" if len(spawns) > 1 else ", in several threads" if several else ""

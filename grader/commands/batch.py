@@ -32,10 +32,11 @@ from grader.gradebook.book import (FILES_DIR, RESULT_FILE, STAGING, BatchError, 
                               exclusive, exercise_meta, install, merge, read_result, summarize, write_gradebook)
 from grader.results import Report
 from grader.gradebook import engines
+from grader.gradebook.summary import render as summary_page
 from grader.gradebook.submissions import Collected, Submission, collect, content_hash, shard, student_seed
+from grader.gradebook.workers import DEFAULT_TIME_LIMIT, Job, JobEnd, cpu_count, planned_checks, why_stopped
+from grader.judging.request import METHOD_CHOICES, Request
 from grader.lms import batching as lms
-from grader.gradebook.workers import (DEFAULT_TIME_LIMIT, Job, JobEnd, cpu_count, grade_folder, planned_checks, rename_paths,
-                            why_stopped)
 
 TEMP_PREFIX = "grader-batch-"
 # The grader's files that cannot change a grade: reports, the command line, batch and CI plumbing.
@@ -58,24 +59,6 @@ def grader_fingerprint(package: Path | None = None) -> str:
 
 
 # ---- grading one student, in a worker process ---------------------------------------------------------------------
-def hide_from_students(paths: list[Path]) -> None:
-    """In this worker only: student runs under bubblewrap must not see `paths` either (workaround for the core).
-
-    isolation.hidden_paths hides the solutions, the checks and the home folder, but not the class folder, the
-    gradebook, nor the other students' copies and run folders in the temporary folder: without this, a
-    submission could read (and run) another student's file while the batch grades them side by side."""
-    from grader.running import isolation
-
-    original = isolation.hidden_paths
-    extra = [p.resolve() for p in paths]
-
-    def hidden_paths(course_root: Path | None) -> list[Path]:
-        """The core's hidden paths, and the batch's."""
-        return [*original(course_root), *extra]
-
-    isolation.hidden_paths = hidden_paths  # type: ignore[assignment]
-
-
 @dataclass
 class StudentTask:
     """What a worker needs to grade one student and write their folder of the gradebook."""
@@ -89,52 +72,56 @@ class StudentTask:
     out: Path
 
 
+def student_request(task: StudentTask) -> Request:
+    """The grading of one student: their private copy, named in reasons by bare file names, in the report as
+    kept in the gradebook (<student>/files/), replayed from the gradebook folder; their runs keep their
+    temporary files in the student's private folder and see neither the other students' private folders, nor
+    the class folder, nor the gradebook."""
+    from grader.judging import session
+
+    own = task.collected.folder.parent
+    kept = f"{task.submission.name}/{FILES_DIR}"
+    exercises = session.select(task.numbers)
+    others = [d.resolve() for d in own.parent.iterdir() if d != own]
+    return Request.build(exercises, task.collected.folder, task.seed, task.start_method,
+                         name=str(task.submission.path), shown="", replay_submission=kept,
+                         files={e.filename: f"{kept}/{e.filename}" for e in exercises},
+                         hidden=(*others, task.submission.path.parent.resolve(), task.out.resolve()),
+                         temp_root=own / "tmp")
+
+
 def grade_student(task: StudentTask) -> None:
     """Worker body: grade one student and write OUT/<student>/ through a staging folder (result.json last)."""
     from grader.judging import session
 
-    exercises = session.select(task.numbers)
-    _keep_to_own_folder(task)
+    request = student_request(task)
+    request.temp_root.mkdir(exist_ok=True)  # type: ignore[union-attr]
     started = time.monotonic()
-    report = grade_folder(exercises, task.collected.folder, task.seed, task.start_method)
+    report = session.judge(request)
     result = new_result(task)
     result.duration = round(time.monotonic() - started, 3)
-    stage = Path(tempfile.mkdtemp(prefix=f"{task.submission.name}-", dir=task.out / STAGING))
-    _write_student(stage, task, report, result)
-    install(stage, task.out / task.submission.name)
+    holder = Path(tempfile.mkdtemp(prefix=f"{task.submission.name}-", dir=task.out / STAGING))
+    _write_student(holder, task, report, result)
+    install(holder / task.submission.name, task.out / task.submission.name)
+    holder.rmdir()
 
 
-def _write_student(stage: Path, task: StudentTask, report: Report, result: StudentResult) -> None:
-    """The student's folder: the files graded, the reports (HTML, text, JSON) and result.json, written last."""
+def _write_student(holder: Path, task: StudentTask, report: Report, result: StudentResult) -> None:
+    """The student's folder, holder/<student>/: the files graded, the reports (HTML, text, JSON) and result.json,
+    written last. The report names the files as seen from the gradebook (<student>/files/...), as they are seen
+    from the holder."""
     from grader.render import terminal
 
-    files = stage / FILES_DIR
-    shutil.copytree(task.collected.folder, files, symlinks=True)
-    relative = f"{task.submission.name}/{FILES_DIR}"
-    report.submission = str(task.submission.path)
-    report.command = _replay(report, relative)
-    rename_paths(report, task.collected.folder, "")
-    for exercise in report.exercises:  # the kept copies (the renderers quote their lines): the temporary one goes
-        exercise.file = f"{FILES_DIR}/{Path(exercise.file).name}"
-    with contextlib.chdir(stage):  # the reports name the files as seen from the student's folder, where they live
-        result.has_html = _write_html(report, Path("."))
-        atomic_write(Path("report.txt"), terminal.render(report, color=False), durable=False)
-    for exercise in report.exercises:  # relative to the gradebook: it can move, and shards compare and merge
-        exercise.file = f"{relative}/{Path(exercise.file).name}"
+    stage = holder / task.submission.name
+    stage.mkdir()
+    shutil.copytree(task.collected.folder, stage / FILES_DIR, symlinks=True)
+    with contextlib.chdir(holder):
+        result.has_html = _write_html(report, Path(task.submission.name))
+        atomic_write(Path(task.submission.name, "report.txt"), terminal.render(report, color=False), durable=False)
     data = report.to_dict()  # once: it copies every event of every run
     summarize(result, report, data)
     atomic_write(stage / "report.json", json.dumps(data, separators=(",", ":"), default=str), durable=False)
     atomic_write(stage / RESULT_FILE, json.dumps(result.to_dict(), indent=1))
-
-
-def _keep_to_own_folder(task: StudentTask) -> None:
-    """Every temporary file of this student's grading (runs, plans) goes into their private folder, and their
-    runs see neither the other students' private folders, nor the class folder, nor the gradebook."""
-    own = task.collected.folder.parent
-    (own / "tmp").mkdir(exist_ok=True)
-    tempfile.tempdir = str(own / "tmp")
-    others = [d for d in own.parent.iterdir() if d != own]
-    hide_from_students([*others, task.submission.path.parent, task.out])
 
 
 def new_result(task: StudentTask) -> StudentResult:
@@ -143,14 +130,6 @@ def new_result(task: StudentTask) -> StudentResult:
     return StudentResult(name=task.submission.name, entry=str(task.submission.path), kind=task.submission.kind,
                          digest=task.digest, problems=list(collected.problems), notes=list(collected.notes),
                          seed=task.seed, found=dict(collected.found), student=dict(task.submission.meta))
-
-
-def _replay(report: Report, files: str) -> str:
-    """The command that replays a student's grading from the gradebook folder, on the copies kept there."""
-    from grader.judging import session
-
-    return session.replay_command([e.number for e in report.exercises], report.seed, Path(files),
-                                  None if report.start_method == "default" else report.start_method)
 
 
 def _write_html(report: Report, folder: Path) -> bool:
@@ -274,7 +253,7 @@ def run_batch(options: BatchOptions, progress_stream: Any = None, terminal: bool
         _grade_all(tasks, options, summary, Progress(len(tasks), progress_stream, terminal))
         summary.book.students = [r for s in students if (r := read_result(options.out / s.name)) is not None]
         lms.apply_lateness(summary.book, assignment, options.lms.extensions)
-        write_gradebook(options.out, summary.book, options.bom)
+        write_gradebook(options.out, summary.book, summary_page, options.bom)
         shutil.rmtree(options.out / STAGING, ignore_errors=True)
     summary.duration = round(time.monotonic() - started, 3)
     return summary
@@ -429,7 +408,7 @@ def add_arguments(commands: Any) -> None:
     batch.add_argument("--force", action="store_true", help="grade every student again, even when unchanged")
     batch.add_argument("--shard", type=_shard_arg, metavar="I/N", help="grade only share I of N (for a CI matrix)")
     batch.add_argument("--seed", type=int, default=0, help="base seed of the students' runs (default 0)")
-    batch.add_argument("--start-method", choices=["fork", "spawn", "forkserver", "all"], default="all",
+    batch.add_argument("--start-method", choices=METHOD_CHOICES, default="all",
                        help="multiprocessing start method(s) for student code (default: all three; a check "
                             "passes only under every one)")
     batch.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="S",
@@ -500,7 +479,7 @@ def _print_summary(summary: BatchSummary, options: BatchOptions) -> None:
 def cmd_merge(args: argparse.Namespace) -> int:
     """`grader merge`: 0 merged, 1 merged with a shard missing, 2 usage error."""
     try:
-        book, warnings = merge(args.inputs, args.out)
+        book, warnings = merge(args.inputs, args.out, summary_page)
     except BatchError as exc:
         print(f"grader: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -8,6 +8,7 @@ every check (as a grader error), so the CI systems always get a complete set of 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grader.gradebook import book as gradebook, submissions, workers
-from grader.course import Exercise
+from grader.judging.request import METHOD_CHOICES, Request
 from grader.results import Report
 
 EXIT_USAGE = 2
@@ -35,7 +36,7 @@ def add_arguments(commands: Any) -> None:
     ci.add_argument("--classroom", action="store_true",
                     help="set the step output `result` ($GITHUB_OUTPUT) for GitHub Classroom's grading reporter")
     ci.add_argument("--seed", type=int, help="replay the runs of an earlier check")
-    ci.add_argument("--start-method", choices=["fork", "spawn", "forkserver", "all"], default="all",
+    ci.add_argument("--start-method", choices=METHOD_CHOICES, default="all",
                        help="multiprocessing start method(s) for student code (default: all three; a check "
                             "passes only under every one)")
     ci.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT, metavar="S",
@@ -74,35 +75,31 @@ def cmd_ci(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"grader: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    folder = args.submission if args.submission is not None else course_root() / "exercises"
-    seed = args.seed if args.seed is not None else session.new_seed()
+    request = Request.build(exercises, args.submission, args.seed, args.start_method,
+                            shown=f"{args.submission or course_root() / 'exercises'}{os.sep}")
+    folder = request.submission
     if not folder.is_dir():
         print(f"grader: --submission {folder}: no such folder", file=sys.stderr)
         # CI systems still get every check (as errors): a reporter cannot sum a result without tests
-        failed = workers.failed_report(exercises, folder, seed, args.start_method,
-                                       f"The submission folder {folder} does not exist.")
+        failed = workers.failed_report(request, f"The submission folder {folder} does not exist.")
         write_outputs(student_view.view(failed, assignment, {}).shown, args)
         return EXIT_USAGE
-    report = grade(exercises, folder, seed, args.start_method, args.time_limit)
-    report.command = session.replay_command([e.number for e in exercises], seed, args.submission, args.start_method)
+    report = grade(request, args.time_limit)
     seen = student_view.view(report, assignment, student_view.read_gradescope_metadata(args.submission_metadata))
     sys.stdout.write(terminal.render(seen.shown))
     write_outputs(seen.shown, args, seen)
     return report.exit_code()
 
 
-def grade(exercises: list[Exercise], folder: Path, seed: int, start_method: str | None, time_limit: float) -> Report:
+def grade(request: Request, time_limit: float) -> Report:
     """Grade a copy of the submission's exercise files in a worker; the report points at the student's own files."""
+    folder = request.submission
     with tempfile.TemporaryDirectory(prefix="grader-ci-") as tmp:
         submission = submissions.Submission(folder.name, folder, "folder")
-        collected = submissions.collect(submission, exercises, Path(tmp) / "files")
-        report = workers.grade_isolated(exercises, collected.folder, seed, start_method, time_limit)
-        workers.rename_paths(report, collected.folder, f"{folder}{os.sep}")
-    for exercise in report.exercises:
-        name = Path(exercise.file).name
-        exercise.file = str(folder / collected.found.get(name, name))
-    report.submission = str(folder)
-    return report
+        collected = submissions.collect(submission, list(request.exercises), Path(tmp) / "files")
+        files = {e.filename: str(folder / collected.found.get(e.filename, e.filename)) for e in request.exercises}
+        copy = dataclasses.replace(request, submission=collected.folder, name=str(folder), files=files)
+        return workers.grade_isolated(copy, time_limit)
 
 
 def write_outputs(report: Report, args: argparse.Namespace, seen: Any = None) -> None:

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from grader.commands import daily, progress
 from grader.judging import session
+from grader.judging.request import METHOD_CHOICES, Request
 from grader.commands import batch, ci  # grader batch / merge (instructors), grader ci / gradescope-bundle (CI)
 from grader.course import course_root
 from grader.lms import export, hidden  # grader export (grades for Canvas, Moodle); checks hidden until due
@@ -41,10 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--submission", type=Path, help="judge the exercise files in this folder")
     check.add_argument("--seed", type=int, help="replay the runs of an earlier check")
     check.add_argument("--json", type=Path, help="also write the results model as JSON here")
-    check.add_argument("--report-dir", type=Path, default=Path("feedback"), metavar="DIR",
+    check.add_argument("--report-dir", type=Path, metavar="DIR",
                        help="write the HTML reports here (default: feedback/)")
     check.add_argument("--open", action="store_true", help="open the HTML report in the browser")
-    check.add_argument("--start-method", choices=["fork", "spawn", "forkserver", "all"], default=None,
+    check.add_argument("--start-method", choices=METHOD_CHOICES, default=None,
                        help="multiprocessing start method for student code (default: the platform's; "
                             "all: every one, a check passes only under all)")
     commands.add_parser("list", help="the exercises with their status from the last check, and your progress")
@@ -71,11 +72,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.submission is not None and not args.submission.is_dir():
         print(f"grader: --submission {args.submission}: no such folder", file=sys.stderr)
         return EXIT_USAGE
+    request = Request.build(exercises, args.submission, args.seed, args.start_method, report_dir=args.report_dir)
     if terminal.use_color():
         with Console().status("running the checks..."):
-            report = session.grade(exercises, args.submission, args.seed, args.start_method)
+            report = session.judge(request)
     else:
-        report = session.grade(exercises, args.submission, args.seed, args.start_method)
+        report = session.judge(request)
     report = hidden.for_students(report)  # checks hidden until an assignment's due date stay hidden
     sys.stdout.write(terminal.render(report))
     if args.submission is None:
@@ -87,9 +89,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     from grader.render import html  # the HTML pages: exNN.html per exercise and index.html
 
     try:
-        index = html.write_reports(report, args.report_dir)
+        index = html.write_reports(report, request.report_dir)
     except OSError as exc:  # the verdict stands; only the pages are missing
-        print(f"grader: could not write the HTML report to {args.report_dir}: {exc}", file=sys.stderr)
+        print(f"grader: could not write the HTML report to {request.report_dir}: {exc}", file=sys.stderr)
     else:
         page = index.with_name(html.report_name(report.exercises[0])) if len(report.exercises) == 1 else index
         print(f"report: {page}" + (f" (every exercise checked: {index})" if page != index else ""))

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from grader.commands import progress
 from grader.judging import session
+from grader.judging.request import Request
 from grader.course import Exercise, course_root, load_course
 from grader.render import terminal
 
@@ -135,7 +136,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         checked[exercise.number] = _fingerprint(root / "exercises" / exercise.filename)
         console.clear()
         with console.status(f"checking exercise {exercise.number}..."):
-            report = session.grade([exercise])
+            report = session.judge(Request.build([exercise]))
         sys.stdout.write(terminal.render(report))
         state = progress.load(root)
         state.record(report)

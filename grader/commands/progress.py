@@ -3,11 +3,11 @@ the last verdict of each exercise and how many hints were shown (hints are given
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from grader.atomic import atomic_write
 from grader.results import Report
 
 NOT_TRIED = "not tried"
@@ -56,6 +56,5 @@ def save(root: Path, progress: Progress) -> None:
     """Written atomically: an interrupted command never leaves half a file."""
     path = state_file(root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"exercises": {k: asdict(v) for k, v in progress.exercises.items()}}, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps({"exercises": {k: asdict(v) for k, v in progress.exercises.items()}}, indent=1),
+                 durable=False)

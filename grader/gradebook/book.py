@@ -11,9 +11,10 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import grader
+from grader.atomic import atomic_write
 from grader.course import Exercise
 from grader.results import ERROR, Report
 
@@ -80,14 +81,12 @@ class StudentResult:
 def lean(data: dict[str, Any]) -> dict[str, Any]:
     """A report's plain data without the runs' events, output and stacks (those stay in the student's folder)."""
 
-    def check(values: dict[str, Any]) -> dict[str, Any]:
-        """One check without its bulky evidence."""
-        evidence = values.get("evidence")
-        kept = {k: evidence.get(k) for k in ("status", "duration", "isolation")} if evidence else evidence
-        return {**values, "evidence": kept}
+    def run(values: dict[str, Any]) -> dict[str, Any]:
+        """One run without its bulky evidence."""
+        evidence = values.get("evidence") or {}
+        return {**values, "evidence": {k: evidence.get(k) for k in ("status", "duration", "isolation")}}
 
-    exercises = [{**e, "checks": [check(c) for c in e["checks"]]} for e in data["exercises"]]
-    return {**data, "exercises": exercises}
+    return {**data, "runs": [run(r) for r in data.get("runs", [])]}
 
 
 def summarize(result: StudentResult, report: Report, data: dict[str, Any] | None = None) -> None:
@@ -174,15 +173,13 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
 
-def write_gradebook(out: Path, book: Gradebook, bom: bool = False) -> None:
-    """grades.csv (with a byte order mark when `bom`: Excel then reads it as UTF-8), results.json and index.html,
-    each replaced atomically."""
-    from grader.gradebook import summary
-
+def write_gradebook(out: Path, book: Gradebook, summary_page: Callable[[Gradebook], str], bom: bool = False) -> None:
+    """grades.csv (with a byte order mark when `bom`: Excel then reads it as UTF-8), results.json and index.html
+    (the class summary page), each replaced atomically."""
     book.students.sort(key=lambda s: s.name)
     atomic_write(out / "grades.csv", ("\ufeff" if bom else "") + grades_csv(book))
     atomic_write(out / "results.json", json.dumps(book.to_dict(), indent=1, default=str))
-    atomic_write(out / "index.html", summary.render(book))
+    atomic_write(out / "index.html", summary_page(book))
 
 
 def install(stage: Path, final: Path) -> None:
@@ -195,17 +192,6 @@ def install(stage: Path, final: Path) -> None:
     os.replace(stage, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def atomic_write(path: Path, text: str, durable: bool = True) -> None:
-    """Write a file so that a reader (or a crash) never sees it half-written; `durable` also survives a power cut."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -225,7 +211,7 @@ def exclusive(out: Path) -> Iterator[None]:
         yield
 
 
-def merge(inputs: list[Path], out: Path) -> tuple[Gradebook, list[str]]:
+def merge(inputs: list[Path], out: Path, summary_page: Callable[[Gradebook], str]) -> tuple[Gradebook, list[str]]:
     """Join the gradebooks of several shards into one; returns it and warnings (e.g. a shard is missing)."""
     books = [_read_book(path) for path in inputs]
     if out.resolve() in {p.resolve() for p in inputs}:
@@ -247,7 +233,7 @@ def merge(inputs: list[Path], out: Path) -> tuple[Gradebook, list[str]]:
                        first.assignment)
     with exclusive(out):
         _copy_students(students, out)
-        write_gradebook(out, merged)
+        write_gradebook(out, merged, summary_page)
     return merged, _shard_warnings(books)
 
 

@@ -3,7 +3,6 @@ hangs past its time limit or is interrupted is killed with its whole tree; what 
 is handed back. `grade_isolated` grades one folder this way, so a broken grading still yields every check."""
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import multiprocessing
@@ -22,6 +21,7 @@ from typing import Any, Callable
 import grader
 from grader.course import Exercise
 from grader.gradebook.book import atomic_write
+from grader.judging.request import Request
 from grader.results import ERROR, CheckResult, ExerciseResult, Report
 
 DEFAULT_TIME_LIMIT = 600.0
@@ -191,38 +191,20 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def grade_folder(exercises: list[Exercise], folder: Path, seed: int, start_method: str | None) -> Report:
-    """session.grade (an exercise whose checks cannot run becomes errors there, never sinking the rest)."""
+def grade_isolated(request: Request, time_limit: float = DEFAULT_TIME_LIMIT) -> Report:
+    """The request graded in a worker process: a crash or a hang of the grading itself still yields every check."""
     from grader.judging import session
 
-    return session.grade(exercises, folder, seed, start_method)
-
-
-def grade_isolated(exercises: list[Exercise], folder: Path, seed: int, start_method: str | None,
-                   time_limit: float = DEFAULT_TIME_LIMIT) -> Report:
-    """grade_folder in a worker process: a crash or a hang of the grading itself still yields every check."""
     with tempfile.TemporaryDirectory(prefix="grader-ci-") as tmp:
         out = Path(tmp) / "report.json"
-        job = Job("submission", _write_report_file, (grade_folder, (exercises, folder, seed, start_method), str(out)),
-                  Path(tmp) / "error.txt")
+        job = Job("submission", _write_report_file, (session.judge, (request,), str(out)), Path(tmp) / "error.txt")
         ends: list[JobEnd] = []
         run_jobs([job], 1, time_limit, ends.append)
         if out.exists():
             return Report.from_dict(json.loads(out.read_text()))
         end = ends[0]
-        return failed_report(exercises, folder, seed, start_method,
-                             f"The grading stopped before this check could run ({why_stopped(end, time_limit)}).",
-                             end.error)
-
-
-def rename_paths(report: Report, folder: Path, shown: str) -> None:
-    """Reasons name the student's file as the checks saw it, in the temporary copy: name it as `shown` instead."""
-    prefixes = {str(folder) + os.sep}
-    with contextlib.suppress(ValueError):  # another drive (Windows): no relative form
-        prefixes.add(os.path.relpath(folder) + os.sep)
-    for check in report.all_checks():
-        for prefix in prefixes:
-            check.message = check.message.replace(prefix, shown)
+        return failed_report(request, f"The grading stopped before this check could run "
+                                      f"({why_stopped(end, time_limit)}).", end.error)
 
 
 def _write_report_file(target: Callable[..., Report], args: tuple[Any, ...], path: str) -> None:
@@ -231,22 +213,18 @@ def _write_report_file(target: Callable[..., Report], args: tuple[Any, ...], pat
     atomic_write(Path(path), json.dumps(report.to_dict(), default=str))
 
 
-def failed_report(exercises: list[Exercise], folder: Path, seed: int, start_method: str | None,
-                  why: str, details: str = "") -> Report:
+def failed_report(request: Request, why: str, details: str = "") -> Report:
     """A report where every check of every exercise is a grader error: grading stopped before any verdict."""
-    from grader.judging import session
-
-    report = Report(seed=seed, start_method=start_method or "default", submission=str(folder),
-                    grader_version=grader.__version__,
-                    command=session.replay_command([e.number for e in exercises], seed, folder, start_method))
-    for exercise in exercises:
+    report = Report(seed=request.seed, start_method=request.method_label, submission=request.submission_name,
+                    grader_version=grader.__version__, command=request.replay_command())
+    for exercise in request.exercises:
         checks = planned_checks(exercise)
         for check in checks:
             check.message = f"{why} This is not your fault."
             check.traceback = details[-4000:] or None
-            check.seed = seed
+            check.seed = request.seed
         report.exercises.append(ExerciseResult(exercise.number, exercise.name, exercise.title,
-                                               str(folder / exercise.filename), checks))
+                                               request.report_file(exercise), checks))
     return report
 
 

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from grader.running import runner
-from grader.results import Evidence, Location, ProcessStack
-
-HANG_STATUSES = {runner.TIMEOUT, runner.DEADLOCK, runner.SELF_DEADLOCK, runner.KEPT_ALIVE}
+from grader.results import HANG_STATUSES, Evidence, Location, ProcessStack
+from grader.probe import grader_events
 MAX_EVENTS_KEPT = 4000
 # multiprocessing's own helper processes (a Manager's server): never the student's stuck process.
 _INFRASTRUCTURE_TARGETS = {"_run_server"}
@@ -100,6 +99,13 @@ class Run:
     def first(self, kind: str) -> dict[str, Any] | None:
         return next(iter(self.events(kind)), None)
 
+    def spawned_in(self, step: Step) -> list[Proc]:
+        """Children started while `step` ran, dated by the parent's start() (a spawned child boots later)."""
+        spawned_at = {e["child"]: e["t"] for e in self.events(grader_events.SPAWN)}
+        procs = [p for p in self.processes.values()
+                 if not p.is_main and step.contains(spawned_at.get(p.pid, p.started))]
+        return sorted(procs, key=lambda p: spawned_at.get(p.pid, p.started or 0))
+
     @property
     def hung(self) -> bool:
         return self.outcome.status in HANG_STATUSES
@@ -117,15 +123,15 @@ class Run:
 
     def returns(self, func: str, pids: Iterable[int] | None = None) -> list[dict[str, Any]]:
         wanted = set(pids) if pids is not None else None
-        return [e for e in self.events("return") if e["func"] == func and (wanted is None or e["pid"] in wanted)]
+        return [e for e in self.events(grader_events.RETURN) if e["func"] == func and (wanted is None or e["pid"] in wanted)]
 
     def holds(self) -> list[Hold]:
         """Every interval in which a process held a lock (released None: never released)."""
         open_: dict[tuple[int, int, str], list[Hold]] = {}
         holds: list[Hold] = []
-        for event in self.events("acquired", "released"):
+        for event in self.events(grader_events.ACQUIRED, grader_events.RELEASED):
             key = (event["pid"], event.get("tid", 0), event["lock"])
-            if event["ev"] == "acquired":
+            if event["ev"] == grader_events.ACQUIRED:
                 hold = Hold(event["pid"], event["lock"], event["t"], None, event.get("where"))
                 open_.setdefault(key, []).append(hold)
                 holds.append(hold)
@@ -198,15 +204,15 @@ def _processes(events: list[dict[str, Any]]) -> dict[int, Proc]:
     spawns: dict[int, dict[str, Any]] = {}
     for event in events:
         kind, pid = event["ev"], event["pid"]
-        if kind == "spawn":
+        if kind == grader_events.SPAWN:
             spawns[event["child"]] = event
-        elif kind == "proc_start":
+        elif kind == grader_events.PROC_START:
             proc = procs.setdefault(pid, Proc(pid))
             proc.name, proc.target = event.get("name", ""), event.get("target", "")
             proc.daemon, proc.parent, proc.started = event.get("daemon"), event.get("parent"), event["t"]
-        elif kind == "proc_run" and pid in procs:
+        elif kind == grader_events.PROC_RUN and pid in procs:
             procs[pid].ran = event["t"]
-        elif kind == "proc_exit" and pid in procs:
+        elif kind == grader_events.PROC_EXIT and pid in procs:
             procs[pid].exited, procs[pid].code = event["t"], event.get("code")
     for pid, spawn in spawns.items():
         proc = procs.setdefault(pid, Proc(pid, name=spawn.get("name", ""), target=spawn.get("target", ""),
@@ -228,9 +234,9 @@ def _processes(events: list[dict[str, Any]]) -> dict[int, Proc]:
 def _steps(events: list[dict[str, Any]]) -> list[Step]:
     steps: dict[int, Step] = {}
     for event in events:
-        if event["ev"] == "step_start":
+        if event["ev"] == grader_events.STEP_START:
             steps[event["step"]] = Step(event["step"], event["call"], event.get("label", ""), event["t"])
-        elif event["ev"] == "step_end" and event["step"] in steps:
+        elif event["ev"] == grader_events.STEP_END and event["step"] in steps:
             step = steps[event["step"]]
             step.end = event["t"]
             if "value" in event:
@@ -249,17 +255,12 @@ def _parse_stack(text: str) -> list[StackFrame]:
     return frames
 
 
-def is_library_frame(path: str) -> bool:
-    """Frames of Python's standard library and of the probe: folded away in feedback."""
-    return "/lib/python" in path or "grader_probe.py" in path or "grader_driver.py" in path
-
-
 def explain_hang(run: Run) -> tuple[list[str], list[Location]]:
     """Plain-words sentences for a run the grader had to stop, one per process that was stuck, with lines."""
     sentences: list[str] = []
     locations: list[Location] = []
     status = run.outcome.status
-    for event in run.events("self_deadlock"):
+    for event in run.events(grader_events.SELF_DEADLOCK):
         proc = run.processes.get(event["pid"])
         who = proc.label if proc else f"process {event['pid']}"
         since = event.get("held_since")
@@ -271,7 +272,7 @@ def explain_hang(run: Run) -> tuple[list[str], list[Location]]:
         locations += run.location(event.get("where"), "acquires the lock a second time")
         locations += run.location(since, "first acquired the lock here")
     if status == runner.KEPT_ALIVE:
-        done = run.first("main_done")
+        done = run.first(grader_events.MAIN_DONE)
         for child in (done or {}).get("waiting", []):
             proc = run.processes.get(child["pid"])
             where = proc.spawn_where if proc else None
@@ -281,7 +282,7 @@ def explain_hang(run: Run) -> tuple[list[str], list[Location]]:
                 + (f" (started at {run.describe_where(where)}, not as a daemon)." if where else ".")
             )
             locations += run.location(where, "started as a non-daemon process")
-        ended = {(e["pid"], e.get("tid")) for e in run.events("thread_exit")}
+        ended = {(e["pid"], e.get("tid")) for e in run.events(grader_events.THREAD_EXIT)}
         for thread in (done or {}).get("threads", []):
             if (done["pid"], thread.get("thread")) in ended:
                 continue  # it was still finishing its work when the code ended, and did end
@@ -298,7 +299,7 @@ def explain_hang(run: Run) -> tuple[list[str], list[Location]]:
                     sentences.append(
                         f"The main program's code had finished and Python told its daemonic children to stop "
                         f"(SIGTERM), but {proc.label} did not end: does it ignore SIGTERM?")
-    blocked_pids = {e["pid"] for e in run.events("self_deadlock")}
+    blocked_pids = {e["pid"] for e in run.events(grader_events.SELF_DEADLOCK)}
     holds = run.holds()
     groups: dict[tuple[str, str, str], list[str]] = {}
     for proc in sorted(run.processes.values(), key=lambda p: p.started or 0):
@@ -313,7 +314,7 @@ def explain_hang(run: Run) -> tuple[list[str], list[Location]]:
         sentences.append(f"{_join_names(subjects)} {one if len(subjects) == 1 else many} {rest}")
     if not sentences:
         sentences.append(_stopped_reason(status, run))
-    return sentences, _dedupe(locations)
+    return sentences, dedupe(locations)
 
 
 def _join_names(names: list[str]) -> str:
@@ -330,11 +331,11 @@ def _waiting_on(run: Run, proc: Proc, holds: list[Hold]) -> tuple[str, str, str,
     pending: dict[str, Any] | None = None
     for event in run.events(pid=proc.pid):
         kind = event["ev"]
-        if kind in ("acquire_wait", "q_get_wait") or (kind == "q_put" and event.get("bounded")):
+        if kind in (grader_events.ACQUIRE_WAIT, grader_events.Q_GET_WAIT) or (kind == grader_events.Q_PUT and event.get("bounded")):
             pending = event
-        elif kind in ("acquired", "acquire_failed", "q_get", "q_get_raise", "q_put_done", "q_put_raise"):
+        elif kind in (grader_events.ACQUIRED, grader_events.ACQUIRE_FAILED, grader_events.Q_GET, grader_events.Q_GET_RAISE, grader_events.Q_PUT_DONE, grader_events.Q_PUT_RAISE):
             pending = None
-    if pending and pending["ev"] == "acquire_wait":
+    if pending and pending["ev"] == grader_events.ACQUIRE_WAIT:
         holder = next((h for h in reversed(holds) if h.lock == pending["lock"] and h.released is None
                        and h.pid != proc.pid), None)
         rest = f"for the lock at {run.describe_where(pending.get('where'))}"
@@ -345,10 +346,10 @@ def _waiting_on(run: Run, proc: Proc, holds: list[Hold]) -> tuple[str, str, str,
             if owner and owner.exited is not None:
                 rest += " (that process has ended: the lock stays taken for ever)"
         return "waits", "wait", rest + ".", pending.get("where")
-    if pending and pending["ev"] == "q_get_wait":
+    if pending and pending["ev"] == grader_events.Q_GET_WAIT:
         return ("is blocked", "are blocked", f"in q.get() at {run.describe_where(pending.get('where'))}: nothing "
                 "more arrives on the queue.", pending.get("where"))
-    if pending and pending["ev"] == "q_put":
+    if pending and pending["ev"] == grader_events.Q_PUT:
         return ("is blocked", "are blocked", f"in q.put() at {run.describe_where(pending.get('where'))}: the "
                 "bounded queue is full and nothing takes items off it.", pending.get("where"))
     called, frame = _student_call(run, proc.pid)
@@ -380,11 +381,12 @@ def _stopped_reason(status: str, run: Run) -> str:
     }.get(status, f"The run ended with status {status}.")
 
 
-def _dedupe(locations: list[Location]) -> list[Location]:
-    seen, unique = set(), []
-    for loc in locations:
-        key = (loc.file, loc.line)
-        if key not in seen:
-            seen.add(key)
-            unique.append(loc)
-    return unique
+def dedupe(locations: list[Location]) -> list[Location]:
+    """One location per line of the student's file, the first label kept."""
+    seen: set[tuple[str, int]] = set()
+    kept = []
+    for location in locations:
+        if (location.file, location.line) not in seen:
+            seen.add((location.file, location.line))
+            kept.append(location)
+    return kept

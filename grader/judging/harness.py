@@ -11,10 +11,12 @@ from typing import Any, Callable
 
 import pytest
 
-from grader.running import isolation, runner
-from grader.course import Exercise, course_root
+from grader.running import runner
+from grader.course import Exercise
 from grader.judging.evidence import Run, explain_hang
+from grader.judging.request import Request
 from grader.results import Location
+from grader.probe import grader_events
 
 # Delays (seconds, min-max) injected where races open. Large next to the spread of a gated start, small
 # next to the runner's patience: locked code only gets slower, racy code loses every time.
@@ -68,8 +70,18 @@ class Student:
     shown_as: str
     seed: int
     start_method: str | None
+    hide: list[Path] = field(default_factory=list)  # what its runs must not see (the request's hidden paths)
+    temp_root: Path | None = None
+    isolation: str | None = None
     shown: Run | None = None
     runs: list[Run] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, request: Request, exercise: Exercise, start_method: str | None) -> "Student":
+        """The student's file of `exercise` as `request` asks it to be judged, under one start method."""
+        return cls(exercise=exercise, file=request.file(exercise), shown_as=request.shown_as(exercise),
+                   seed=request.seed, start_method=start_method, hide=request.hidden_paths(),
+                   temp_root=request.temp_root, isolation=request.isolation)
 
     def scenario_seed(self, label: str) -> int:
         """A seed per scenario, derived from the session's: the same --seed replays the same delays."""
@@ -119,9 +131,10 @@ class Student:
               rules: dict[str, Any]) -> runner.RunSpec:
         rules.setdefault("sleep_scale", COURSE_SLEEP_SCALE)
         rules.setdefault("delays", RACE_DELAYS)
-        rules.setdefault("hide", isolation.hidden_paths(course_root()))
+        rules.setdefault("hide", self.hide)
         return runner.RunSpec(argv=argv, copy={self.exercise.filename: self.file}, files=files or {},
-                              seed=self.scenario_seed(label), start_method=self.start_method, spy=spy, **rules)
+                              seed=self.scenario_seed(label), start_method=self.start_method, spy=spy,
+                              temp_root=self.temp_root, isolation=self.isolation, **rules)
 
     def _judge_runnable(self, label: str, outcome: runner.RunOutcome) -> Run:
         run = Run(outcome=outcome, label=label, student_file=self.exercise.filename)
@@ -147,10 +160,10 @@ def bad_input(run: Run, shown_as: str) -> None:
         raise CheckFailed(
             "Your program started far more processes than the exercise needs and was stopped (runaway "
             "forking?). Start a fixed number of processes and join them.", run=run)
-    error = run.first("import_error") or run.first("import_exit")
+    error = run.first(grader_events.IMPORT_ERROR) or run.first(grader_events.IMPORT_EXIT)
     if error is not None:
         raise CheckFailed(_import_message(error, shown_as), locations=_frames_to_locations(run, error), run=run)
-    if run.first("import_start") is not None and run.first("import_done") is None:
+    if run.first(grader_events.IMPORT_START) is not None and run.first(grader_events.IMPORT_DONE) is None:
         if run.hung:
             sentences, locations = explain_hang(run)
             frames = run.stack_of(run.main.pid) if run.main else []
@@ -164,13 +177,13 @@ def bad_input(run: Run, shown_as: str) -> None:
             f"Your file ended the program while it was being imported (exit code {run.outcome.returncode}): "
             f"code at the top level of {shown_as} must not exit (sys.exit / os._exit); put it under "
             f"`if __name__ == \"__main__\":`.", run=run)
-    tamper = run.first("tamper")
+    tamper = run.first(grader_events.TAMPER)
     if tamper is not None:
         raise CheckFailed(
             f"Your code replaced {', '.join(tamper['replaced'])}, which the grader relies on to watch your "
             "program. The exercise never needs that: leave Python's own functions and multiprocessing as they "
             "are.", run=run)
-    contract = run.first("contract_error")
+    contract = run.first(grader_events.CONTRACT_ERROR)
     if contract is not None:
         raise CheckFailed(_contract_message(contract["problems"], shown_as),
                           locations=[Location(run.student_file, p["line"], "signature")
@@ -221,7 +234,7 @@ def _frames_to_locations(run: Run, error: dict[str, Any]) -> list[Location]:
 def _import_message(error: dict[str, Any], shown_as: str) -> str:
     frames = error.get("frames") or []
     line = f" at line {frames[-1]['line']}" if frames and frames[-1].get("line") else ""
-    if error["ev"] == "import_exit":
+    if error["ev"] == grader_events.IMPORT_EXIT:
         return (f"Your file called sys.exit({error.get('code')}){line} while it was being imported: code at the "
                 f"top level of {shown_as} must not exit; put it under `if __name__ == \"__main__\":`.")
     if error["error"] in ("SyntaxError", "IndentationError", "TabError"):

@@ -1,116 +1,132 @@
 """The pytest plugin that turns check modules into grader results (registered through the pytest11 entry
-point). It stays inert in ordinary pytest runs: only tests marked ``grader_check`` produce results."""
+point). It stays inert in ordinary pytest runs: only tests marked ``grader_check`` produce results.
+
+A grading session hands pytest a `Judge` (the request, one start method, and the list its results go to) as a
+plugin instance; run standalone (`pytest --pyargs grader.checks.ex01 -p grader.judging.plugin
+--grader-submission DIR`), this module builds the Judge from its command-line options."""
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import random
-import time
 import traceback
 from pathlib import Path
 from typing import Any, Generator
 
 import pytest
 
-from grader.course import course_root, find_exercise
+from grader.course import find_exercise
+from grader.judging.evidence import Run
 from grader.judging.harness import CheckFailed, Student
-from grader.results import ERROR, FAILED, PASSED, CheckResult
+from grader.judging.request import DEFAULT_METHOD, Request
+from grader.results import ERROR, FAILED, PASSED, CheckResult, CriticalSection, RunResult
 
-RESULTS_KEY = pytest.StashKey[list[CheckResult]]()
-STUDENT_KEY = pytest.StashKey[Student]()
+JUDGE_KEY = pytest.StashKey["Judge"]()
+
+
+class Judge:
+    """The grading's side of one pytest session: what was asked, and the verdicts as pytest reports them."""
+
+    def __init__(self, request: Request, start_method: str | None) -> None:
+        """Judge `request`'s submission under `start_method` (None: the platform's)."""
+        self.request = request
+        self.start_method = start_method
+        self.results: list[CheckResult] = []
+        self.runs: list[RunResult] = []  # each run a check was judged from, once
+        self.critical_sections: dict[int, CriticalSection] = {}  # declared by the check modules
+        self._judged: list[tuple[Run, str]] = []  # each judged Run (kept, so never mistaken for a new one), its id
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        """Make this judge the one the `student` fixture reads."""
+        config.stash[JUDGE_KEY] = self
+        config.addinivalue_line("markers", "grader_check(title, points, hint): a check of the grader")
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        """Forget the run a previous check showed: a passing check shows only the run it names itself."""
+        student = _student_of(item)
+        if student is not None:
+            student.shown = None
+        yield
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+        """One result per check: from its call, or from its setup when that failed."""
+        outcome = yield
+        marker = item.get_closest_marker("grader_check")
+        if marker is None:
+            return
+        report = outcome.get_result()
+        failed_here = call.excinfo is not None and report.when in ("setup", "call")
+        if failed_here or (report.when == "call" and report.passed):
+            self.results.append(self._result(item, marker, call, report))
+
+    def _result(self, item: pytest.Item, marker: pytest.Mark, call: pytest.CallInfo[None],
+                report: pytest.TestReport) -> CheckResult:
+        """One CheckResult from pytest's report: failed for CheckFailed, error for anything else raised."""
+        exercise = find_exercise(item.module.EXERCISE)  # type: ignore[attr-defined]
+        title, points, hint = marker.kwargs["title"], float(marker.kwargs["points"]), marker.kwargs.get("hint", "")
+        result = CheckResult(
+            id=f"ex{exercise.number:02d}::{item.name}", exercise=exercise.number, title=title,
+            outcome=PASSED, points=points, max_points=points, hint=hint,
+            seed=self.request.seed, duration=round(report.duration, 3),
+        )
+        error = call.excinfo.value if call.excinfo is not None else None
+        if isinstance(error, CheckFailed):
+            result.outcome, result.points, result.message = FAILED, 0.0, error.message
+            result.expected, result.actual, result.locations = error.expected, error.actual, error.locations
+            run = error.run
+        elif error is not None and call.excinfo is not None:
+            result.outcome, result.points = ERROR, 0.0
+            result.message = f"The grader itself failed in this check ({type(error).__name__}): this is not your fault."
+            result.traceback = "".join(traceback.format_exception(call.excinfo.type, error, call.excinfo.tb))[-8000:]
+            run = None
+        else:
+            student = _student_of(item)
+            run = student.shown if student is not None else None
+        if run is not None:
+            result.run = self._run_id(run, exercise.number)
+        section = getattr(item.module, "CRITICAL_SECTION", None)
+        if isinstance(section, CriticalSection):
+            self.critical_sections[exercise.number] = section
+        return result
+
+    def _run_id(self, run: Run, exercise: int) -> str:
+        """The id of a run a check was judged from; its evidence is read and kept the first time only."""
+        known = next((run_id for judged, run_id in self._judged if judged is run), None)
+        if known is not None:
+            return known
+        method = self.start_method or DEFAULT_METHOD
+        run_id = f"ex{exercise:02d}/{method}/{sum(r.id.startswith(f'ex{exercise:02d}/') for r in self.runs) + 1}"
+        self._judged.append((run, run_id))
+        self.runs.append(RunResult(run_id, method, run.label, run.evidence()))
+        return run_id
+
+
+def _student_of(item: pytest.Item) -> Student | None:
+    """The check's `student` fixture value, if it asked for one."""
+    student = getattr(item, "funcargs", {}).get("student")
+    return student if isinstance(student, Student) else None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """The options of a standalone run (a grading session hands its Judge over instead)."""
     group = parser.getgroup("grader", "grading concurrency exercises")
     group.addoption("--grader-submission", default=None, help="folder with the student's exercise files")
     group.addoption("--grader-seed", type=int, default=None, help="seed of every run (replays a verdict)")
     group.addoption("--grader-start-method", default=None, help="fork, spawn or forkserver")
-    group.addoption("--grader-results", default=None, help="write the check results here as JSON")
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "grader_check(title, points, hint): a check of the grader")
-    config.stash[RESULTS_KEY] = []
-    if config.getoption("--grader-seed") is None:
-        config.option.grader_seed = random.SystemRandom().randrange(1, 2**31)
+    """Standalone: build the Judge from the command line, unless a grading session handed one over."""
+    if JUDGE_KEY in config.stash:
+        return
+    folder = config.getoption("--grader-submission")
+    method = config.getoption("--grader-start-method")
+    request = Request.build((), Path(folder) if folder else None, config.getoption("--grader-seed"), method)
+    config.pluginmanager.register(Judge(request, method), "grader-judge")
 
 
 @pytest.fixture(scope="module")
 def student(request: pytest.FixtureRequest) -> Student:
     """The student's file for the exercise of this check module (its EXERCISE number)."""
-    config = request.config
-    exercise = find_exercise(request.module.EXERCISE)
-    folder = config.getoption("--grader-submission")
-    base = Path(folder) if folder else course_root() / "exercises"
-    file = base / exercise.filename
-    shown = os.path.relpath(file) if not os.path.relpath(file).startswith("..") else str(file)
-    return Student(exercise=exercise, file=file, shown_as=shown, seed=config.getoption("--grader-seed"),
-                   start_method=config.getoption("--grader-start-method"))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    student = item.funcargs.get("student") if hasattr(item, "funcargs") else None
-    if isinstance(student, Student):
-        student.shown = None  # evidence shown by this check only
-    yield
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
-    outcome = yield
-    marker = item.get_closest_marker("grader_check")
-    if marker is None:
-        return
-    report = outcome.get_result()
-    results = item.config.stash[RESULTS_KEY]
-    failed_here = call.excinfo is not None and report.when in ("setup", "call")
-    if failed_here or (report.when == "call" and report.passed):
-        results.append(_result(item, marker, call, report))
-
-
-def _result(item: pytest.Item, marker: pytest.Mark, call: pytest.CallInfo[None], report: pytest.TestReport) -> CheckResult:
-    """One CheckResult from pytest's report: failed for CheckFailed, error for anything else raised."""
-    exercise = find_exercise(item.module.EXERCISE)  # type: ignore[attr-defined]
-    title, points, hint = marker.kwargs["title"], float(marker.kwargs["points"]), marker.kwargs.get("hint", "")
-    student = item.funcargs.get("student") if hasattr(item, "funcargs") else None
-    result = CheckResult(
-        id=f"ex{exercise.number:02d}::{item.name}", exercise=exercise.number, title=title,
-        outcome=PASSED, points=points, max_points=points, hint=hint,
-        seed=item.config.getoption("--grader-seed"), duration=round(report.duration, 3),
-    )
-    error = call.excinfo.value if call.excinfo is not None else None
-    if isinstance(error, CheckFailed):
-        result.outcome, result.points, result.message = FAILED, 0.0, error.message
-        result.expected, result.actual, result.locations = error.expected, error.actual, error.locations
-        run = error.run
-    elif error is not None and call.excinfo is not None:
-        result.outcome, result.points = ERROR, 0.0
-        result.message = f"The grader itself failed in this check ({type(error).__name__}): this is not your fault."
-        result.traceback = "".join(traceback.format_exception(call.excinfo.type, error, call.excinfo.tb))[-8000:]
-        run = None
-    else:
-        run = student.shown if isinstance(student, Student) else None
-    if run is not None:
-        result.evidence = run.evidence()
-    return result
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    path = session.config.getoption("--grader-results")
-    if not path:
-        return
-    results = session.config.stash[RESULTS_KEY]
-    data = {"seed": session.config.getoption("--grader-seed"), "finished": time.time(), "checks": results}
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(data, default=_plain))
-    os.replace(tmp, path)
-
-
-def _plain(value: Any) -> Any:
-    """json.dumps's fallback: a dataclass as the dict of its fields, shallowly (json walks the rest, where
-    dataclasses.asdict would deep-copy every event of every run, once per check), anything else as text."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    return str(value)
+    judge = request.config.stash[JUDGE_KEY]
+    return Student.of(judge.request, find_exercise(request.module.EXERCISE), judge.start_method)

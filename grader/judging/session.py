@@ -3,11 +3,9 @@ our plugins loaded) and assemble the results model."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
-import json
 import os
-import random
-import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -15,25 +13,12 @@ from pathlib import Path
 import pytest
 
 import grader
-from grader.course import Exercise, course_root, load_course
-from grader.results import ERROR, FAILED, PASSED, CheckResult, ExerciseResult, Report, check_from_dict
+from grader.course import Exercise, load_course
+from grader.judging.plugin import Judge
+from grader.judging.request import ALL_METHODS, DEFAULT_METHOD, START_METHODS, Request, new_seed  # noqa: F401
+from grader.results import ERROR, FAILED, PASSED, CheckResult, ExerciseResult, Report
 
 
-def new_seed() -> int:
-    return random.SystemRandom().randrange(1, 2**31)
-
-
-def replay_command(numbers: list[int], seed: int, submission: Path | None, start_method: str | None) -> str:
-    parts = ["grader", "check", *map(str, numbers), "--seed", str(seed)]
-    if submission is not None:
-        parts += ["--submission", str(submission)]
-    if start_method:
-        parts += ["--start-method", start_method]
-    return shlex.join(parts)
-
-
-START_METHODS = ("fork", "spawn", "forkserver")
-ALL_METHODS = "all"
 METHOD_DIFFERENCES = {
     "fork": "Under fork a child starts as a copy of its parent, inheriting every object, even ones that were "
             "never passed to it.",
@@ -53,20 +38,26 @@ def grade(
 ) -> Report:
     """Run every check of `exercises` against the submission folder (default: the course's exercises/);
     start_method "all" runs them under fork, spawn and forkserver and keeps the worst verdict of each."""
-    seed = seed if seed is not None else new_seed()
-    if start_method == ALL_METHODS:
-        reports = [_grade_once(exercises, submission, seed, method) for method in START_METHODS]
-        return merge_start_methods(reports, replay_command([e.number for e in exercises], seed, submission,
-                                                           ALL_METHODS))
-    return _grade_once(exercises, submission, seed, start_method)
+    return judge(Request.build(exercises, submission, seed, start_method))
 
 
-def merge_start_methods(reports: list[Report], command: str) -> Report:
+def judge(request: Request) -> Report:
+    """Every check the request asks for, one pytest session per start method; the report names its files
+    and its replay command as the request says."""
+    started = time.monotonic()
+    reports = [_grade_once(request, method) for method in request.start_methods]
+    report = reports[0] if len(reports) == 1 else merge_start_methods(reports)
+    report.start_method = request.method_label
+    report.command = request.replay_command()
+    report.duration = round(time.monotonic() - started, 3)
+    return report
+
+
+def merge_start_methods(reports: list[Report]) -> Report:
     """One report from one per start method: a check passes only if it passed under every method, and a
     failure under some methods only says so and explains how they differ."""
-    merged = Report.from_dict(reports[0].to_dict())
-    merged.start_method, merged.command = ALL_METHODS, command
-    merged.duration = round(sum(r.duration for r in reports), 3)
+    merged = dataclasses.replace(reports[0], exercises=[dataclasses.replace(e, checks=list(e.checks))
+                                                        for e in reports[0].exercises])
     for e_index, exercise in enumerate(merged.exercises):
         for c_index, check in enumerate(exercise.checks):
             verdicts = {r.start_method: r.exercises[e_index].checks[c_index] for r in reports
@@ -80,65 +71,57 @@ def merge_start_methods(reports: list[Report], command: str) -> Report:
             if passing and worst.outcome == FAILED:
                 worst.message = (f"Under {' and '.join(failing)} only (it passes under {' and '.join(passing)}): "
                                  f"{worst.message} {' '.join(METHOD_DIFFERENCES[m] for m in failing)}")
+    every_run = {run.id: run for report in reports for run in report.runs}
+    merged.runs = [every_run[i] for i in dict.fromkeys(c.run for c in merged.all_checks() if c.run)]
     return merged
 
 
-def _grade_once(
-    exercises: list[Exercise], submission: Path | None, seed: int, start_method: str | None
-) -> Report:
-    """One pytest session over the check modules of `exercises`, under one start method."""
-    folder = submission if submission is not None else course_root() / "exercises"
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="grader-session-") as tmp:
-        results_path = Path(tmp) / "results.json"
+def _grade_once(request: Request, start_method: str | None) -> Report:
+    """One pytest session over the check modules of the request's exercises, under one start method."""
+    exercises = list(request.exercises)
+    with tempfile.TemporaryDirectory(prefix="grader-session-", dir=request.temp_root) as tmp:
         args = [
             "--pyargs", *[e.checks for e in exercises],
             "-p", "grader.judging.plugin", "-p", "pytest_timeout",
             "-c", os.devnull, "--rootdir", tmp, "-p", "no:cacheprovider",
             "-p", "no:unraisableexception",  # its gc.collect() at the end of every session costs 50 ms
             "-o", "python_files=*.py", "-o", "python_functions=check_*", "-o", "timeout_method=signal",
-            "-q", "--tb=no", "--grader-results", str(results_path), "--grader-seed", str(seed),
-            "--grader-submission", str(folder),
+            "-q", "--tb=no",
         ]
-        if start_method:
-            args += ["--grader-start-method", start_method]
+        judge = Judge(request, start_method)
         captured = io.StringIO()
         interrupted = _Interrupted()
         previous = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
         os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only our plugins: nothing else in the venv interferes
         try:
             with contextlib.redirect_stdout(captured):
-                code = pytest.main(args, plugins=[interrupted])
+                code = pytest.main(args, plugins=[judge, interrupted])
         finally:
             if previous is None:
                 os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
             else:
                 os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = previous
-        if interrupted.seen:
-            raise KeyboardInterrupt  # Ctrl-C: stop here, not report every check as a grader error
-        broke = code not in (0, 1) or not results_path.exists()
-        if broke and len(exercises) > 1:
-            # One exercise's broken check module must not cost the others their verdicts.
-            parts = [_grade_once([e], submission, seed, start_method) for e in exercises]
-            merged = parts[0]
-            merged.exercises = [x for part in parts for x in part.exercises]
-            merged.command = replay_command([e.number for e in exercises], seed, submission, start_method)
-            merged.duration = round(time.monotonic() - started, 3)
-            return merged
-        data = {"checks": []} if broke else json.loads(results_path.read_text())
-    checks = [check_from_dict(c) for c in data["checks"]]
-    report = Report(
-        seed=seed, start_method=start_method or "default", submission=str(folder),
-        grader_version=grader.__version__,
-        command=replay_command([e.number for e in exercises], seed, submission, start_method),
-    )
+    if interrupted.seen:
+        raise KeyboardInterrupt  # Ctrl-C: stop here, not report every check as a grader error
+    broke = code not in (0, 1)
+    if broke and len(exercises) > 1:
+        # One exercise's broken check module must not cost the others their verdicts.
+        parts = [_grade_once(dataclasses.replace(request, exercises=(e,)), start_method) for e in exercises]
+        merged = parts[0]
+        merged.exercises = [x for part in parts for x in part.exercises]
+        merged.runs = [run for part in parts for run in part.runs]
+        return merged
+    checks = [] if broke else judge.results
+    report = Report(seed=request.seed, start_method=start_method or DEFAULT_METHOD,
+                    submission=request.submission_name, grader_version=grader.__version__, command="",
+                    runs=[] if broke else judge.runs)
     for exercise in exercises:
         mine = [c for c in checks if c.exercise == exercise.number]
         if not mine:
-            mine = [_missing_checks(exercise, seed, captured.getvalue())]
+            mine = [_missing_checks(exercise, request.seed, captured.getvalue())]
         report.exercises.append(ExerciseResult(exercise.number, exercise.name, exercise.title,
-                                               str(folder / exercise.filename), mine))
-    report.duration = round(time.monotonic() - started, 3)
+                                               request.report_file(exercise), mine,
+                                               judge.critical_sections.get(exercise.number)))
     return report
 
 

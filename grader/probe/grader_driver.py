@@ -15,6 +15,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+import grader_events
 import grader_probe
 
 _real_sleep = grader_probe._real_sleep  # the grader's replacements wait in real time, never scaled
@@ -89,7 +90,7 @@ def _replacement(spec: dict[str, Any]) -> Callable[..., Any]:
     """The grader's stand-in for a given function (e.g. do_work): waits for evidence, then returns or raises."""
 
     def stand_in(*args: Any, **kwargs: Any) -> None:
-        _emit("work_start", args=[grader_probe._safe_repr(a) for a in args])
+        _emit(grader_events.WORK_START, args=[grader_probe._safe_repr(a) for a in args])
         deadline = time.monotonic() + float(spec.get("max_seconds", 3.0))
         path, lines = spec.get("path"), int(spec.get("lines", 0))
         seen = _count_lines(path) if path else 0
@@ -97,7 +98,7 @@ def _replacement(spec: dict[str, Any]) -> Callable[..., Any]:
             _real_sleep(0.005)
             seen = _count_lines(path)
         _real_sleep(float(spec.get("then_sleep", 0.0)))
-        _emit("work_end", lines_seen=seen, raised=bool(spec.get("raise")))
+        _emit(grader_events.WORK_END, lines_seen=seen, raised=bool(spec.get("raise")))
         if spec.get("raise"):
             raise RuntimeError("do_work failed (the grader made it fail on purpose)")
 
@@ -125,19 +126,19 @@ def main() -> int:
         plan = json.load(f)
     workdir = os.path.realpath(os.getcwd())  # the runner starts us in the run's directory
     sys.path.insert(0, workdir)
-    _emit("import_start", module=plan["module"])
+    _emit(grader_events.IMPORT_START, module=plan["module"])
     try:
         module = importlib.import_module(plan["module"])
     except SystemExit as exc:
-        _emit("import_exit", code=grader_probe._safe_repr(exc.code), **_error_fields(exc, workdir))
+        _emit(grader_events.IMPORT_EXIT, code=grader_probe._safe_repr(exc.code), **_error_fields(exc, workdir))
         return 3
     except BaseException as exc:  # noqa: BLE001 - a crash at import is the student's, and is reported
-        _emit("import_error", **_error_fields(exc, workdir))
+        _emit(grader_events.IMPORT_ERROR, **_error_fields(exc, workdir))
         return 3
-    _emit("import_done")
+    _emit(grader_events.IMPORT_DONE)
     problems = _check_contract(module, plan.get("contract", {}))
     if problems:
-        _emit("contract_error", problems=problems)
+        _emit(grader_events.CONTRACT_ERROR, problems=problems)
         return 3
     for name, spec in plan.get("replace", {}).items():
         setattr(module, name, _replacement(spec))
@@ -146,22 +147,22 @@ def main() -> int:
     for index, step in enumerate(plan["steps"]):
         args = _resolve(step.get("args", []), shared)
         kwargs = {k: _resolve(v, shared) for k, v in step.get("kwargs", {}).items()}
-        _emit("step_start", step=index, call=step["call"], label=step.get("label", ""))
+        _emit(grader_events.STEP_START, step=index, call=step["call"], label=step.get("label", ""))
         probe = grader_probe.current()
         if probe is not None:
             probe.hold_next_put()
         try:
             result = getattr(module, step["call"])(*args, **kwargs)
         except SystemExit as exc:
-            _emit("step_end", step=index, exit=grader_probe._safe_repr(exc.code), **_error_fields(exc, workdir))
+            _emit(grader_events.STEP_END, step=index, exit=grader_probe._safe_repr(exc.code), **_error_fields(exc, workdir))
             raise
         except BaseException as exc:  # noqa: BLE001 - recorded as the student's failure
-            _emit("step_end", step=index, **_error_fields(exc, workdir))
+            _emit(grader_events.STEP_END, step=index, **_error_fields(exc, workdir))
             failed = True
             if isinstance(exc, KeyboardInterrupt):
                 raise
             continue
-        _emit("step_end", step=index, value=grader_probe._describe(result))
+        _emit(grader_events.STEP_END, step=index, value=grader_probe._describe(result))
         _report_tampering()
     return 1 if failed else 0
 
@@ -171,7 +172,7 @@ def _report_tampering() -> None:
     probe = grader_probe.current()
     tampered = probe.tampered() if probe is not None else []
     if tampered:
-        _emit("tamper", replaced=tampered)
+        _emit(grader_events.TAMPER, replaced=tampered)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import atexit
 import builtins
 import faulthandler
 import functools
+import importlib
 import io
 import json
 import os
@@ -22,6 +23,10 @@ import sys
 import threading
 import time
 from typing import Any, Callable
+
+# The event vocabulary, from this folder: on the path in student processes; a module of the package when the
+# grader's own tests import the probe as grader.probe.grader_probe.
+grader_events = importlib.import_module(f"{__package__}.grader_events" if __package__ else "grader_events")
 
 CONFIG_ENV = "GRADER_PROBE"
 ROOT_ENV = "GRADER_PROBE_ROOT"
@@ -140,7 +145,7 @@ class Probe:
         self.count += 1
         event = {"t": _monotonic(), "pid": self.pid, "tid": threading.get_ident(), "ev": kind, **fields}
         if self.count > self.max_events:
-            event = {"t": event["t"], "pid": self.pid, "ev": "events_truncated", "limit": self.max_events}
+            event = {"t": event["t"], "pid": self.pid, "ev": grader_events.EVENTS_TRUNCATED, "limit": self.max_events}
         try:
             _os_write(self.fd, (_dumps(event, default=_safe_repr) + "\n").encode("utf-8", "replace"))
         except (OSError, ValueError, TypeError):
@@ -256,15 +261,15 @@ def _recording_lock(
         where = probe.where()
         key = (lock, threading.get_ident())
         if not reentrant and block and timeout in (None, -1) and probe.held.get(key):
-            probe.emit("self_deadlock", lock=lock, where=where, held_since=probe.held[key][-1])
+            probe.emit(grader_events.SELF_DEADLOCK, lock=lock, where=where, held_since=probe.held[key][-1])
         probe.delay("lock")
-        probe.emit("acquire_wait", lock=lock, kind=kind, where=where)
+        probe.emit(grader_events.ACQUIRE_WAIT, lock=lock, kind=kind, where=where)
         got = real_acquire(block, timeout) if timeout is not None else real_acquire(block)
         if got:
             probe.held.setdefault(key, []).append(where)
-            probe.emit("acquired", lock=lock, kind=kind, where=where)
+            probe.emit(grader_events.ACQUIRED, lock=lock, kind=kind, where=where)
         else:
-            probe.emit("acquire_failed", lock=lock, kind=kind, where=where)
+            probe.emit(grader_events.ACQUIRE_FAILED, lock=lock, kind=kind, where=where)
         return got
 
     def release() -> None:
@@ -274,11 +279,11 @@ def _recording_lock(
             return
         where = probe.where()
         # The event goes first: once the lock is free, another process may record its acquire.
-        probe.emit("released", lock=lock, kind=kind, where=where)
+        probe.emit(grader_events.RELEASED, lock=lock, kind=kind, where=where)
         try:
             real_release()
         except BaseException as exc:
-            probe.emit("release_error", lock=lock, where=where, error=_safe_repr(exc))
+            probe.emit(grader_events.RELEASE_ERROR, lock=lock, where=where, error=_safe_repr(exc))
             raise
         if stack:
             stack.pop()
@@ -363,18 +368,18 @@ def _patch_threads(probe: Probe) -> None:
         original_start(self)
         if where is not None:
             target = getattr(self, "_target", None)
-            probe.emit("thread_spawn", name=self.name, daemon=self.daemon, thread=self.ident, where=where,
+            probe.emit(grader_events.THREAD_SPAWN, name=self.name, daemon=self.daemon, thread=self.ident, where=where,
                        target=getattr(target, "__name__", type(self).__name__ + ".run"))
 
     @functools.wraps(original_inner)
     def _bootstrap_inner(self: Any) -> None:
         if getattr(self, "_grader_where", None) is None:
             return original_inner(self)
-        probe.emit("thread_start", name=self.name, daemon=self.daemon)
+        probe.emit(grader_events.THREAD_START, name=self.name, daemon=self.daemon)
         try:
             return original_inner(self)
         finally:
-            probe.emit("thread_exit", name=self.name)
+            probe.emit(grader_events.THREAD_EXIT, name=self.name)
 
     probe.install(threading, "Lock", lock_factory)
     probe.install(threading, "RLock", rlock_factory)
@@ -468,14 +473,14 @@ def _patch_queues(probe: Probe) -> None:
             probe.delay("queue")
             # A bounded queue's put can block: then say when it went through, so a hang can be explained.
             bounded = getattr(self, "_maxsize", None) not in (None, _UNBOUNDED)
-            probe.emit("q_put", queue=_queue_id(self), item=_describe(obj), where=where, bounded=bounded)
+            probe.emit(grader_events.Q_PUT, queue=_queue_id(self), item=_describe(obj), where=where, bounded=bounded)
             try:
                 result = real(self, obj, *args, **kwargs)
             except BaseException as exc:
-                probe.emit("q_put_raise", queue=_queue_id(self), where=where, error=type(exc).__name__)
+                probe.emit(grader_events.Q_PUT_RAISE, queue=_queue_id(self), where=where, error=type(exc).__name__)
                 raise
             if bounded:
-                probe.emit("q_put_done", queue=_queue_id(self), where=where)
+                probe.emit(grader_events.Q_PUT_DONE, queue=_queue_id(self), where=where)
             return result
 
         return put
@@ -498,7 +503,7 @@ def _patch_queues(probe: Probe) -> None:
             where = probe.where()
             queue = _queue_id(self)
             probe.delay("queue")
-            probe.emit("q_get_wait", queue=queue, where=where, args=[_safe_repr(a) for a in args],
+            probe.emit(grader_events.Q_GET_WAIT, queue=queue, where=where, args=[_safe_repr(a) for a in args],
                        kwargs={k: _safe_repr(v) for k, v in kwargs.items()})
             cut = _cut_timeout(args, kwargs, probe.queue_patience)
             if cut is not None and not probe.called_by_student():  # the frame walk only where a cut applies
@@ -506,10 +511,10 @@ def _patch_queues(probe: Probe) -> None:
             try:
                 item = real(self, True, cut) if cut is not None else real(self, *args, **kwargs)
             except BaseException as exc:
-                probe.emit("q_get_raise", queue=queue, where=where, error=type(exc).__name__,
+                probe.emit(grader_events.Q_GET_RAISE, queue=queue, where=where, error=type(exc).__name__,
                            **({"cut": cut} if cut is not None else {}))
                 raise
-            probe.emit("q_get", queue=queue, item=_describe(item), where=where)
+            probe.emit(grader_events.Q_GET, queue=queue, item=_describe(item), where=where)
             return item
 
         return get
@@ -519,8 +524,9 @@ def _patch_queues(probe: Probe) -> None:
     probe.install(queues.JoinableQueue, "put", wrap_put(queues.JoinableQueue.put))
     probe.install(queues.SimpleQueue, "put", wrap_put(queues.SimpleQueue.put))
     probe.install(queues.SimpleQueue, "get", wrap_get(queues.SimpleQueue.get))
-    probe.install(queues.JoinableQueue, "task_done", wrap_joinable(queues.JoinableQueue.task_done, "q_task_done", ""))
-    probe.install(queues.JoinableQueue, "join", wrap_joinable(queues.JoinableQueue.join, "q_join_wait", "q_joined"))
+    probe.install(queues.JoinableQueue, "task_done", wrap_joinable(queues.JoinableQueue.task_done, grader_events.Q_TASK_DONE, ""))
+    probe.install(queues.JoinableQueue, "join", wrap_joinable(queues.JoinableQueue.join, grader_events.Q_JOIN_WAIT,
+                                                                grader_events.Q_JOINED))
 
 
 def _target_name(process: Any) -> str:
@@ -603,7 +609,7 @@ def _patch_processes(probe: Probe) -> None:
         gate.starting()
         original_start(self)
         gate.started(self.pid)
-        probe.emit("spawn", child=self.pid, name=self.name, daemon=bool(self.daemon), target=_target_name(self),
+        probe.emit(grader_events.SPAWN, child=self.pid, name=self.name, daemon=bool(self.daemon), target=_target_name(self),
                    where=where)
 
     @functools.wraps(original_bootstrap)
@@ -611,11 +617,11 @@ def _patch_processes(probe: Probe) -> None:
         probe.attach(self.name, redirect_output=True)
         probe.rename(self.name)
         parent = getattr(self, "_parent_pid", None)
-        probe.emit("proc_start", name=self.name, daemon=bool(self.daemon), target=_target_name(self),
+        probe.emit(grader_events.PROC_START, name=self.name, daemon=bool(self.daemon), target=_target_name(self),
                    parent=parent)
         if parent:
             gate.wait(parent)
-        probe.emit("proc_run")
+        probe.emit(grader_events.PROC_RUN)
         code = 1
         try:
             code = original_bootstrap(self, *args, **kwargs)
@@ -623,8 +629,8 @@ def _patch_processes(probe: Probe) -> None:
         finally:
             tampered = probe.tampered()
             if tampered:
-                probe.emit("tamper", replaced=tampered)
-            probe.emit("proc_exit", code=code)
+                probe.emit(grader_events.TAMPER, replaced=tampered)
+            probe.emit(grader_events.PROC_EXIT, code=code)
 
     probe.install(process.BaseProcess, "start", start)
     probe.install(process.BaseProcess, "_bootstrap", _bootstrap)
@@ -645,7 +651,7 @@ def _patch_exit(probe: Probe) -> None:
         waiting = [
             {"pid": c.pid, "name": c.name, "target": _target_name(c)} for c in children if not c.daemon
         ]
-        probe.emit("main_done", waiting=waiting, daemons=[c.pid for c in children if c.daemon])
+        probe.emit(grader_events.MAIN_DONE, waiting=waiting, daemons=[c.pid for c in children if c.daemon])
 
     atexit.register(at_exit)
     original_shutdown = threading._shutdown
@@ -657,7 +663,7 @@ def _patch_exit(probe: Probe) -> None:
             threads = [t for t in threading.enumerate()
                        if t is not threading.main_thread() and not t.daemon and t.is_alive()]
             if threads:
-                probe.emit("main_done", waiting=[], daemons=[],
+                probe.emit(grader_events.MAIN_DONE, waiting=[], daemons=[],
                            threads=[{"name": t.name, "thread": t.ident, "where": getattr(t, "_grader_where", None),
                                      "target": getattr(getattr(t, "_target", None), "__name__", type(t).__name__)}
                                     for t in threads])
@@ -705,14 +711,14 @@ def _patch_spies(probe: Probe, spies: dict[str, list[str]]) -> None:
 
         @functools.wraps(func)
         def spied(*args: Any, **kwargs: Any) -> Any:
-            probe.emit("call", func=func.__name__, args=[_describe(a) for a in args],
+            probe.emit(grader_events.CALL, func=func.__name__, args=[_describe(a) for a in args],
                        kwargs={k: _describe(v) for k, v in kwargs.items()}, where=probe.where(), def_line=def_line)
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
-                probe.emit("raise", func=func.__name__, error=type(exc).__name__, message=_safe_repr(exc, 300))
+                probe.emit(grader_events.RAISE, func=func.__name__, error=type(exc).__name__, message=_safe_repr(exc, 300))
                 raise
-            probe.emit("return", func=func.__name__, value=_describe(result))
+            probe.emit(grader_events.RETURN, func=func.__name__, value=_describe(result))
             # A run may hold a spied function's caller a moment after it returns ("return:consumer" in
             # exercise 2): then a main() that does not wait for its consumers returns before they end.
             probe.delay("return:" + func.__name__)
@@ -765,7 +771,7 @@ def activate() -> Probe | None:
     def after_fork_in_child() -> None:
         probe.attach("forked", redirect_output=True)
         # multiprocessing's own fork children say more at bootstrap; a bare os.fork() child is known by this.
-        probe.emit("proc_start", name="forked", daemon=None, target="os.fork", parent=os.getppid())
+        probe.emit(grader_events.PROC_START, name="forked", daemon=None, target="os.fork", parent=os.getppid())
 
     os.register_at_fork(after_in_child=after_fork_in_child)
     _apply_start_method(config.get("start_method"))
@@ -779,7 +785,7 @@ def activate() -> Probe | None:
     _patch_exit(probe)
     _patch_spies(probe, config.get("spy", {}))
     if is_root:
-        probe.emit("proc_start", name="MainProcess", daemon=False, target="__main__", parent=None,
+        probe.emit(grader_events.PROC_START, name="MainProcess", daemon=False, target="__main__", parent=None,
                    argv=[_safe_repr(a, 200) for a in getattr(sys, "argv", [])])
     global _PROBE
     _PROBE = probe

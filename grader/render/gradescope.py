@@ -13,7 +13,7 @@ from typing import Any
 
 import grader
 from grader.render.junit import evidence_text
-from grader.results import ERROR, FAILED, PASSED, CheckResult, ExerciseResult, Report
+from grader.results import ERROR, FAILED, PASSED, CheckResult, Evidence, ExerciseResult, Report
 
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 OUTPUT_LIMIT = 12000  # characters of one test's output: Gradescope shows it collapsed in a <pre>
@@ -25,7 +25,8 @@ def render(report: Report, visibility: str = "visible", stdout_visibility: str =
            hidden: set[str] | frozenset[str] = frozenset(), penalty: float = 0.0, late_note: str = "") -> dict[str, Any]:
     """The results.json document for one submission; `hidden` checks are shown by Gradescope after the due date
     only, and `penalty` points are taken off the score for late work."""
-    tests = [_test(i, j, exercise, check, "after_due_date" if check.id in hidden else visibility)
+    tests = [_test(i, j, exercise, check, "after_due_date" if check.id in hidden else visibility,
+                   report.evidence_of(check))
              for i, exercise in enumerate(report.exercises, 1) for j, check in enumerate(exercise.checks, 1)]
     overview = _overview(report, hidden)
     if penalty:
@@ -45,7 +46,8 @@ def render(report: Report, visibility: str = "visible", stdout_visibility: str =
     }
 
 
-def _test(index: int, number: int, exercise: ExerciseResult, check: CheckResult, visibility: str) -> dict[str, Any]:
+def _test(index: int, number: int, exercise: ExerciseResult, check: CheckResult, visibility: str,
+          evidence: Evidence | None) -> dict[str, Any]:
     """One check as a Gradescope test."""
     return {
         "score": check.points,
@@ -54,7 +56,7 @@ def _test(index: int, number: int, exercise: ExerciseResult, check: CheckResult,
         "name": f"Exercise {exercise.number}: {check.title}",
         "name_format": "text",
         "number": f"{index}.{number}",
-        "output": _output(exercise, check),
+        "output": _output(exercise, check, evidence),
         "output_format": "text",
         "tags": [f"ex{exercise.number:02d}", check.outcome],
         "visibility": visibility,
@@ -62,12 +64,12 @@ def _test(index: int, number: int, exercise: ExerciseResult, check: CheckResult,
     }
 
 
-def _output(exercise: ExerciseResult, check: CheckResult) -> str:
+def _output(exercise: ExerciseResult, check: CheckResult, evidence: Evidence | None) -> str:
     """What a student reads under a test: the reason and evidence of a failure, or just 'Passed.'."""
     if check.outcome == PASSED:
         return "Passed."
     rerun = f"`grader check {exercise.number} --seed {check.seed}` in your course folder"
-    text = evidence_text(check, exercise, elsewhere=f"shown when you run {rerun}")
+    text = evidence_text(check, exercise, evidence, elsewhere=f"shown when you run {rerun}")
     if len(text) <= OUTPUT_LIMIT:
         return text
     pointer = f"\n[... cut: Gradescope shows the first part; run {rerun} to see the whole run ...]"
@@ -200,7 +202,7 @@ dependencies = [
 grader = "grader.commands.cli:main"
 
 [project.entry-points.pytest11]
-grader = "grader.judging.plugin"
+"grader.judging.plugin" = "grader.judging.plugin"
 
 [tool.setuptools.packages.find]
 include = ["grader*"]

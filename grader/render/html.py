@@ -8,30 +8,31 @@ text (output, item reprs, names, paths) is escaped by jinja2's autoescape; the S
 from __future__ import annotations
 
 import functools
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import jinja2
 from markupsafe import Markup, escape
 
-from grader.judging.evidence import is_library_frame
+from grader import results
+from grader.atomic import atomic_write
 from grader.render import timeline as timelines
-from grader.render.source import read_source
-from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, Evidence, ExerciseResult, ProcessStack, Report
+from grader.render.source import is_library_frame, read_source
+from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, CriticalSection, Evidence, ExerciseResult, ProcessStack, Report
 
 VERDICTS = MappingProxyType({
     PASSED: ("✔", "passed"), FAILED: ("✘", "failed"), ERROR: ("!", "grader error"), SKIPPED: ("–", "skipped"),
 })
 STATUS_WORDS = MappingProxyType({
-    "exited": "ended normally", "timeout": "stopped by the grader: still running at the time limit",
-    "deadlock": "stopped by the grader: every process was blocked (a deadlock)",
-    "self_deadlock": "stopped by the grader: a process acquired a lock it already held",
-    "kept_alive": "stopped by the grader: the main program's code had finished but the program never exited",
-    "output_limit": "stopped by the grader: too much output", "process_limit": "stopped by the grader: too many processes",
+    results.EXITED: "ended normally", results.TIMEOUT: "stopped by the grader: still running at the time limit",
+    results.DEADLOCK: "stopped by the grader: every process was blocked (a deadlock)",
+    results.SELF_DEADLOCK: "stopped by the grader: a process acquired a lock it already held",
+    results.KEPT_ALIVE: "stopped by the grader: the main program's code had finished but the program never exited",
+    results.OUTPUT_LIMIT: "stopped by the grader: too much output",
+    results.PROCESS_LIMIT: "stopped by the grader: too many processes",
 })
 OUTPUT_HEAD = 2000
 OUTPUT_TAIL = 4000
@@ -43,22 +44,6 @@ MAX_STACK_TEXT = 20000
 _LINE_REF = re.compile(r"\bline (\d+)\b")
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]*)", line (?P<line>\d+) in (?P<func>.*)$')
 _THREAD = re.compile(r"^(Current thread|Thread) (0x[0-9a-fA-F]+)")
-
-
-@dataclass(frozen=True)
-class CriticalSection:
-    """The function that must run one process at a time, the result that means success, and the checks whose
-    failure its overlaps explain (only then is an overlap drawn red: a process waiting for an unrecorded lock,
-    a file lock, also sits inside the function)."""
-
-    func: str
-    success: Any
-    explains: frozenset[str]
-
-
-CRITICAL_SECTIONS: Mapping[int, CriticalSection] = MappingProxyType({
-    1: CriticalSection("buy_ticket", True, frozenset({"check_no_ticket_is_oversold", "check_file_matches_sales"})),
-})
 
 
 # ---- view models -----------------------------------------------------------------------------------------
@@ -218,8 +203,9 @@ def render_exercise(report: Report, exercise: ExerciseResult) -> str:
     """The page of one exercise."""
     lines = read_source(exercise.file)
     filename = Path(exercise.file).name
-    runs = _runs(exercise, lines, filename)
-    checks = [_check_view(i, c, runs, lines, filename, exercise.number) for i, c in enumerate(exercise.checks, 1)]
+    runs = _runs(report, exercise, lines, filename)
+    checks = [_check_view(i, c, runs, lines, filename, exercise.critical_section)
+              for i, c in enumerate(exercise.checks, 1)]
     source = _source_view(exercise, lines, filename, checks, runs)
     return _environment().get_template("exercise.j2").render(
         report=report, exercise=exercise, checks=checks, runs=list(_unique(runs.values())), source=source,
@@ -239,9 +225,7 @@ def write_reports(report: Report, out_dir: Path) -> Path:
 
 def _write(path: Path, text: str) -> None:
     """Write atomically, so that a browser never shows half a page."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, text, durable=False)
 
 
 @functools.lru_cache(maxsize=1)
@@ -272,12 +256,11 @@ def _unique(values: Any) -> Any:
 
 
 # ---- checks -------------------------------------------------------------------------------------------------
-def _check_view(number: int, check: CheckResult, runs: dict[int, RunView], lines: list[str], filename: str,
-                exercise: int) -> CheckView:
+def _check_view(number: int, check: CheckResult, runs: dict[str, RunView], lines: list[str], filename: str,
+                critical: CriticalSection | None) -> CheckView:
     """The view of one check, its reason's line numbers linked to the source."""
     symbol, word = VERDICTS.get(check.outcome, ("?", check.outcome))
-    run = runs.get(id(check.evidence)) if check.evidence is not None else None
-    critical = CRITICAL_SECTIONS.get(exercise)
+    run = runs.get(check.run) if check.run else None
     overlap = ""
     if run is not None and critical and check.outcome == FAILED and check.id.split("::")[-1] in critical.explains:
         overlap = run.overlap
@@ -316,31 +299,21 @@ def _link_lines(message: str, lines: list[str]) -> Markup:
 
 
 # ---- runs ---------------------------------------------------------------------------------------------------
-def _fingerprint(evidence: Evidence) -> tuple[Any, ...]:
-    """Checks judged from the same run carry equal evidence: show that run once."""
-    events = evidence.events
-    edge = tuple(e.get("t") if isinstance(e, dict) else None for e in events[:1] + events[-1:])
-    return (evidence.status, evidence.duration, len(events), edge, len(evidence.processes), len(evidence.stacks),
-            tuple(sorted(evidence.output)))
-
-
-def _runs(exercise: ExerciseResult, lines: list[str], filename: str) -> dict[int, RunView]:
-    """One view per distinct run, keyed by the id() of every check's evidence object that shows it."""
-    groups: dict[tuple[Any, ...], list[CheckResult]] = {}
+def _runs(report: Report, exercise: ExerciseResult, lines: list[str], filename: str) -> dict[str, RunView]:
+    """One view per run the exercise's checks were judged from, keyed by the run's id."""
+    groups: dict[str, list[CheckResult]] = {}
     for check in exercise.checks:
-        if check.evidence is not None:
-            groups.setdefault(_fingerprint(check.evidence), []).append(check)
-    critical = CRITICAL_SECTIONS.get(exercise.number)
-    views: dict[int, RunView] = {}
+        if report.run_of(check) is not None:
+            groups.setdefault(str(check.run), []).append(check)
+    critical = exercise.critical_section
+    views: dict[str, RunView] = {}
     numbers = {id(c): i for i, c in enumerate(exercise.checks, 1)}
-    for number, checks in enumerate(groups.values(), 1):
-        evidence = checks[0].evidence
+    for number, (run_id, checks) in enumerate(groups.items(), 1):
+        evidence = report.evidence_of(checks[0])
         assert evidence is not None
         failed = any(c.outcome == FAILED and critical and c.id.split("::")[-1] in critical.explains for c in checks)
-        view = _run_view(number, evidence, [(f"#check-{numbers[id(c)]}", c.title) for c in checks], lines, filename,
-                         critical, bool(failed))
-        for check in checks:
-            views[id(check.evidence)] = view
+        views[run_id] = _run_view(number, evidence, [(f"#check-{numbers[id(c)]}", c.title) for c in checks], lines,
+                                  filename, critical, bool(failed))
     return views
 
 

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
-from grader.results import ERROR, FAILED, SKIPPED, CheckResult, ExerciseResult, Report
+from grader.results import ERROR, FAILED, SKIPPED, CheckResult, Evidence, ExerciseResult, Report
 
 MESSAGE_LIMIT = 1000
 OUTPUT_LIMIT = 3000
@@ -64,7 +64,7 @@ def _suite(report: Report, exercise: ExerciseResult, stamp: str) -> ET.Element:
                         "replay": report.command,
                         **{f"points:{c.id}": f"{c.points:g}/{c.max_points:g}" for c in exercise.checks}})
     for check in exercise.checks:
-        suite.append(_case(exercise, check))
+        suite.append(_case(exercise, check, report.evidence_of(check)))
     return suite
 
 
@@ -75,14 +75,14 @@ def _properties(parent: ET.Element, values: dict[str, object]) -> None:
         ET.SubElement(properties, "property", {"name": key, "value": clean(value)})
 
 
-def _case(exercise: ExerciseResult, check: CheckResult) -> ET.Element:
+def _case(exercise: ExerciseResult, check: CheckResult, evidence: Evidence | None) -> ET.Element:
     """One check as a <testcase>: <failure> for a failed check, <error> for a grader error."""
     attributes = {"classname": clean(exercise.name), "name": clean(check.title), "time": f"{check.duration:.3f}"}
     case = ET.Element("testcase", attributes)
     if check.outcome in (FAILED, ERROR):
         tag, kind = ("failure", "CheckFailed") if check.outcome == FAILED else ("error", "GraderError")
         element = ET.SubElement(case, tag, {"message": clean(_one_line(check.message)), "type": kind})
-        element.text = clean(evidence_text(check, exercise))
+        element.text = clean(evidence_text(check, exercise, evidence))
     elif check.outcome == SKIPPED:
         ET.SubElement(case, "skipped", {"message": clean(_one_line(check.message))})
     where = _shown(exercise.file) + (f":{check.locations[0].line}" if check.locations else "")
@@ -106,7 +106,8 @@ def _shown(path: str) -> str:
     return path if relative.startswith("..") else Path(relative).as_posix()
 
 
-def evidence_text(check: CheckResult, exercise: ExerciseResult, elsewhere: str = "in the full report") -> str:
+def evidence_text(check: CheckResult, exercise: ExerciseResult, evidence: Evidence | None,
+                  elsewhere: str = "in the full report") -> str:
     """A failed check in plain text: the reason, expected/actual, the student's lines, the hint and the evidence."""
     parts = [check.message]
     if check.expected is not None or check.actual is not None:
@@ -116,7 +117,6 @@ def evidence_text(check: CheckResult, exercise: ExerciseResult, elsewhere: str =
     if check.hint and check.outcome == FAILED:
         parts.append(f"hint: {check.hint}")
     parts.append(f"seed: {check.seed}")
-    evidence = check.evidence
     if evidence is not None:
         parts.append(f"run: {evidence.status} after {evidence.duration:.2f} s")
         for stack in evidence.stacks:

@@ -12,6 +12,11 @@ def read_source(path: str | Path) -> list[str]:
         return []
 
 
+def is_library_frame(path: str) -> bool:
+    """Frames of Python's standard library and of the probe: folded away in feedback."""
+    return "/lib/python" in path or "grader_probe.py" in path or "grader_driver.py" in path
+
+
 def excerpt(lines: list[str], line: int, context: int = 1) -> list[tuple[int, str]]:
     """(number, text) pairs around `line`, 1-based, clipped to the file."""
     first, last = max(1, line - context), min(len(lines), line + context)

@@ -14,9 +14,11 @@ from typing import Any, Iterable
 
 from markupsafe import Markup, escape
 
+from grader import results
 from grader.results import Evidence
+from grader.probe import grader_events
 
-HANG_STATUSES = frozenset({"timeout", "deadlock", "self_deadlock", "kept_alive"})
+HANG_STATUSES = results.HANG_STATUSES
 WIDTH = 960
 LABEL_WIDTH = 210
 RIGHT_MARGIN = 18
@@ -134,7 +136,7 @@ def build(evidence: Evidence, critical: str | None = None, success: Any = True, 
     timeline.segments = [s for s in timeline.segments if s.pid in shown]
     timeline.marks = [m for m in timeline.marks if m.pid in shown]
     timeline.steps = [(e["t"], f"step {e.get('step', 0) + 1}: {e.get('call', '')}()" + (f" with {e['label']}" if e.get("label") else ""))
-                      for e in events if e.get("ev") == "step_start" and isinstance(e.get("step"), int)]
+                      for e in events if e.get("ev") == grader_events.STEP_START and isinstance(e.get("step"), int)]
     return timeline
 
 
@@ -185,7 +187,7 @@ def _where_key(where: Any) -> tuple[Any, Any] | None:
 def _ignored_lock_places(events: list[dict[str, Any]]) -> set[tuple[Any, Any]]:
     """Lines that start a process or thread: locks taken there belong to multiprocessing, not to the student
     (and a forked child inherits its parent's start() frame at the bottom of its stack)."""
-    return {k for e in events if e.get("ev") in ("spawn", "thread_spawn") and (k := _where_key(e.get("where")))}
+    return {k for e in events if e.get("ev") in (grader_events.SPAWN, grader_events.THREAD_SPAWN) and (k := _where_key(e.get("where")))}
 
 
 def _queue_locks(events: list[dict[str, Any]]) -> set[str]:
@@ -197,7 +199,7 @@ def _lock_names(events: list[dict[str, Any]], ignored: set[tuple[Any, Any]], que
     """The student's locks, named "lock A", "lock B"... in order of first use; library locks are left out."""
     names: dict[str, str] = {}
     for event in events:
-        if event.get("ev") not in ("acquire_wait", "acquired", "self_deadlock"):
+        if event.get("ev") not in (grader_events.ACQUIRE_WAIT, grader_events.ACQUIRED, grader_events.SELF_DEADLOCK):
             continue
         lock = str(event.get("lock", ""))
         where = _where_key(event.get("where"))
@@ -233,10 +235,10 @@ def _holds(events: list[dict[str, Any]], locks: dict[str, str], ends: dict[int, 
     holds: list[Segment] = []
     for event in events:
         kind, lock = event.get("ev"), str(event.get("lock", ""))
-        if kind not in ("acquired", "released") or lock not in locks:
+        if kind not in (grader_events.ACQUIRED, grader_events.RELEASED) or lock not in locks:
             continue
         key = (event.get("pid"), event.get("tid"), lock)
-        if kind == "acquired":
+        if kind == grader_events.ACQUIRED:
             open_.setdefault(key, []).append((event["t"], event.get("where")))
         elif open_.get(key):
             start, where = open_[key].pop()
@@ -260,19 +262,19 @@ def _waits(events: list[dict[str, Any]], locks: dict[str, str], ends: dict[int, 
     for event in events:
         kind = event.get("ev")
         key = (event.get("pid"), event.get("tid"))
-        if kind == "acquire_wait" and str(event.get("lock", "")) in locks:
+        if kind == grader_events.ACQUIRE_WAIT and str(event.get("lock", "")) in locks:
             pending[key] = event
-        elif kind == "q_get_wait":
+        elif kind == grader_events.Q_GET_WAIT:
             pending[key] = event
-        elif kind in ("acquired", "acquire_failed", "q_get", "q_get_raise"):
+        elif kind in (grader_events.ACQUIRED, grader_events.ACQUIRE_FAILED, grader_events.Q_GET, grader_events.Q_GET_RAISE):
             waiting = pending.get(key)
-            if waiting is not None and (kind.startswith("q_") == (waiting["ev"] == "q_get_wait")):
+            if waiting is not None and (kind.startswith("q_") == (waiting["ev"] == grader_events.Q_GET_WAIT)):
                 del pending[key]
     waits = []
     for (pid, _tid), event in pending.items():
         if pid not in ends or ends[pid] <= event["t"]:
             continue
-        if event["ev"] == "acquire_wait":
+        if event["ev"] == grader_events.ACQUIRE_WAIT:
             text = f"waits for {locks[str(event.get('lock'))]} at {_line(event.get('where')) or 'an unknown line'} and never gets it"
         else:
             text = f"blocked in q.get() at {_line(event.get('where')) or 'an unknown line'}: nothing more arrives"
@@ -302,10 +304,10 @@ def _calls(events: list[dict[str, Any]], func: str, success: Any, ends: dict[int
         held.setdefault(hold.pid, []).append(hold)
     for event in events:
         kind = event.get("ev")
-        if kind not in ("call", "return", "raise") or event.get("func") != func:
+        if kind not in (grader_events.CALL, grader_events.RETURN, grader_events.RAISE) or event.get("func") != func:
             continue
         key = (event.get("pid"), event.get("tid"))
-        if kind == "call":
+        if kind == grader_events.CALL:
             open_.setdefault(key, []).append(event["t"])
             continue
         if not open_.get(key):
@@ -313,8 +315,8 @@ def _calls(events: list[dict[str, Any]], func: str, success: Any, ends: dict[int
         start = open_[key].pop()
         pid = event["pid"]
         value = event.get("value") if isinstance(event.get("value"), dict) else {}
-        won = kind == "return" and "value" in value and value["value"] == success and type(value["value"]) is type(success)
-        result = f"returned {value.get('repr', '?')}" if kind == "return" else f"raised {event.get('error', 'an exception')}"
+        won = kind == grader_events.RETURN and "value" in value and value["value"] == success and type(value["value"]) is type(success)
+        result = f"returned {value.get('repr', '?')}" if kind == grader_events.RETURN else f"raised {event.get('error', 'an exception')}"
         mine = [h for h in held.get(pid, []) if start <= h.start <= event["t"]]
         inside, until = (min(h.start for h in mine), min(max(h.end for h in mine), event["t"])) if mine else (start, event["t"])
         calls.append(_Call(pid, inside, until, won, Segment(pid, start, event["t"], "call", f"inside {func}(): {result}")))
@@ -387,28 +389,28 @@ def _marks(events: list[dict[str, Any]], lanes: list[Lane], locks: dict[str, str
     for event in events:
         kind, pid, where = event.get("ev"), event.get("pid"), _line(event.get("where"))
         at = f" at {where}" if where else ""
-        if kind in ("q_put", "q_get"):
+        if kind in (grader_events.Q_PUT, grader_events.Q_GET):
             item = event.get("item") if isinstance(event.get("item"), dict) else {}
-            sentinel = id(event) in (sentinel_puts if kind == "q_put" else stop_gets)
-            verb = "puts" if kind == "q_put" else "gets"
+            sentinel = id(event) in (sentinel_puts if kind == grader_events.Q_PUT else stop_gets)
+            verb = "puts" if kind == grader_events.Q_PUT else "gets"
             text = f"{verb} {item.get('repr', '?')}{at}"
             if sentinel:
-                text += " (a sentinel: a consumer stopped on this item)" if kind == "q_put" else " and stops: its sentinel"
-            marks.append(Mark(pid, event["t"], ("put" if kind == "q_put" else "get") + (" sentinel" if sentinel else ""), text))
-        elif kind == "q_get_raise":
+                text += " (a sentinel: a consumer stopped on this item)" if kind == grader_events.Q_PUT else " and stops: its sentinel"
+            marks.append(Mark(pid, event["t"], ("put" if kind == grader_events.Q_PUT else "get") + (" sentinel" if sentinel else ""), text))
+        elif kind == grader_events.Q_GET_RAISE:
             marks.append(Mark(pid, event["t"], "raise", f"q.get(){at} raised {event.get('error', '')}"))
-        elif kind == "spawn":
+        elif kind == grader_events.SPAWN:
             child = labels.get(event.get("child"), f"pid {event.get('child')}")
             daemon = "a daemon" if event.get("daemon") else "not a daemon"
             marks.append(Mark(pid, event["t"], "spawn", f"starts {child}{at} ({daemon})"))
-        elif kind == "self_deadlock":
+        elif kind == grader_events.SELF_DEADLOCK:
             lock = locks.get(str(event.get("lock")), "a lock")
             marks.append(Mark(pid, event["t"], "self-deadlock", f"acquires {lock}{at} while already holding it: waits for itself"))
-        elif kind == "main_done":
+        elif kind == grader_events.MAIN_DONE:
             waiting = [labels.get(w.get("pid"), str(w.get("name"))) for w in event.get("waiting") or [] if isinstance(w, dict)]
             text = "the main program's code is done" + (f"; Python now waits for {', '.join(waiting)} (not daemons)" if waiting else "")
             marks.append(Mark(pid, event["t"], "done", text))
-        elif kind == "proc_exit" and event.get("code") not in (0, None):
+        elif kind == grader_events.PROC_EXIT and event.get("code") not in (0, None):
             marks.append(Mark(pid, event["t"], "crash", f"ends with exit code {event.get('code')} (crashed)"))
     return marks
 
@@ -425,15 +427,15 @@ def _stop_items(events: list[dict[str, Any]], lanes: list[Lane]) -> tuple[set[in
     ended = {lane.pid for lane in lanes if not lane.running_at_stop and lane.code == 0 and not lane.is_main}
     last_get: dict[Any, dict[str, Any] | None] = {}
     for event in events:
-        if event.get("ev") == "q_get":
+        if event.get("ev") == grader_events.Q_GET:
             last_get[event.get("pid")] = event
-        elif event.get("ev") == "q_get_wait":
+        elif event.get("ev") == grader_events.Q_GET_WAIT:
             last_get[event.get("pid")] = None
     stop_gets = {id(e): _item_key(e) for pid, e in last_get.items() if e is not None and pid in ended}
     keys = set(stop_gets.values())
     puts: dict[Any, list[dict[str, Any]]] = {}
     for event in events:
-        if event.get("ev") == "q_put":
+        if event.get("ev") == grader_events.Q_PUT:
             puts.setdefault(event.get("pid"), []).append(event)
     sentinel_puts = {id(e) for same in puts.values() if all(_item_key(e) in keys for e in same) for e in same}
     return set(stop_gets), sentinel_puts
@@ -643,8 +645,8 @@ def _stop(timeline: Timeline, scale: _Scale, height: int) -> list[str]:
     if timeline.stop is None:
         return []
     x = scale.x(timeline.stop) - 1
-    reason = {"deadlock": "deadlock", "self_deadlock": "a lock acquired twice", "kept_alive": "the program never exited",
-              "timeout": "timeout"}.get(timeline.status, timeline.status)
+    reason = {results.DEADLOCK: "deadlock", results.SELF_DEADLOCK: "a lock acquired twice",
+              results.KEPT_ALIVE: "the program never exited", results.TIMEOUT: "timeout"}.get(timeline.status, timeline.status)
     return [f'<g class="stop"><line x1="{_n(x)}" y1="{TOP - 18}" x2="{_n(x)}" y2="{height - BOTTOM}" class="stop-line">'
             f"<title>The grader stopped the run after {timeline.duration:.1f} s ({escape(reason)})</title></line>",
             _text(x - 3, TOP - 22, f"stopped: {reason}", "stop-label", "end"), "</g>"]

@@ -82,10 +82,15 @@ def detect() -> Isolation:
     return NONE
 
 
-def hidden_paths(course_root: Path | None) -> list[Path]:
+def named(level: str | None) -> Isolation:
+    """The level called `level` ("bwrap", "net", "none"), or the strongest this machine allows when None."""
+    return detect() if level is None else {"bwrap": BWRAP, "net": NET}.get(level, NONE)
+
+
+def hidden_paths(course_root: Path | None, temp_root: Path | None = None) -> list[Path]:
     """What student code must not see: the solutions, the check modules, the user's home folder."""
     # The temporary folder holds every other run's folder (other students' files in a batch).
-    paths = [PACKAGE_DIR / "checks", Path.home(), Path(tempfile.gettempdir())]
+    paths = [PACKAGE_DIR / "checks", Path.home(), temp_root or Path(tempfile.gettempdir())]
     if course_root is not None:
         paths += [course_root / "solutions", course_root / "tests"]
     return paths

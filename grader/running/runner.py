@@ -22,6 +22,9 @@ from typing import Any
 import psutil
 
 from grader.running import isolation, proctree
+# The statuses of a run are defined with the results model; the runner decides them, the checks read them here.
+from grader.results import DEADLOCK, EXITED, KEPT_ALIVE, OUTPUT_LIMIT, PROCESS_LIMIT, SELF_DEADLOCK, TIMEOUT  # noqa: F401
+from grader.probe import grader_events
 
 PROBE_DIR = Path(__file__).resolve().parent.parent / "probe"
 DRIVER = PROBE_DIR / "grader_driver.py"
@@ -33,14 +36,6 @@ OUTPUT_KEEP = 64 * 1024  # bytes of each captured stream kept for feedback
 _INFRA_MARKERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 _DROP_ENV_PREFIXES = ("PYTHON", "GRADER_", "COV_CORE", "COVERAGE_", "PYTEST_")
 
-# Statuses of a run, in plain words for the checks.
-EXITED = "exited"
-TIMEOUT = "timeout"
-DEADLOCK = "deadlock"
-SELF_DEADLOCK = "self_deadlock"
-KEPT_ALIVE = "kept_alive"
-OUTPUT_LIMIT = "output_limit"
-PROCESS_LIMIT = "process_limit"
 
 
 @dataclass
@@ -72,7 +67,9 @@ class RunSpec:
     deadlock_quiet: float = 0.35
     poll: float = 0.02
     isolate: bool = True
+    isolation: str | None = None  # a level forced by the request ("bwrap", "net", "none"); None: the strongest
     hide: list[Path] = field(default_factory=list)
+    temp_root: Path | None = None  # where the run's folder is made (None: the system's temporary folder)
 
 
 @dataclass
@@ -101,8 +98,8 @@ class _Dirs:
     meta: Path
 
     @classmethod
-    def create(cls) -> "_Dirs":
-        root = Path(tempfile.mkdtemp(prefix="grader-run-"))
+    def create(cls, temp_root: Path | None = None) -> "_Dirs":
+        root = Path(tempfile.mkdtemp(prefix="grader-run-", dir=temp_root))
         work, meta = root / "work", root / "meta"
         work.mkdir()
         (root / "tmp").mkdir()
@@ -351,7 +348,7 @@ def run(spec: RunSpec) -> RunOutcome:
     """Run student code as `spec` says and return what was observed. Never leaves a process behind."""
     proctree.become_subreaper()
     _compile_probe()
-    dirs = _Dirs.create()
+    dirs = _Dirs.create(spec.temp_root)
     token = secrets.token_hex(8)
     tree = _Tree()
     popen: subprocess.Popen[bytes] | None = None
@@ -364,7 +361,7 @@ def run(spec: RunSpec) -> RunOutcome:
         for name, text in spec.meta_files.items():
             (dirs.meta / name).write_text(text)
         argv = [a.replace("{meta}", str(dirs.meta)).replace("{work}", str(dirs.work)) for a in spec.argv]
-        level = isolation.detect() if spec.isolate else isolation.NONE
+        level = isolation.named(spec.isolation) if spec.isolate else isolation.NONE
         # The keeper (pid 1 of the run's pid namespace) starts the student's program and reaps its orphans;
         # -I keeps the probe out of the keeper itself.
         student = [sys.executable, "-s", *argv]
@@ -441,21 +438,21 @@ def _supervise(
         if _output_size(dirs.meta / "out") > spec.output_limit:
             return OUTPUT_LIMIT, {}
         for event in tail.new():
-            if event["ev"] == "proc_start" and event.get("target") == "_run_server":
+            if event["ev"] == grader_events.PROC_START and event.get("target") == "_run_server":
                 servers.add(event["pid"])
-            if event["ev"] == "self_deadlock" and self_deadlock_at is None:
+            if event["ev"] == grader_events.SELF_DEADLOCK and self_deadlock_at is None:
                 self_deadlock_at = now
-            elif event["ev"] == "main_done":
+            elif event["ev"] == grader_events.MAIN_DONE:
                 main_done_at = now if main_done_at is None else main_done_at
                 if event.get("waiting") and waiting_at is None:
                     waiting_at = now
-            elif event["ev"] == "import_start":
+            elif event["ev"] == grader_events.IMPORT_START:
                 import_started_at = now
-            elif event["ev"] == "step_start":
+            elif event["ev"] == grader_events.STEP_START:
                 step_started_at = now
-            elif event["ev"] == "step_end":
+            elif event["ev"] == grader_events.STEP_END:
                 step_started_at = None
-            elif event["ev"] in ("import_done", "import_error", "import_exit"):
+            elif event["ev"] in (grader_events.IMPORT_DONE, grader_events.IMPORT_ERROR, grader_events.IMPORT_EXIT):
                 import_started_at = None
         if import_started_at is not None and now - import_started_at > spec.import_timeout:
             return TIMEOUT, {}

@@ -1,0 +1,59 @@
+"""The probe's event vocabulary, defined once for both sides: the probe and the driver emit these events in
+student processes (imported there as `grader_events`, the probe folder being on PYTHONPATH), and the grader
+reads them (as `grader.probe.grader_events`). Standard library only, and nothing of the grader.
+
+Every event is a JSON object with "t" (time.monotonic()), "pid", "tid" and "ev" (one of the names below),
+plus the fields named in each comment."""
+from __future__ import annotations
+
+# Locks (fields: lock, kind, where; where = [file, line, function] of the student's call)
+ACQUIRE_WAIT = "acquire_wait"  # about to block on acquire()
+ACQUIRED = "acquired"
+ACQUIRE_FAILED = "acquire_failed"  # a non-blocking or timed acquire() that gave up
+RELEASED = "released"
+RELEASE_ERROR = "release_error"  # release() raised (error)
+SELF_DEADLOCK = "self_deadlock"  # a process acquired a non-reentrant lock it already held (held_since)
+
+# Queues (fields: queue, where; item for puts and gets, error for the *_raise events)
+Q_PUT = "q_put"
+Q_PUT_DONE = "q_put_done"
+Q_PUT_RAISE = "q_put_raise"
+Q_GET_WAIT = "q_get_wait"  # about to block on get() (args)
+Q_GET = "q_get"
+Q_GET_RAISE = "q_get_raise"
+Q_TASK_DONE = "q_task_done"
+Q_JOIN_WAIT = "q_join_wait"
+Q_JOINED = "q_joined"
+
+# Processes and threads
+SPAWN = "spawn"  # the parent started a child (child, name, daemon, target, where)
+PROC_START = "proc_start"  # first event of every process (name, daemon, target, parent)
+PROC_RUN = "proc_run"  # the child's target begins
+PROC_EXIT = "proc_exit"  # (code)
+MAIN_DONE = "main_done"  # the main program's code finished (waiting: non-daemon children, daemons)
+THREAD_SPAWN = "thread_spawn"  # (name, daemon, thread, where)
+THREAD_START = "thread_start"
+THREAD_EXIT = "thread_exit"
+
+# Spied functions (func; args, value or error)
+CALL = "call"
+RETURN = "return"
+RAISE = "raise"
+
+# The driver: importing the student's module and calling the plan's steps
+IMPORT_START = "import_start"  # (module)
+IMPORT_DONE = "import_done"
+IMPORT_ERROR = "import_error"  # (error, message, frames, text)
+IMPORT_EXIT = "import_exit"  # sys.exit() at import (code, frames)
+CONTRACT_ERROR = "contract_error"  # (problems)
+STEP_START = "step_start"  # (step, call, label)
+STEP_END = "step_end"  # (step; value, or error and frames, or exit)
+WORK_START = "work_start"  # a replaced function of the plan began (args)
+WORK_END = "work_end"  # (lines_seen, raised)
+
+# The probe itself
+TAMPER = "tamper"  # the student's code replaced what the probe patched (replaced)
+EVENTS_TRUNCATED = "events_truncated"  # this process emitted more events than are kept (limit)
+
+LOCK_EVENTS = (ACQUIRE_WAIT, ACQUIRED, ACQUIRE_FAILED, RELEASED, RELEASE_ERROR, SELF_DEADLOCK)
+QUEUE_EVENTS = (Q_PUT, Q_PUT_DONE, Q_PUT_RAISE, Q_GET_WAIT, Q_GET, Q_GET_RAISE, Q_TASK_DONE, Q_JOIN_WAIT, Q_JOINED)
