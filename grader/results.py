@@ -5,6 +5,7 @@ apart from "the grader broke" (ERROR, with a traceback).
 """
 from __future__ import annotations
 
+import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -213,3 +214,13 @@ def _exercise_from_dict(data: dict[str, Any], runs: list[RunResult], start_metho
         checks=[check_from_dict(c, runs, start_method) for c in data.get("checks", [])],
         critical_section=CriticalSection(**section) if section else None,
     )
+
+
+def replay_command(numbers: list[int], seed: int, submission: str | None = None, start_method: str | None = None) -> str:
+    """The command that replays a grading exactly: the same exercises, seed, files and start methods."""
+    parts = ["grader", "check", *map(str, numbers), "--seed", str(seed)]
+    if submission is not None:
+        parts += ["--submission", submission]
+    if start_method:
+        parts += ["--start-method", start_method]
+    return shlex.join(parts)

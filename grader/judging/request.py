@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import os
 import random
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.course import Exercise, course_root
+from grader.results import replay_command
 
 START_METHODS = ("fork", "spawn", "forkserver")
 ALL_METHODS = "all"
@@ -111,9 +111,4 @@ class Request:
 
     def replay_command(self) -> str:
         """The command that replays this grading exactly (the same seed, files and start methods)."""
-        parts = ["grader", "check", *map(str, self.numbers), "--seed", str(self.seed)]
-        if self.replay_submission is not None:
-            parts += ["--submission", self.replay_submission]
-        if self.start_method:
-            parts += ["--start-method", self.start_method]
-        return shlex.join(parts)
+        return replay_command(self.numbers, self.seed, self.replay_submission, self.start_method)

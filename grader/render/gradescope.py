@@ -13,7 +13,7 @@ from typing import Any
 
 import grader
 from grader.render.junit import evidence_text
-from grader.results import ERROR, FAILED, PASSED, CheckResult, Evidence, ExerciseResult, Report
+from grader.results import ERROR, FAILED, PASSED, CheckResult, Evidence, ExerciseResult, Report, replay_command
 
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 OUTPUT_LIMIT = 12000  # characters of one test's output: Gradescope shows it collapsed in a <pre>
@@ -78,8 +78,6 @@ def _output(exercise: ExerciseResult, check: CheckResult, evidence: Evidence | N
 
 def local_replay(report: Report) -> str:
     """The command that replays these runs in the student's own course folder (not Gradescope's paths)."""
-    from grader.judging.session import replay_command
-
     method = report.start_method if report.start_method not in ("", "default") else None
     return replay_command([e.number for e in report.exercises], report.seed, None, method)
 
