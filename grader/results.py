@@ -11,7 +11,7 @@ from typing import Any
 PASSED = "passed"
 FAILED = "failed"
 ERROR = "error"
-SKIPPED = "skipped"
+SKIPPED = "skipped"  # "not judged": a prerequisite failed in the check named by `depends_on`
 RESULTS_VERSION = 1
 
 
@@ -66,6 +66,7 @@ class CheckResult:
     duration: float = 0.0
     traceback: str | None = None
     evidence: Evidence | None = None
+    depends_on: str | None = None
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from grader.judging.evidence import Run, Step
-from grader.judging.harness import CheckFailed, Student, check, crashed_children, require_ended
+from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children, require_ended
 
 EXERCISE = 1
 CONTRACT = {
@@ -73,10 +73,11 @@ def _require_completed(runs: TicketRuns) -> None:
             frames = step.error.get("frames") or []
             raise CheckFailed(
                 f"main() raised {step.error['error']} ({step.error['message']}) with {step.label}.",
-                locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run)
+                locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run,
+                prerequisite=ENDS)
     if len(runs.trials) < len(SETTINGS):
         raise CheckFailed(f"Only {len(runs.trials)} of the {len(SETTINGS)} trials of main() ran to the end "
-                          f"(exit code {run.outcome.returncode}).", run=run)
+                          f"(exit code {run.outcome.returncode}).", run=run, prerequisite=ENDS)
 
 
 def _buy_ticket_line(run: Run) -> list:

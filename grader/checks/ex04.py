@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from grader.judging.evidence import Hold, Run, Step, capital, explain_hang, overlapping_holders
-from grader.judging.harness import CheckFailed, Student, check, crashed_children
+from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
 from grader.results import Location
 
 EXERCISE = 4
@@ -182,7 +182,8 @@ def _hang_failure(run: Run, what: str) -> CheckFailed:
         advice += raised + [RELEASE_ADVICE]
     elif any(h.released is None and h.pid in ended for h in run.holds()):
         advice.append("A process that ends while it holds the lock never releases it. " + RELEASE_ADVICE)
-    return CheckFailed(f"{what} did not end: " + " ".join(sentences + advice), locations=locations, run=run)
+    return CheckFailed(f"{what} did not end: " + " ".join(sentences + advice), locations=locations, run=run,
+                       prerequisite=ENDS)
 
 
 def _require_ended(bank: Bank) -> Step:
@@ -192,11 +193,13 @@ def _require_ended(bank: Bank) -> Step:
         raise _hang_failure(run, _call_text())
     step = bank.step
     if step is None or not step.finished:
-        raise CheckFailed(f"{_call_text()} never returned (exit code {run.outcome.returncode}).", run=run)
+        raise CheckFailed(f"{_call_text()} never returned (exit code {run.outcome.returncode}).", run=run,
+                          prerequisite=ENDS)
     if step.error is not None:
         frames = step.error.get("frames") or []
         raise CheckFailed(f"{_call_text()} raised {step.error['error']}: {step.error['message']}.",
-                          locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run)
+                          locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run,
+                          prerequisite=ENDS)
     return step
 
 
@@ -267,7 +270,7 @@ def check_final_balance_exact(student: Student, bank: Bank) -> None:
         step = _require_finished(bank)
     except CheckFailed as failed:
         raise CheckFailed("The final balance can only be judged once every client has finished. " + failed.message,
-                          locations=failed.locations, run=run) from None
+                          locations=failed.locations, run=run, prerequisite=failed.prerequisite) from None
     student.show(run)
     expected = CLIENTS * DEPOSITS * AMOUNT
     final = bank.final

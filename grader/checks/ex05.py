@@ -142,7 +142,8 @@ def _require_finished(runs: CounterRuns, judged: str = "") -> None:
     except CheckFailed as failed:
         if not lead:
             raise
-        raise CheckFailed(lead + failed.message, locations=failed.locations, run=run) from None
+        raise CheckFailed(lead + failed.message, locations=failed.locations, run=run,
+                          prerequisite=failed.prerequisite) from None
 
 
 def _check_finished(runs: CounterRuns) -> None:

@@ -182,7 +182,7 @@ def check_total_exact(student: Student, totals: Totals) -> None:
         _require_finished(totals)
     except CheckFailed as failed:
         raise CheckFailed("The total can only be judged once every worker has finished. " + failed.message,
-                          locations=failed.locations, run=run) from None
+                          locations=failed.locations, run=run, prerequisite=failed.prerequisite) from None
     student.show(run)
     for trial in totals.trials:
         _judge_total(run, trial)

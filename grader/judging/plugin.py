@@ -14,11 +14,14 @@ from typing import Any, Generator
 import pytest
 
 from grader.course import course_root, find_exercise
+from grader.judging.causes import Causes, Stated, not_judged
 from grader.judging.harness import CheckFailed, Student
 from grader.results import ERROR, FAILED, PASSED, CheckResult
 
 RESULTS_KEY = pytest.StashKey[list[CheckResult]]()
 STUDENT_KEY = pytest.StashKey[Student]()
+CAUSES_KEY = pytest.StashKey[Causes]()
+BLOCKED_KEY = pytest.StashKey[tuple[str, Stated]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -32,6 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "grader_check(title, points, hint): a check of the grader")
     config.stash[RESULTS_KEY] = []
+    config.stash[CAUSES_KEY] = Causes()
     if config.getoption("--grader-seed") is None:
         config.option.grader_seed = random.SystemRandom().randrange(1, 2**31)
 
@@ -47,6 +51,19 @@ def student(request: pytest.FixtureRequest) -> Student:
     shown = os.path.relpath(file) if not os.path.relpath(file).startswith("..") else str(file)
     return Student(exercise=exercise, file=file, shown_as=shown, seed=config.getoption("--grader-seed"),
                    start_method=config.getoption("--grader-start-method"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A check whose exercise's file did not load is not judged: it is not even run."""
+    marker = item.get_closest_marker("grader_check")
+    exercise = getattr(item.module, "EXERCISE", None)  # type: ignore[attr-defined]
+    if marker is None or exercise is None:
+        return
+    blocked = item.config.stash[CAUSES_KEY].blocking(exercise, tuple(marker.kwargs.get("depends", ())))
+    if blocked is not None:
+        item.stash[BLOCKED_KEY] = blocked
+        pytest.skip("not judged: a prerequisite failed")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -65,12 +82,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     report = outcome.get_result()
     results = item.config.stash[RESULTS_KEY]
+    blocked = item.stash.get(BLOCKED_KEY, None)
+    if blocked is not None:
+        if report.when == "setup":
+            result = _result(item, marker, call, report, judged=False)
+            not_judged(result, blocked[1], blocked[0])
+            results.append(result)
+        return
     failed_here = call.excinfo is not None and report.when in ("setup", "call")
     if failed_here or (report.when == "call" and report.passed):
-        results.append(_result(item, marker, call, report))
+        result = _result(item, marker, call, report)
+        error = call.excinfo.value if call.excinfo is not None else None
+        item.config.stash[CAUSES_KEY].settle(result, error if isinstance(error, CheckFailed) else None,
+                                             tuple(marker.kwargs.get("depends", ())))
+        results.append(result)
 
 
-def _result(item: pytest.Item, marker: pytest.Mark, call: pytest.CallInfo[None], report: pytest.TestReport) -> CheckResult:
+def _result(item: pytest.Item, marker: pytest.Mark, call: pytest.CallInfo[None], report: pytest.TestReport,
+            judged: bool = True) -> CheckResult:
     """One CheckResult from pytest's report: failed for CheckFailed, error for anything else raised."""
     exercise = find_exercise(item.module.EXERCISE)  # type: ignore[attr-defined]
     title, points, hint = marker.kwargs["title"], float(marker.kwargs["points"]), marker.kwargs.get("hint", "")
@@ -80,7 +109,7 @@ def _result(item: pytest.Item, marker: pytest.Mark, call: pytest.CallInfo[None],
         outcome=PASSED, points=points, max_points=points, hint=hint,
         seed=item.config.getoption("--grader-seed"), duration=round(report.duration, 3),
     )
-    error = call.excinfo.value if call.excinfo is not None else None
+    error = call.excinfo.value if call.excinfo is not None and judged else None
     if isinstance(error, CheckFailed):
         result.outcome, result.points, result.message = FAILED, 0.0, error.message
         result.expected, result.actual, result.locations = error.expected, error.actual, error.locations

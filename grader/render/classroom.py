@@ -9,9 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from grader.results import ERROR, FAILED, PASSED, CheckResult, ExerciseResult, Report
+from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, ExerciseResult, Report
 
-STATUS = {PASSED: "pass", FAILED: "fail", ERROR: "error"}
+STATUS = {PASSED: "pass", FAILED: "fail", ERROR: "error", SKIPPED: "fail"}  # not judged: no points, not a crash
 MESSAGE_LIMIT = 4000
 
 

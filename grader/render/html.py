@@ -24,7 +24,7 @@ from grader.render.source import read_source
 from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, Evidence, ExerciseResult, ProcessStack, Report
 
 VERDICTS = MappingProxyType({
-    PASSED: ("✔", "passed"), FAILED: ("✘", "failed"), ERROR: ("!", "grader error"), SKIPPED: ("–", "skipped"),
+    PASSED: ("✔", "passed"), FAILED: ("✘", "failed"), ERROR: ("!", "grader error"), SKIPPED: ("–", "not judged"),
 })
 STATUS_WORDS = MappingProxyType({
     "exited": "ended normally", "timeout": "stopped by the grader: still running at the time limit",
@@ -344,6 +344,16 @@ def _runs(exercise: ExerciseResult, lines: list[str], filename: str) -> dict[int
     return views
 
 
+_NOT_LOADED = ("import_error", "import_exit", "contract_error")
+
+
+def _status_words(evidence: Evidence) -> str:
+    """How the run ended, in words; a file that never loaded did not "end normally": nothing of it ran."""
+    if any(isinstance(e, dict) and e.get("ev") in _NOT_LOADED for e in evidence.events):
+        return "your file did not load, so none of its functions ran"
+    return STATUS_WORDS.get(evidence.status, evidence.status or "unknown")
+
+
 def _run_view(number: int, evidence: Evidence, checks: list[tuple[str, str]], lines: list[str], filename: str,
               critical: CriticalSection | None, failed: bool) -> RunView:
     """The view of one run: its timeline built from the probe's events, its stacks and output."""
@@ -353,7 +363,7 @@ def _run_view(number: int, evidence: Evidence, checks: list[tuple[str, str]], li
     title = f"Timeline of run {number}: one lane per process"
     return RunView(
         number=number, anchor=anchor, status=evidence.status,
-        status_words=STATUS_WORDS.get(evidence.status, evidence.status or "unknown"), duration=line.duration,
+        status_words=_status_words(evidence), duration=line.duration,
         checks=checks, svg=timelines.svg(line, f"{anchor}-timeline", title), summary=timelines.summary(line),
         words=timelines.words(line), legend=_legend(line), overlap=timelines.overlap_sentence(line),
         stacks=[_stack_view(s, lines, filename) for s in evidence.stacks],
