@@ -21,6 +21,8 @@ from markupsafe import Markup, escape
 from grader.judging.evidence import is_library_frame
 from grader.render import timeline as timelines
 from grader.render.source import read_source
+from grader.render import latest
+from grader.render.latest import LatestExercise
 from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, Evidence, ExerciseResult, ProcessStack, Report
 
 VERDICTS = MappingProxyType({
@@ -208,10 +210,19 @@ def report_name(exercise: ExerciseResult) -> str:
     return f"ex{exercise.number:02d}.html"
 
 
-def render(report: Report) -> str:
-    """The index page: every exercise checked, its score and a link to its page."""
-    rows = [{"exercise": e, "href": report_name(e), "counts": _counts(e.checks)} for e in report.exercises]
-    return _environment().get_template("index.j2").render(report=report, rows=rows, counts=_counts(report.all_checks()))
+def render(report: Report, latest: list[LatestExercise] | None = None) -> str:
+    """The index page: every exercise checked (with `latest`: every one ever checked into the folder, each
+    with its latest result), its score and a link to its page."""
+    if latest is None:
+        rows = [{"exercise": e, "href": report_name(e), "counts": _counts(e.checks)} for e in report.exercises]
+        score, max_score, counts = report.score, report.max_score, _counts(report.all_checks())
+    else:
+        rows = [{"exercise": e, "href": f"ex{e.number:02d}.html", "counts": e.counts} for e in latest]
+        score, max_score = sum(e.score for e in latest), sum(e.max_score for e in latest)
+        counts = {o: sum(e.counts.get(o, 0) for e in latest) for o in (PASSED, FAILED, ERROR, SKIPPED)}
+    return _environment().get_template("index.j2").render(
+        report=report, rows=rows, counts=counts, score=score, max_score=max_score,
+        all_passed=all(r["exercise"].passed for r in rows) and bool(rows))
 
 
 def render_exercise(report: Report, exercise: ExerciseResult) -> str:
@@ -226,14 +237,16 @@ def render_exercise(report: Report, exercise: ExerciseResult) -> str:
         counts=_counts(exercise.checks), filename=filename)
 
 
-def write_reports(report: Report, out_dir: Path) -> Path:
-    """Write exNN.html for every exercise of the report and index.html into out_dir; return the index's path."""
+def write_reports(report: Report, out_dir: Path, keep_others: bool = False) -> Path:
+    """Write exNN.html for every exercise of the report and index.html into out_dir; return the index's path.
+
+    With `keep_others` (a student's feedback/ folder), the index also lists the exercises checked earlier."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for exercise in report.exercises:
         _write(out_dir / report_name(exercise), render_exercise(report, exercise))
     index = out_dir / "index.html"
-    _write(index, render(report))
+    _write(index, render(report, latest.merge(out_dir, report) if keep_others else None))
     return index
 
 

@@ -85,4 +85,5 @@ def _footer(console: Console, report: Report) -> None:
     console.print(f"[{style}][bold]{summary}[/bold][/{style}]  score {report.score:g}/{report.max_score:g}  "
                   f"[dim]seed {report.seed}, {report.duration:.1f} s[/dim]")
     if failed or errors:
-        console.print(f"[dim]replay exactly: {escape(report.command)}[/dim]")
+        # Never wrapped: a command broken inside an argument fails when pasted back.
+        console.print(f"[dim]replay exactly: {escape(report.command)}[/dim]", soft_wrap=True)
