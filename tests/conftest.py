@@ -1,6 +1,7 @@
 """Shared helpers of the grader's own tests: grading one file as a submission."""
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import signal
@@ -25,6 +26,30 @@ def grade_file(number: int, source: Path, tmp_path: Path, *, seed: int | None = 
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, folder / exercise.filename)
     return session.grade([exercise], folder, seed=seed, start_method=start_method)
+
+
+def _code_of(line: str) -> str:
+    """A line's statement without its comment and surrounding blanks ('' for comments and blank lines)."""
+    return line.split("#", 1)[0].strip()
+
+
+def fixed_lines(number: int) -> list[str]:
+    """The statements of the reference solution that the stub does not have (its fix), each with the right
+    side of an assignment too: what no message or hint may quote. Statements of under 10 characters
+    (`return`, `try:`) and docstring text are too general to hand anything over."""
+    exercise = find_exercise(number)
+    stub = {_code_of(line) for line in (ROOT / "exercises" / exercise.filename).read_text().splitlines()}
+    solution = (ROOT / "solutions" / exercise.filename).read_text()
+    docstrings = {line.strip() for node in ast.walk(ast.parse(solution))
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(node)
+                  for line in (ast.get_docstring(node, clean=False) or "").splitlines()}
+    found: list[str] = []
+    for line in solution.splitlines():
+        code = _code_of(line)
+        if code in stub or code in docstrings or code.startswith(('"""', "'" * 3)) or code.endswith('"""'):
+            continue
+        found += [code] + ([code.split(" = ", 1)[1]] if " = " in code else [])
+    return [code for code in dict.fromkeys(found) if len(code) >= 10]
 
 
 def fixes(number: int, kind: str) -> list[Path]:

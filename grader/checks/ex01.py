@@ -80,6 +80,17 @@ def _require_completed(runs: TicketRuns) -> None:
                           f"(exit code {run.outcome.returncode}).", run=run, prerequisite=ENDS)
 
 
+def _invariant(trial: Trial) -> str:
+    """What must hold after a trial, stated so that a student can check it against the actual state."""
+    return f"at most {trial.tickets} sold, and the file's count = {trial.tickets} − sold"
+
+
+def _state(trial: Trial) -> str:
+    """What the trial ended with: the sales the buyers were told of, and the count the file holds."""
+    count = trial.final if isinstance(trial.final, int) else repr(trial.final)
+    return f"{trial.sold} sold, count {count}"
+
+
 def _buy_ticket_line(run: Run) -> list:
     call = next((e for e in run.events("call") if e["func"] == "buy_ticket" and e.get("def_line")), None)
     return run.location({"line": call["def_line"], "func": "buy_ticket"}, "buy_ticket") if call else []
@@ -97,7 +108,7 @@ def check_no_ticket_is_oversold(student: Student, tickets: TicketRuns) -> None:
                 f"{', '.join(trial.winners[:4])}{f' and {len(trial.winners) - 4} more' if len(trial.winners) > 4 else ''}. Several buyers read the "
                 "same count before any of them wrote it back, so each sold the 'same' ticket: the read-decide-write "
                 "in buy_ticket is not a critical section.",
-                expected=f"at most {trial.tickets} sold", actual=f"{trial.sold} sold",
+                expected=_invariant(trial), actual=_state(trial),
                 locations=_buy_ticket_line(tickets.run), run=tickets.run)
 
 
@@ -120,8 +131,8 @@ def check_file_matches_sales(student: Student, tickets: TicketRuns) -> None:
                    "never written back. Two buyers wrote the count from the same read, and one update was lost.")
         else:
             why = f"the count went from {trial.tickets} down to {trial.final}, more than the tickets sold."
-        raise CheckFailed(f"{setting}, but {why}", expected=f"count {expected} (= {trial.tickets} - {trial.sold})",
-                          actual=f"count {trial.final}", locations=_buy_ticket_line(tickets.run), run=tickets.run)
+        raise CheckFailed(f"{setting}, but {why}", expected=_invariant(trial), actual=_state(trial),
+                          locations=_buy_ticket_line(tickets.run), run=tickets.run)
 
 
 @check("Every ticket is sold when there are enough buyers", points=1,

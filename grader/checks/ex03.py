@@ -36,8 +36,9 @@ EXIT_GRACE = 3.0  # the runner's default: how long Python may wait at exit befor
 WAITING_GRACE = 1.0
 PROGRAM_SLEEP_SCALE = 0.1  # the whole program: do_work's 0.5 s become 50 ms, the heartbeat's 0.05 s 5 ms
 ALREADY_STARTED = "process has already started"
-DAEMON_ADVICE = ("Make the worker a daemon from its start: Process(target=heartbeat, args=(path,), daemon=True), "
-                 "or set worker.daemon = True before worker.start().")
+DAEMON_ADVICE = ("Make the worker a daemon from its start: a process is daemonic only if it is marked so before "
+                 "start(), through the `daemon` parameter of Process or its `daemon` attribute; afterwards it is "
+                 "too late.")
 
 
 @dataclass

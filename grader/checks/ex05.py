@@ -21,7 +21,8 @@ CONTRACT: dict[str, list[str] | None] = {
 # (start, workers, times): 60 sales in all; every trial has at least two workers, so lost updates show in each.
 SETTINGS = ((40, 4, 5), (30, 2, 8), (25, 5, 3), (10, 3, 3))
 MANAGER_SERVER = "_run_server"  # the target of a Manager's server process, as the probe names it
-LOCK_ADVICE = ("Hold the lock that main() passes around the read and the write of decrement (`with lock:`), "
+LOCK_ADVICE = ("Hold the lock that main() passes around the read and the write of decrement (a `with` block "
+               "on that lock), "
                "so that no other worker can act in between.")
 
 
@@ -129,7 +130,7 @@ def _hang_failure(run: Run, what: str) -> CheckFailed:
     sentences = sentences[:1] + [capital(s) for s in sentences[1:]]
     holds = run.holds()
     if run.events("self_deadlock") or any(h.released is None for h in holds):
-        sentences.append("Every acquire() needs its release(), on every path: `with lock:` does that for you.")
+        sentences.append("Every acquire() needs its release(), on every path: a `with` block on the lock does that for you.")
     return CheckFailed(f"{what} did not end: " + " ".join(sentences), locations=locations, run=run)
 
 
@@ -176,7 +177,7 @@ def _check_finished(runs: CounterRuns) -> None:
 
 
 @check("The workers finish and main() returns", points=2,
-       hint="Every acquire() needs its release(), on every path: with `with lock:` every worker finishes.")
+       hint="Every acquire() needs its release(), on every path: with a `with` block on the lock every worker finishes.")
 def check_program_ends(student: Student, counters: CounterRuns) -> None:
     """Every call of main() returns and every worker process ends normally; a hang is explained."""
     student.show(counters.run)

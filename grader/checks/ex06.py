@@ -37,9 +37,9 @@ SLEEP_SCALE = 0.05  # a job of 3.0 "seconds" takes 150 ms; preparing a job (0.2-
 WAITED_ENOUGH = 0.9  # a give-up after at least this share of `patience` counts as waiting `patience`
 RUN_TIMEOUT = 6.0
 SPIED = ["do_job", "producer", "consumer"]
-EXCEPTION_ADVICE = ("put(job, timeout=patience) raises queue.Full and get(timeout=patience) raises queue.Empty: "
-                    "`import queue` and catch exactly those (`except queue.Full:` around the put, "
-                    "`except queue.Empty:` around the get).")
+EXCEPTION_ADVICE = ("A put() with a timeout raises queue.Full and a get() with a timeout raises queue.Empty "
+                    "(exceptions of the standard module `queue`, not TimeoutError): catch exactly those, the one "
+                    "around the put, the other around the get.")
 SNAPSHOT_NOTE = ("q.empty(), q.full() and q.qsize() are snapshots that say nothing about the next moment: let the "
                  "timeout of put() or get() decide.")
 
@@ -400,8 +400,8 @@ def _require_ended(trial: Trial, advice: str = "", judged: str = "") -> None:
     raise failed
 
 
-PUT_ADVICE = "Give put() a timeout, q.put(job, timeout=patience), and stop when it raises queue.Full."
-GET_ADVICE = "Give get() a timeout, q.get(timeout=patience), and return when it raises queue.Empty."
+PUT_ADVICE = "Give put() a timeout of `patience` seconds, and stop when it raises queue.Full."
+GET_ADVICE = "Give get() a timeout of `patience` seconds, and return when it raises queue.Empty."
 
 
 @check("No hang when the consumers are gone: the producer stops", points=2,
@@ -540,12 +540,12 @@ def _early_failure(trial: Trial, give_up: GiveUp) -> CheckFailed:
         wait = next((e for e in reversed(side.events) if e["ev"] == "q_get_wait" and e["t"] <= give_up.at), None)
         how = f" after {_get_text(wait)} raised queue.Empty" if last and last["ev"] == "q_get_raise" else ""
         advice = ("A get() that waits less than `patience` gives up on a producer that is only slow: use "
-                  "q.get(timeout=patience), not get_nowait() or a shorter timeout.")
+                  "a get() that waits `patience` seconds, not get_nowait() or a shorter timeout.")
     else:
         what, other = "for room on the queue", "the consumers"
         how = " after its put() raised queue.Full" if last and last["ev"] == "q_put_raise" else ""
         advice = ("A put() that waits less than `patience` gives up on consumers that are only slow: use "
-                  "q.put(job, timeout=patience), not put_nowait() or a shorter timeout.")
+                  "a put() that waits `patience` seconds, not put_nowait() or a shorter timeout.")
     if not how:
         advice += " " + SNAPSHOT_NOTE
     return CheckFailed(
@@ -557,7 +557,7 @@ def _early_failure(trial: Trial, give_up: GiveUp) -> CheckFailed:
 
 
 @check("No side gives up on a side that is only slow", points=2,
-       hint="Wait the whole `patience` before you give up: q.put(job, timeout=patience) and q.get(timeout=patience), "
+       hint="Wait the whole `patience` before you give up: the timeout of put() and of get() is `patience`, "
             "never put_nowait()/get_nowait(), a shorter timeout, or q.empty()/q.full().")
 def check_waits_patience(student: Student, queues: QueueRuns) -> None:
     """Every producer or consumer that stopped early had waited at least `patience` seconds without progress."""
@@ -621,8 +621,8 @@ def _queue_call_text(event: dict[str, Any] | None) -> str:
 
 
 @check("A side stops on queue.Full or queue.Empty, and catches exactly those", points=2,
-       hint="put(timeout=...) raises queue.Full and get(timeout=...) raises queue.Empty (import queue): catch "
-            "those, not TimeoutError, and let them decide when to stop.")
+       hint="put(timeout=...) raises queue.Full and get(timeout=...) raises queue.Empty (of the standard module queue): "
+            "catch those, not TimeoutError, and let them decide when to stop.")
 def check_right_exceptions(student: Student, queues: QueueRuns) -> None:
     """No producer or consumer crashes, and each one that stopped early did so on queue.Full / queue.Empty."""
     for trial in (queues.finish, queues.leave):

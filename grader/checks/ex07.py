@@ -35,8 +35,8 @@ SLEEP_SCALE = 0.02  # 3 s of course time become 60 ms: long next to the main thr
 TIMEOUT = 5.0  # a correct run takes a fraction of a second; a program kept alive is stopped after this
 PROGRAM_LOG = "heartbeat.log"  # main()'s default path
 JOIN_ADVICE = "Start every worker, then join() each of them, and only then return the results."
-DAEMON_ADVICE = ("Make the heartbeat a daemon thread from its start: threading.Thread(target=heartbeat, "
-                 "args=(path,), daemon=True), or set beat.daemon = True before beat.start(). A daemon thread is "
+DAEMON_ADVICE = ("Make the heartbeat a daemon thread from its start: a thread is daemonic only if it is marked "
+                 "so before start(), through the `daemon` parameter of Thread or its attribute. A daemon thread is "
                  "stopped when every non-daemon thread has ended; never join it, it never ends.")
 _THREAD_HEADER = re.compile(r"^(Current thread|Thread) 0x[0-9a-f]+", re.IGNORECASE)
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<func>.+)$')
