@@ -26,9 +26,9 @@ def test_the_corpus_is_complete() -> None:
 
 
 @pytest.mark.parametrize("path", fixes(1, "wrong"), ids=lambda p: p.stem)
-def test_wrong_fix_fails_for_its_reason(path: Path, grade) -> None:
+def test_wrong_fix_fails_for_its_reason(path: Path, graded) -> None:
     check_id, reason = WRONG[path.stem]
-    report = grade(1, path)
+    report = graded(1, path)
     result = {c.id.split("::")[1]: c for c in report.all_checks()}[check_id]
     assert result.outcome == FAILED, result
     assert reason in result.message, result.message
@@ -36,8 +36,8 @@ def test_wrong_fix_fails_for_its_reason(path: Path, grade) -> None:
 
 
 @pytest.mark.parametrize("path", fixes(1, "correct"), ids=lambda p: p.stem)
-def test_correct_fix_passes(path: Path, grade) -> None:
-    report = grade(1, path)
+def test_correct_fix_passes(path: Path, graded) -> None:
+    report = graded(1, path)
     assert set(outcomes(report).values()) == {PASSED}, [(c.title, c.message) for c in report.all_checks()]
 
 

@@ -86,17 +86,17 @@ def test_stub_fails_for_its_reason(grade: Grade) -> None:
 
 
 @pytest.mark.parametrize("path", [SOLUTION, *fixes(6, "correct")], ids=lambda p: p.stem)
-def test_correct_fix_passes(path: Path, grade: Grade) -> None:
+def test_correct_fix_passes(path: Path, graded: Grade) -> None:
     """The solution and every correct fix (short waits up to a deadline, positional timeouts...) pass every check."""
-    report = grade(6, path)
+    report = graded(6, path)
     assert set(outcomes(report)) == CHECKS
     assert set(outcomes(report).values()) == {PASSED}, summary(report)
 
 
 @pytest.mark.parametrize("path", fixes(6, "wrong"), ids=lambda p: p.stem)
-def test_wrong_fix_fails_for_its_reason(path: Path, grade: Grade) -> None:
+def test_wrong_fix_fails_for_its_reason(path: Path, graded: Grade) -> None:
     """The listed checks fail with their reasons; every other check passes (or fails for its listed reason)."""
-    report = grade(6, path)
+    report = graded(6, path)
     results = by_check(report)
     assert set(results) == CHECKS
     maybe = MAY_ALSO_FAIL.get(path.stem, {})

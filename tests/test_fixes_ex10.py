@@ -57,17 +57,17 @@ def test_stub_fails_for_its_reason(grade: Grade) -> None:
 
 
 @pytest.mark.parametrize("path", [SOLUTION, *fixes(10, "correct")], ids=lambda p: p.stem)
-def test_correct_fix_passes(path: Path, grade: Grade) -> None:
+def test_correct_fix_passes(path: Path, graded: Grade) -> None:
     """The solution and every correct fix (a Pool, Processes and a Queue, a Manager list...) pass every check."""
-    report = grade(10, path)
+    report = graded(10, path)
     assert set(outcomes(report)) == CHECKS
     assert set(outcomes(report).values()) == {PASSED}, summary(report)
 
 
 @pytest.mark.parametrize("path", fixes(10, "wrong"), ids=lambda p: p.stem)
-def test_wrong_fix_fails_for_its_reason(path: Path, grade: Grade) -> None:
+def test_wrong_fix_fails_for_its_reason(path: Path, graded: Grade) -> None:
     """The listed checks fail with their reasons; every other check passes."""
-    report = grade(10, path)
+    report = graded(10, path)
     assert_fails_exactly(report, CHECKS, WRONG[path.stem])
 
 

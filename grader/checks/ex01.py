@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from grader.judging import witness
 from grader.judging.evidence import Run, Step
 from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children, require_ended
 
@@ -29,6 +30,7 @@ class Trial:
     final: object
     sold: int
     winners: list[str]
+    db: str
 
 
 @dataclass
@@ -46,7 +48,7 @@ def _trial(run: Run, step: Step, tickets: int, buyers: int, db: str) -> Trial:
     except (ValueError, TypeError, KeyError):
         final = run.outcome.files.get(db, "<missing>")
     labels = [run.processes[e["pid"]].label for e in wins if e["pid"] in run.processes]
-    return Trial(step, tickets, buyers, final, len(wins), labels)
+    return Trial(step, tickets, buyers, final, len(wins), labels, db)
 
 
 @pytest.fixture(scope="module")
@@ -103,13 +105,19 @@ def check_no_ticket_is_oversold(student: Student, tickets: TicketRuns) -> None:
     student.show(tickets.run)
     for trial in tickets.trials:
         if trial.sold > trial.tickets:
+            run = tickets.run
+            seen = witness.find(run, trial.step, "buy_ticket", trial.db)
+            told = (seen.sentence(run, trial.step, f"sold: {trial.sold} sales of {trial.tickets} ticket(s)") + " "
+                    if seen else "")
+            misplaced = seen.placement_sentence(run, "count") if seen else ""
+            why = misplaced or ("Several buyers read the same count before any of them wrote it back, so each sold "
+                                "the 'same' ticket: the read-decide-write in buy_ticket is not a critical section.")
             raise CheckFailed(
                 f"With {trial.tickets} ticket(s) and {trial.buyers} buyers, {trial.sold} buyers got a ticket: "
-                f"{', '.join(trial.winners[:4])}{f' and {len(trial.winners) - 4} more' if len(trial.winners) > 4 else ''}. Several buyers read the "
-                "same count before any of them wrote it back, so each sold the 'same' ticket: the read-decide-write "
-                "in buy_ticket is not a critical section.",
+                f"{', '.join(trial.winners[:4])}{f' and {len(trial.winners) - 4} more' if len(trial.winners) > 4 else ''}. "
+                f"{told}{why}",
                 expected=_invariant(trial), actual=_state(trial),
-                locations=_buy_ticket_line(tickets.run), run=tickets.run)
+                locations=(seen.locations(run) if misplaced and seen else _buy_ticket_line(run)), run=run)
 
 
 @check("The file ends at exactly count - sold", points=2,
@@ -148,7 +156,7 @@ def check_all_tickets_sold(student: Student, tickets: TicketRuns) -> None:
                 locations=_buy_ticket_line(tickets.run), run=tickets.run)
 
 
-@check("Every buyer finishes", points=2,
+@check("Every buyer finishes", judges=ENDS, points=2,
        hint="Every buyer must end normally: no exception, and no lock left held on any path (the early return too).")
 def check_every_buyer_finishes(student: Student, tickets: TicketRuns) -> None:
     run = tickets.run

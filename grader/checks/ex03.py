@@ -19,7 +19,7 @@ import pytest
 
 from grader.running import runner
 from grader.judging.evidence import Proc, Run, Step, explain_hang
-from grader.judging.harness import CheckFailed, Student, check, crashed_children
+from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
 
 EXERCISE = 3
 CONTRACT: dict[str, list[str] | None] = {
@@ -139,7 +139,7 @@ def _stuck(run: Run, when: str) -> CheckFailed:
         text += (" join() waits until the worker ends, and a heartbeat never ends by itself: do not join it; "
                  "a daemon is terminated when the main process's code ends.")
     return CheckFailed(f"{when}, the program did not end: {text}", locations=locations[:1] if main else locations,
-                       run=run)
+                       run=run, prerequisite=ENDS)
 
 
 def _thread_instead(run: Run) -> dict[str, Any] | None:
@@ -148,7 +148,7 @@ def _thread_instead(run: Run) -> dict[str, Any] | None:
 
 
 # ---- checks -------------------------------------------------------------------------------------
-@check("The program ends soon after the work ends", points=3,
+@check("The program ends soon after the work ends", judges=ENDS, points=3,
        hint="When the main process's code ends, Python joins every non-daemonic child: make the heartbeat a daemon.")
 def check_program_ends_after_work(student: Student, runs: Runs) -> None:
     """The whole program, run as the course runs it, must end by itself once main() returns."""

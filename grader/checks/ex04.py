@@ -217,7 +217,7 @@ def _require_finished(bank: Bank) -> Step:
     return step
 
 
-@check("The clients finish and the program ends", points=2,
+@check("The clients finish and the program ends", judges=ENDS, points=2,
        hint="deposit must not take the lock twice, and withdraw must release it when it refuses: then every "
             "client finishes.")
 def check_program_ends(student: Student, bank: Bank) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
-from grader.judging.harness import CheckFailed, Student, check
+from grader.judging.harness import ENDS, CheckFailed, Student, check
 from grader.results import Location
 
 EXERCISE = 5
@@ -131,7 +131,8 @@ def _hang_failure(run: Run, what: str) -> CheckFailed:
     holds = run.holds()
     if run.events("self_deadlock") or any(h.released is None for h in holds):
         sentences.append("Every acquire() needs its release(), on every path: a `with` block on the lock does that for you.")
-    return CheckFailed(f"{what} did not end: " + " ".join(sentences), locations=locations, run=run)
+    return CheckFailed(f"{what} did not end: " + " ".join(sentences), locations=locations, run=run,
+                       prerequisite=ENDS)
 
 
 def _require_finished(runs: CounterRuns, judged: str = "") -> None:
@@ -176,7 +177,7 @@ def _check_finished(runs: CounterRuns) -> None:
                           f"(exit code {run.outcome.returncode}).", run=run)
 
 
-@check("The workers finish and main() returns", points=2,
+@check("The workers finish and main() returns", judges=ENDS, points=2,
        hint="Every acquire() needs its release(), on every path: with a `with` block on the lock every worker finishes.")
 def check_program_ends(student: Student, counters: CounterRuns) -> None:
     """Every call of main() returns and every worker process ends normally; a hang is explained."""

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from grader.judging.evidence import Proc, Run, Step, capital, explain_hang
-from grader.judging.harness import CheckFailed, Student, check
+from grader.judging.harness import ENDS, CheckFailed, Student, check
 from grader.results import Location
 
 EXERCISE = 6
@@ -368,8 +368,10 @@ def _hang_failure(trial: Trial, advice: str) -> CheckFailed:
         if step is not None and step.error is not None:
             frames = step.error.get("frames") or []
             return CheckFailed(f"{trial.scenario.call_text()} raised {step.error['error']}: {step.error['message']}.",
-                               locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run)
-        return CheckFailed(f"{lead}: main() never returned (exit code {run.outcome.returncode}).", run=run)
+                               locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run,
+                               prerequisite=ENDS)
+        return CheckFailed(f"{lead}: main() never returned (exit code {run.outcome.returncode}).", run=run,
+                           prerequisite=ENDS)
     groups: dict[str, list[str]] = {}  # what a process does -> the processes that do it
     locations: list[Location] = []
     for side in trial.sides:
@@ -386,7 +388,7 @@ def _hang_failure(trial: Trial, advice: str) -> CheckFailed:
         sentences.append(f"The main process waits in {blocked[0] or 'its code'}(){_at(run, blocked[1])} for them.")
     sentences = sentences[:1] + [capital(s) for s in sentences[1:]]
     return CheckFailed(f"{lead}: " + " ".join(sentences) + (f" {advice}" if advice else ""),
-                       locations=locations, run=run)
+                       locations=locations, run=run, prerequisite=ENDS)
 
 
 def _require_ended(trial: Trial, advice: str = "", judged: str = "") -> None:
@@ -396,7 +398,7 @@ def _require_ended(trial: Trial, advice: str = "", judged: str = "") -> None:
     failed = _hang_failure(trial, advice)
     if judged:
         raise CheckFailed(f"{judged} can only be judged once the program ends. {failed.message}",
-                          locations=failed.locations, run=trial.run) from None
+                          locations=failed.locations, run=trial.run, prerequisite=ENDS) from None
     raise failed
 
 
@@ -404,7 +406,7 @@ PUT_ADVICE = "Give put() a timeout of `patience` seconds, and stop when it raise
 GET_ADVICE = "Give get() a timeout of `patience` seconds, and return when it raises queue.Empty."
 
 
-@check("No hang when the consumers are gone: the producer stops", points=2,
+@check("No hang when the consumers are gone: the producer stops", judges=ENDS, points=2,
        hint="A put() on a full queue waits forever once the consumers have left: put(job, timeout=patience), and "
             "stop when it raises queue.Full.")
 def check_ends_when_consumers_leave(student: Student, queues: QueueRuns) -> None:
@@ -413,7 +415,7 @@ def check_ends_when_consumers_leave(student: Student, queues: QueueRuns) -> None
     _require_ended(queues.leave, PUT_ADVICE)
 
 
-@check("No hang when the producers are done: the consumers stop", points=2,
+@check("No hang when the producers are done: the consumers stop", judges=ENDS, points=2,
        hint="A get() on an empty queue waits forever once the producers are done: get(timeout=patience), and "
             "return when it raises queue.Empty.")
 def check_ends_when_producers_finish(student: Student, queues: QueueRuns) -> None:

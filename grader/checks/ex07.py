@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from grader.judging.evidence import Run, Step, explain_hang
-from grader.judging.harness import CheckFailed, Student, check
+from grader.judging.harness import ENDS, CheckFailed, Student, check
 from grader.results import Location
 
 EXERCISE = 7
@@ -234,7 +234,8 @@ def _hang(run: Run, when: str) -> CheckFailed:
         if failure is not None:
             return failure
     sentences, locations = explain_hang(run)
-    return CheckFailed(f"{when}, the program did not end: " + " ".join(sentences), locations=locations, run=run)
+    return CheckFailed(f"{when}, the program did not end: " + " ".join(sentences), locations=locations, run=run,
+                       prerequisite=ENDS)
 
 
 def _daemon_too_late(run: Run, when: str) -> CheckFailed | None:
@@ -321,7 +322,7 @@ def _worker_starts(run: Run) -> list[Location]:
 
 
 # ---- checks -------------------------------------------------------------------------------------
-@check("The program ends when the jobs are done", points=3,
+@check("The program ends when the jobs are done", judges=ENDS, points=3,
        hint="The main thread waits for every non-daemon thread before the program ends: a heartbeat that loops "
             "forever must be a daemon thread, and must never be joined.")
 def check_program_ends(student: Student, runs: Runs) -> None:

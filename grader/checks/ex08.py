@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang
-from grader.judging.harness import CheckFailed, Student, check, crashed_children
+from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
 from grader.results import Location
 
 EXERCISE = 8
@@ -138,7 +138,8 @@ def _require_finished(totals: Totals) -> None:
         if run.events("self_deadlock"):
             advice = (" Every acquire() needs exactly one release(), before the same process acquires the lock "
                       "again: `with lock:` does that for you.")
-        raise CheckFailed(f"{what} did not end: " + " ".join(sentences) + advice, locations=locations, run=run)
+        raise CheckFailed(f"{what} did not end: " + " ".join(sentences) + advice, locations=locations, run=run,
+                          prerequisite=ENDS)
     for step in run.steps:
         if step.error is not None:
             frames = step.error.get("frames") or []
@@ -164,7 +165,7 @@ def _def_location(run: Run, func: str) -> list[Location]:
 
 
 # ---- checks -------------------------------------------------------------------------------------
-@check("The workers finish and main() returns", points=2,
+@check("The workers finish and main() returns", judges=ENDS, points=2,
        hint="Every acquire() needs its release() before the lock is taken again: `with lock:` does that for you.")
 def check_workers_finish(student: Student, totals: Totals) -> None:
     """Every call of main() returns, and every worker process ends normally."""

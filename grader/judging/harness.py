@@ -64,12 +64,14 @@ class CheckFailed(AssertionError):
 
 
 def check(title: str, points: float, hint: str = "", timeout: float = 300,
-          depends: tuple[str, ...] = (LOADS, ENDS)) -> Callable[[Callable[..., None]], Any]:
-    """Declare a check: its title, points, hint and what it depends on (LOADS always, ENDS by default).
+          depends: tuple[str, ...] = (LOADS, ENDS), judges: str | None = None) -> Callable[[Callable[..., None]], Any]:
+    """Declare a check: its title, points, hint, what it depends on (LOADS always, ENDS by default) and the
+    prerequisite it judges itself (e.g. ENDS for "the program ends"), if any.
 
-    When a prerequisite already failed for the same run in an earlier check of the exercise, this check is
-    not judged (SKIPPED, pointing at that check): one cause is said once. pytest-timeout guards it as a
-    last resort only."""
+    When a prerequisite it depends on fails, the check is not judged (SKIPPED, pointing at the check that
+    judges it, else the first that met it): one cause is said once. pytest-timeout guards it as a last
+    resort only."""
+    depends = tuple(d for d in depends if d != judges)
     unknown = set(depends) - set(PREREQUISITES)
     if unknown:
         raise ValueError(f"unknown prerequisite(s) {sorted(unknown)}: known are {sorted(PREREQUISITES)}")

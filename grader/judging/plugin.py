@@ -93,7 +93,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if failed_here or (report.when == "call" and report.passed):
         result = _result(item, marker, call, report)
         error = call.excinfo.value if call.excinfo is not None else None
-        item.config.stash[CAUSES_KEY].settle(result, error if isinstance(error, CheckFailed) else None,
+        item.config.stash[CAUSES_KEY].record(result, error if isinstance(error, CheckFailed) else None,
                                              tuple(marker.kwargs.get("depends", ())))
         results.append(result)
 
@@ -127,6 +127,7 @@ def _result(item: pytest.Item, marker: pytest.Mark, call: pytest.CallInfo[None],
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    session.config.stash[CAUSES_KEY].settle()  # one cause said once, by the check that judges it
     path = session.config.getoption("--grader-results")
     if not path:
         return
