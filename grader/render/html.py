@@ -393,7 +393,7 @@ def _legend(line: timelines.Timeline) -> list[str]:
     if line.stop is not None:
         kinds.add("stop")
     order = ["life", "daemon", "call", "hold", "orphan", "overlap", "wait", "put", "get", "put sentinel", "get sentinel",
-             "spawn", "crash", "self-deadlock", "stop"]
+             "spawn", "crash", "self-deadlock", "unlocked", "stop"]
     return [k for k in order if k == "life" or k in kinds]
 
 
