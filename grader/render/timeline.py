@@ -715,9 +715,9 @@ def overlap_sentence(timeline: Timeline) -> str:
         return ""
     first = timeline.overlaps[0]
     more = len(timeline.overlaps) - 1
-    return (f"In red on the timeline: {first.first} and {first.second} were both inside {first.func}(), between "
-            "their read and their write of the shared state, at the same time "
-            f"(from {timeline.rel(first.start)} to {timeline.rel(first.end)}) and both succeeded"
+    return (f"In red on the timeline: {first.first} and {first.second} were both inside {first.func}() at the same time "
+            f"(from {timeline.rel(first.start)} to {timeline.rel(first.end)}), between their read and their write of "
+            "the shared state, and both succeeded"
             + (f"; {more} more pair{'s' if more != 1 else ''} of processes overlapped like that" if more else "")
             + ". A critical section lets one process in at a time."
             + (" Each red bar is a read or write of the shared file made without holding the lock while another "
