@@ -13,6 +13,8 @@ WRONG = {
     "wrong_lock_only_read": ("check_no_ticket_is_oversold", "read the same count"),
     "wrong_lock_only_write": ("check_no_ticket_is_oversold", "read the same count"),
     "wrong_lock_per_call": ("check_no_ticket_is_oversold", "not a critical section"),
+    "wrong_lock_released_before_write": ("check_no_ticket_is_oversold",
+                                         "The lock covers only part of the critical section"),
     "wrong_no_recheck": ("check_file_matches_sales", "tickets were sold that did not exist"),
     "wrong_no_release_when_sold_out": ("check_every_buyer_finishes", "never released"),
     "wrong_serial_join": ("check_buyers_are_concurrent", "Joining each process right after starting it"),

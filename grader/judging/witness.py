@@ -149,6 +149,12 @@ def find(run: Run, step: Step, func: str, path: str, success: Any = True) -> Wit
                 break
             if b.pid != a.pid:
                 return _witness(run, a, b)
+    # Events are stamped a moment apart from the file operations they record: two successful calls that read
+    # the very same state are the witness too (the second read it before the first's write took effect).
+    for i, a in enumerate(done):
+        for b in done[i + 1:]:
+            if b.pid != a.pid and b.read.value == a.read.value:  # type: ignore[union-attr]
+                return _witness(run, a, b)
     return None
 
 
