@@ -36,6 +36,14 @@ class Causes:
     """The failures of the session, per exercise, settled once every check of the exercise has been judged."""
 
     failures: dict[int, list[_Failure]] = field(default_factory=dict)
+    notes: set[tuple[int, str]] = field(default_factory=set)
+
+    def first_time(self, exercise: int, note: str) -> bool:
+        """Whether `note` (a sentence added to a reason) is new in this exercise: then remember it."""
+        if (exercise, note) in self.notes:
+            return False
+        self.notes.add((exercise, note))
+        return True
 
     def blocking(self, exercise: int, depends: tuple[str, ...]) -> tuple[str, Stated] | None:
         """The file of the exercise did not load: a check depending on that is not even run."""

@@ -14,7 +14,9 @@ from typing import Any, Generator
 import pytest
 
 from grader.course import course_root, find_exercise
+from grader.judging import startmethods
 from grader.judging.causes import Causes, Stated, not_judged
+from grader.judging.evidence import Run
 from grader.judging.harness import CheckFailed, Student
 from grader.results import ERROR, FAILED, PASSED, CheckResult
 
@@ -123,7 +125,19 @@ def _result(item: pytest.Item, marker: pytest.Mark, call: pytest.CallInfo[None],
         run = student.shown if isinstance(student, Student) else None
     if run is not None:
         result.evidence = run.evidence()
+        if result.outcome == FAILED:
+            _name_the_start_method(item, result, run)
     return result
+
+
+def _name_the_start_method(item: pytest.Item, result: CheckResult, run: Run) -> None:
+    """Under spawn or forkserver, state made at the top level of the file is made again in every child: say
+    which line, once per exercise."""
+    method = item.config.getoption("--grader-start-method")
+    note, locations = startmethods.explain(run.outcome.events, method, run.student_file)
+    if note and item.config.stash[CAUSES_KEY].first_time(result.exercise, note):
+        result.message = f"{result.message} {note}"
+        result.locations = locations + result.locations
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

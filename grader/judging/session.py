@@ -16,6 +16,7 @@ import pytest
 
 import grader
 from grader.course import Exercise, course_root, load_course
+from grader.judging import startmethods
 from grader.results import ERROR, FAILED, PASSED, CheckResult, ExerciseResult, Report, check_from_dict
 
 
@@ -68,6 +69,7 @@ def merge_start_methods(reports: list[Report], command: str) -> Report:
     merged.start_method, merged.command = ALL_METHODS, command
     merged.duration = round(sum(r.duration for r in reports), 3)
     for e_index, exercise in enumerate(merged.exercises):
+        explained = False  # how the start methods differ is said once per exercise
         for c_index, check in enumerate(exercise.checks):
             verdicts = {r.start_method: r.exercises[e_index].checks[c_index] for r in reports
                         if c_index < len(r.exercises[e_index].checks)}
@@ -78,8 +80,11 @@ def merge_start_methods(reports: list[Report], command: str) -> Report:
             exercise.checks[c_index] = worst
             passing = [m for m in verdicts if m not in failing]
             if passing and worst.outcome == FAILED:
+                differences = "" if explained or startmethods.REIMPORTED in worst.message else (
+                    " " + " ".join(METHOD_DIFFERENCES[m] for m in failing))
+                explained = True
                 worst.message = (f"Under {' and '.join(failing)} only (it passes under {' and '.join(passing)}): "
-                                 f"{worst.message} {' '.join(METHOD_DIFFERENCES[m] for m in failing)}")
+                                 f"{worst.message}{differences}")
     return merged
 
 

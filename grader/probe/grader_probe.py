@@ -334,6 +334,9 @@ def _patch_locks(probe: Probe) -> None:
         # address: name it by its creator once, and forked children inherit the name with the object.
         if getattr(self, "_grader_lock_id", None) is None:
             self._grader_lock_id = semlock.name or f"lock-{os.getpid()}-{semlock.handle:x}"
+            where = probe.where()
+            if where is not None:  # made by the student's code (not rebuilt from a pickle): say where
+                probe.emit("lock_new", lock=self._grader_lock_id, kind=kind, where=where)
         # student_only: multiprocessing's own locks (a queue's reader lock...) are not the student's.
         self.acquire, self.release = _recording_lock(probe, self._grader_lock_id, kind, semlock.acquire,
                                                      semlock.release, student_only=True)
