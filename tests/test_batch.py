@@ -370,6 +370,9 @@ def test_reason_key_drops_the_particulars() -> None:
     two = "With 2 ticket(s) and 6 buyers, 4 buyers got a ticket: buyer 2 (pid 9), buyer 3 (pid 10)."
     assert summary.reason_key(one) == summary.reason_key(two)
     assert summary.reason_key(one) != summary.reason_key("main() raised KeyError ('count') with 1 tickets.")
+    three = "With 1 ticket(s) and 10 buyers, 3 buyers got a ticket: buyer 1 of 10 (trial 1), buyer 4 of 10 (trial 1)."
+    four = "With 2 ticket(s) and 6 buyers, 4 buyers got a ticket: buyer 2 of 6 (trial 2), buyer 3 of 6 (trial 2)."
+    assert summary.reason_key(three) == summary.reason_key(four)
 
 
 def test_histogram_bins_include_the_maximum() -> None:

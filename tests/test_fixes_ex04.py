@@ -15,7 +15,7 @@ STUB = ROOT / "exercises" / "ex04_double_acquire.py"
 SOLUTION = ROOT / "solutions" / "ex04_double_acquire.py"
 CHECKS = {"check_program_ends", "check_no_double_acquire", "check_final_balance_exact",
           "check_withdraw_releases_lock", "check_refusal_changes_nothing"}
-DOUBLE_ACQUIRE = re.compile(r"client \d \(pid \d+\) blocks acquiring the lock at line \d+ \(read_balance\) while it "
+DOUBLE_ACQUIRE = re.compile(r"client \d+(?: of \d+)?(?: \(trial \d+\))? blocks acquiring the lock at line \d+ \(read_balance\) while it "
                             r"already holds it since line \d+ \(deposit\)")
 # fix file stem -> {check that must fail: a piece of its reason}; the checks not named must pass, so that a
 # student who fixed one bug is told about the other one only.
