@@ -71,8 +71,8 @@ def test_a_missing_function_is_said_once(tmp_path: Path) -> None:
     assert {c.outcome for c in report.all_checks()} == {FAILED, SKIPPED}
 
 
-def test_the_deadlock_paragraph_of_exercise_4_appears_once(tmp_path: Path) -> None:
-    report = grade_file(4, ROOT / "exercises" / "ex04_double_acquire.py", tmp_path)
+def test_the_deadlock_paragraph_of_exercise_4_appears_once(graded) -> None:
+    report = graded(4, ROOT / "exercises" / "ex04_double_acquire.py")
     paragraph = "The main process waits in join()"
     saying = [c for c in report.all_checks() if paragraph in c.message]
     assert len(saying) == 1, [(c.title, c.outcome, c.message) for c in report.all_checks()]

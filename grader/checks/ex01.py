@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from grader.judging import witness
-from grader.judging.evidence import Run, Step
+from grader.judging.evidence import Run, Step, capital
 from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children, require_ended
 
 EXERCISE = 1
@@ -167,7 +167,7 @@ def check_every_buyer_finishes(student: Student, tickets: TicketRuns) -> None:
         if crashed:
             proc, last_line = crashed[0]
             raise CheckFailed(
-                f"{proc.label} crashed with {step.label}: {last_line}. A crashed buyer is a failure of the program, "
+                f"{capital(proc.label)} crashed with {step.label}: {last_line}. A crashed buyer is a failure of the program, "
                 "not bad luck: its full traceback is in the report.", run=run)
     _require_completed(tickets)
 

@@ -43,6 +43,7 @@ MAX_SOURCE_LINES = 1200
 SOURCE_CONTEXT = 4
 MAX_STACK_TEXT = 20000
 _LINE_REF = re.compile(r"\bline (\d+)\b")
+TRACEBACK_WORDS = "its full traceback is in the report"
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]*)", line (?P<line>\d+) in (?P<func>.*)$')
 _THREAD = re.compile(r"^(Current thread|Thread) (0x[0-9a-fA-F]+)")
 
@@ -152,6 +153,7 @@ class ThreadView:
     header: str
     groups: list[FrameGroup]
     student: list[FrameView]
+    raw: str = ""  # the header as faulthandler printed it (a thread address), shown on demand
 
 
 @dataclass
@@ -181,6 +183,7 @@ class OutputView:
     label: str
     streams: list[StreamView]
     open: bool = False
+    anchor: str = ""
 
 
 @dataclass
@@ -300,7 +303,8 @@ def _check_view(number: int, check: CheckResult, runs: dict[int, RunView], lines
     ][:6]
     return CheckView(
         number=number, anchor=f"check-{number}", title=check.title, outcome=check.outcome, symbol=symbol, word=word,
-        points=f"{check.points:g}", max_points=f"{check.max_points:g}", reason=_link_lines(check.message, lines),
+        points=f"{check.points:g}", max_points=f"{check.max_points:g}",
+        reason=_link_traceback(_link_lines(check.message, lines), check.message, run),
         overlap=overlap, expected=check.expected, actual=check.actual,
         hint=check.hint if check.outcome == FAILED else "", locations=locations, run=run,
         traceback=check.traceback if check.outcome == ERROR else None)
@@ -326,6 +330,20 @@ def _link_lines(message: str, lines: list[str]) -> Markup:
         return f'<a href="#L{number}">{match.group(0)}</a>' if _code_exists(lines, number) else match.group(0)
 
     return Markup(_LINE_REF.sub(link, escaped))
+
+
+def _link_traceback(reason: Markup, message: str, run: RunView | None) -> Markup:
+    """The words that send the student to a traceback become a link to the output of the process the reason
+    names (opened, so that the traceback shows at once)."""
+    if run is None or TRACEBACK_WORDS not in message.lower():
+        return reason
+    named = [o for o in run.outputs if o.label.lower() in message.lower() and any(s.name == "err" for s in o.streams)]
+    if not named:
+        return reason
+    target = max(named, key=lambda o: len(o.label))  # "buyer 1 of 10" is not "buyer 10 of 10"
+    target.open = True
+    words = re.compile(re.escape(TRACEBACK_WORDS), re.IGNORECASE)
+    return Markup(words.sub(lambda m: f'<a href="#{target.anchor}">{m.group(0)}</a>', str(reason), count=1))
 
 
 # ---- runs ---------------------------------------------------------------------------------------------------
@@ -380,7 +398,7 @@ def _run_view(number: int, evidence: Evidence, checks: list[tuple[str, str]], li
         checks=checks, svg=timelines.svg(line, f"{anchor}-timeline", title), summary=timelines.summary(line),
         words=timelines.words(line), legend=_legend(line), overlap=timelines.overlap_sentence(line),
         stacks=[_stack_view(s, lines, filename) for s in evidence.stacks],
-        outputs=_outputs(evidence), files=[_stream(name, text, FILE_LIMIT) for name, text in sorted(evidence.files.items())],
+        outputs=_outputs(evidence, anchor), files=[_stream(name, text, FILE_LIMIT) for name, text in sorted(evidence.files.items())],
         isolation=evidence.isolation)
 
 
@@ -412,8 +430,8 @@ def _cut_middle(name: str, text: str) -> StreamView:
     return StreamView(name, f"{text[:OUTPUT_HEAD]}\n[… {cut:,} characters cut …]\n{text[-OUTPUT_TAIL:]}", cut)
 
 
-def _outputs(evidence: Evidence) -> list[OutputView]:
-    """Output per process, the main program first, then in start order."""
+def _outputs(evidence: Evidence, anchor: str = "output") -> list[OutputView]:
+    """Output per process, the main program first, then in start order (each with an anchor to link to)."""
     order = {p.get("label"): i for i, p in enumerate(evidence.processes)}
     views = []
     opened = 0
@@ -421,7 +439,8 @@ def _outputs(evidence: Evidence) -> list[OutputView]:
         shown = [_cut_middle(name, str(streams.get(name) or "")) for name in ("out", "err") if streams.get(name)]
         if shown:
             errors = any(s.name == "err" for s in shown)
-            views.append(OutputView(str(label), shown, open=errors and opened < OPEN_ERRORS))
+            views.append(OutputView(str(label), shown, open=errors and opened < OPEN_ERRORS,
+                                    anchor=f"{anchor}-output-{len(views) + 1}"))
             opened += errors
     return views
 
@@ -434,7 +453,8 @@ def _stack_view(stack: ProcessStack, lines: list[str], filename: str) -> StackVi
     for raw in stack.text[:MAX_STACK_TEXT].splitlines():
         header = _THREAD.match(raw.strip())
         if header or current is None:
-            current = ThreadView(raw.strip() if header else "Stack", [], [])
+            current = ThreadView(_thread_name(len(threads) + 1, raw.strip()) if header else "Stack", [], [],
+                                 raw.strip() if header else "")
             threads.append(current)
             if header:
                 continue
@@ -456,6 +476,12 @@ def _stack_view(stack: ProcessStack, lines: list[str], filename: str) -> StackVi
         stopped_at = threads[0].student[0]
         calling = _called_from(threads[0], stopped_at)
     return StackView(stack.label, stack.pid, threads, stopped_at, calling)
+
+
+def _thread_name(number: int, header: str) -> str:
+    """A thread as a student names it: its number, and whether it was the one running (no address)."""
+    running = " (the one running when the grader stopped the process)" if header.lower().startswith("current") else ""
+    return f"Thread {number}{running}"
 
 
 def _group(thread: ThreadView, library: bool) -> FrameGroup:
