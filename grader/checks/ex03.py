@@ -19,7 +19,7 @@ import pytest
 
 from grader.running import runner
 from grader.judging.evidence import Proc, Run, Step, explain_hang
-from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
+from grader.judging.harness import CLEAN, ENDS, CheckFailed, Student, check, crashed_children
 
 EXERCISE = 3
 CONTRACT: dict[str, list[str] | None] = {
@@ -274,7 +274,7 @@ def check_program_ends_when_work_raises(student: Student, runs: Runs) -> None:
     student.show(run)
 
 
-@check("Nothing outlives the program", points=1,
+@check("Nothing outlives the program", judges=CLEAN, points=1,
        hint="Do not detach the heartbeat (os.fork, setsid): when the program ends, its heartbeat ends with it.")
 def check_nothing_outlives_program(student: Student, runs: Runs) -> None:
     """Once the program ended, no process of it may go on writing (a detached heartbeat does)."""

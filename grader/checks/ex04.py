@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from grader.judging import witness
 from grader.judging.evidence import Hold, Run, Step, capital, explain_hang, overlapping_holders
 from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
 from grader.results import Location
@@ -287,15 +288,28 @@ def check_final_balance_exact(student: Student, bank: Bank) -> None:
                "leave the balance unchanged: check the balance before you write anything.")
     elif final > expected:
         why = f"it ended at {final}, more than was deposited."
-    else:
+    unprotected: list[Location] = []
+    if isinstance(final, int) and 0 <= final <= expected:
         lost = f"{(expected - final) / AMOUNT:g}"
-        why = f"it ended at {final}: {lost} deposit(s) were lost. {_lost_update_cause(run, children)}"
+        cause, unprotected = _lost_update_cause(run, children, step)
+        why = f"it ended at {final}: {lost} deposit(s) were lost. {cause}"
     raise CheckFailed(f"{setting}, but {why}", expected=f"balance {expected}", actual=f"balance {final}",
-                      locations=_def_location(run, "deposit"), run=run)
+                      locations=unprotected or _def_location(run, "deposit"), run=run)
 
 
-def _lost_update_cause(run: Run, clients: set[int]) -> str:
-    """Why two clients could read the same balance: no lock, different locks, or a lock that does not cover it all."""
+def _lost_update_cause(run: Run, clients: set[int], step: Step) -> tuple[str, list[Location]]:
+    """Why two clients could read the same balance: no lock, different locks, or a lock that does not cover it all;
+    led by the witness, the interleaving of two deposits that lost one."""
+    seen = witness.find(run, step, "deposit", BANK_DB, witness.ANY)
+    told = seen.sentence(run, step, "deposited, and the second write overwrote the first") + " " if seen else ""
+    misplaced = seen.placement_sentence(run, "balance") if seen else ""
+    if misplaced and seen is not None:
+        return told + misplaced, seen.locations(run)
+    return told + _lost_update_reason(run, clients), []
+
+
+def _lost_update_reason(run: Run, clients: set[int]) -> str:
+    """The lost update's cause in general words, by where the lock was."""
     if not [h for h in run.holds() if h.pid in clients]:
         return ("The clients never held a shared multiprocessing lock, so two of them read the same balance, each "
                 "added its amount, and the second write overwrote the first: a lost update. Keep the lock that main() "

@@ -33,9 +33,11 @@ COURSE_SLEEP_SCALE = 0.001  # course code sleeps seconds to simulate work: judge
 # judged, and the cause is said once, by the first check that met it.
 LOADS = "loads"
 ENDS = "ends"
+CLEAN = "clean"
 PREREQUISITES: dict[str, str] = {
     LOADS: "your file did not load as the exercise asks",
     ENDS: "the run it judges did not run to the end",
+    CLEAN: "processes of the run it judges outlived the program",
 }
 
 
@@ -64,7 +66,7 @@ class CheckFailed(AssertionError):
 
 
 def check(title: str, points: float, hint: str = "", timeout: float = 300,
-          depends: tuple[str, ...] = (LOADS, ENDS), judges: str | None = None) -> Callable[[Callable[..., None]], Any]:
+          depends: tuple[str, ...] = (LOADS, ENDS, CLEAN), judges: str | None = None) -> Callable[[Callable[..., None]], Any]:
     """Declare a check: its title, points, hint, what it depends on (LOADS always, ENDS by default) and the
     prerequisite it judges itself (e.g. ENDS for "the program ends"), if any.
 
@@ -213,7 +215,7 @@ def bad_input(run: Run, shown_as: str) -> None:
             + ": the grader cannot judge work that never finished. Does a process of yours kill or exit its parent?",
             run=run, prerequisite=ENDS)
     if run.outcome.leftovers:
-        raise CheckFailed(_leftover_message(run), run=run, prerequisite=ENDS)
+        raise CheckFailed(_leftover_message(run), run=run, prerequisite=CLEAN)
     for step in run.steps:
         if step.error and "exit" in step.error:
             raise CheckFailed(
