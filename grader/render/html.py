@@ -61,6 +61,7 @@ class CriticalSection:
 
 CRITICAL_SECTIONS: Mapping[int, CriticalSection] = MappingProxyType({
     1: CriticalSection("buy_ticket", True, frozenset({"check_no_ticket_is_oversold", "check_file_matches_sales"})),
+    4: CriticalSection("deposit", None, frozenset({"check_final_balance_exact"})),  # a deposit returns None
 })
 
 
