@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from grader.judging import witness
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang
 from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
 from grader.results import Location
@@ -211,7 +212,15 @@ def _judge_total(run: Run, trial: Trial) -> None:
     elif final > trial.expected:
         why = f"it ended at {final}, more than the scores add up to."
     else:
-        why = f"it ended at {final}: some scores were added and then lost. {_lost_update_cause(run, trial)}"
+        seen = witness.find(run, trial.step, "add_to_total", trial.path, witness.ANY)
+        told = seen.sentence(run, trial.step, "added their score, and the second write overwrote the first") + " " \
+            if seen else ""
+        misplaced = seen.placement_sentence(run, "total") if seen else ""
+        why = (f"it ended at {final}: some scores were added and then lost. {told}"
+               f"{misplaced or _lost_update_cause(run, trial)}")
+        if misplaced and seen is not None:
+            raise CheckFailed(f"{setting}, but {why}", expected=f"total {trial.expected}", actual=f"total {final}",
+                              locations=seen.locations(run), run=run)
     locations = _def_location(run, "add_to_total") if run.returns("add_to_total") else []
     if not locations and trial.holds:  # the read-modify-write is written out in worker: show the lock's line
         locations = run.location(trial.holds[0].where, "acquires the lock")
