@@ -43,3 +43,4 @@ def test_the_traceback_sentence_links_to_the_traceback(tmp_path: Path) -> None:
     assert target.get("open") is not None
     assert "".join(target.find("summary").itertext()).lower() == named[1].lower()
     assert "RuntimeError: sold out" in "".join(target.itertext())
+    assert re.search(rf"Process Process-\d+, {re.escape(named[1])}:", "".join(target.itertext()), re.IGNORECASE)

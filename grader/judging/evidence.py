@@ -153,6 +153,7 @@ class Run:
     def evidence(self) -> Evidence:
         labels = {p.pid: p.label for p in self.processes.values()}
         output = {labels.get(int(k), k) if k.isdigit() else _stream_owner(k, self): v for k, v in self.outcome.output.items()}
+        output = {who: _named_streams(streams, self.processes.values()) for who, streams in output.items()}
         stacks = [
             ProcessStack(pid=pid, label=labels.get(pid, f"process {pid}"), text=text)
             for pid, text in sorted(self.outcome.stacks.items())
@@ -169,6 +170,18 @@ class Run:
         return Evidence(status=self.outcome.status, duration=round(self.outcome.duration, 3), output=output,
                         stacks=stacks, events=events, processes=processes, files=files,
                         isolation=self.outcome.isolation)
+
+
+def _named_streams(streams: dict[str, str], procs: Iterable[Proc]) -> dict[str, str]:
+    """multiprocessing heads a child's traceback with "Process Process-3:": add the name the feedback uses."""
+    err = streams.get("err")
+    if not err or "Process " not in err:
+        return streams
+    for proc in procs:
+        if proc.name and proc.label and f"Process {proc.name}:" in err:
+            err = re.sub(rf"^Process {re.escape(proc.name)}:$", f"Process {proc.name}, {proc.label}:", err,
+                         flags=re.MULTILINE)
+    return {**streams, "err": err}
 
 
 def capital(text: str) -> str:
