@@ -30,7 +30,8 @@ COURSE_SLEEP_SCALE = 0.001  # course code sleeps seconds to simulate work: judge
 
 
 # What a check can depend on (check50's dependencies): when one fails, the checks that need it are not
-# judged, and the cause is said once, by the first check that met it.
+# judged, and the cause is said once, by the check that judges it (else the first that met it). Each value
+# is the one line a not-judged check shows.
 LOADS = "loads"
 ENDS = "ends"
 CLEAN = "clean"
@@ -44,7 +45,7 @@ PREREQUISITES: dict[str, str] = {
 class CheckFailed(AssertionError):
     """The student's code is wrong: a reason in plain words, optionally expected/actual and lines to show.
 
-    `prerequisite` names what failed when it is a root cause other checks share (LOADS, ENDS)."""
+    `prerequisite` names what failed when it is a root cause other checks share (LOADS, ENDS, CLEAN)."""
 
     def __init__(
         self,
@@ -66,9 +67,10 @@ class CheckFailed(AssertionError):
 
 
 def check(title: str, points: float, hint: str = "", timeout: float = 300,
-          depends: tuple[str, ...] = (LOADS, ENDS, CLEAN), judges: str | None = None) -> Callable[[Callable[..., None]], Any]:
-    """Declare a check: its title, points, hint, what it depends on (LOADS always, ENDS by default) and the
-    prerequisite it judges itself (e.g. ENDS for "the program ends"), if any.
+          depends: tuple[str, ...] = (LOADS, ENDS, CLEAN),
+          judges: str | None = None) -> Callable[[Callable[..., None]], Any]:
+    """Declare a check: its title, points, hint, what it depends on (LOADS always; ENDS and CLEAN by default)
+    and the prerequisite it judges itself (e.g. ENDS for "the program ends"), if any.
 
     When a prerequisite it depends on fails, the check is not judged (SKIPPED, pointing at the check that
     judges it, else the first that met it): one cause is said once. pytest-timeout guards it as a last

@@ -35,7 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "grader_check(title, points, hint): a check of the grader")
+    config.addinivalue_line("markers", "grader_check(title, points, hint, depends): a check of the grader")
     config.stash[RESULTS_KEY] = []
     config.stash[CAUSES_KEY] = Causes()
     if config.getoption("--grader-seed") is None:
