@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, grade_file
+from grader.judging.causes import Causes
+from grader.judging.harness import CLEAN, ENDS, LOADS, CheckFailed
 from grader.render import classroom, gradescope, html, jsonfile, junit, terminal
-from grader.results import FAILED, SKIPPED, Report
+from grader.results import FAILED, SKIPPED, CheckResult, Report
 
 SYNTAX_ERROR = "import json\n\ndef load(db_path)\n    return 1\n"
 MISSING_FUNCTION = '"""Exercise 3, without its functions."""\nVALUE = 1\n'
@@ -78,3 +80,32 @@ def test_the_deadlock_paragraph_of_exercise_4_appears_once(graded) -> None:
     assert len(saying) == 1, [(c.title, c.outcome, c.message) for c in report.all_checks()]
     balance = next(c for c in report.all_checks() if c.id.endswith("check_final_balance_exact"))
     assert balance.outcome == SKIPPED and saying[0].title in balance.message and balance.points == 0
+
+
+def _failed(number: int, message: str) -> CheckResult:
+    return CheckResult(id=f"ex01::check_{number}", exercise=1, title=f"check {number}", outcome=FAILED, points=0.0,
+                       max_points=2.0, message=message, hint="a hint")
+
+
+def test_the_check_that_judges_a_prerequisite_says_it_whatever_the_order() -> None:
+    causes = Causes()
+    hang = "The ticket sale did not end: buyer 2 of 10 waits for the lock at line 7, which buyer 1 took and kept."
+    first, owner, other = _failed(1, hang), _failed(2, hang), _failed(3, "The buyers never ran at the same time.")
+    causes.record(first, CheckFailed(hang, prerequisite=ENDS), (LOADS, ENDS, CLEAN))
+    causes.record(owner, CheckFailed(hang, prerequisite=ENDS), (LOADS, CLEAN))  # judges=ENDS
+    causes.record(other, CheckFailed(other.message), (LOADS, ENDS, CLEAN))
+    causes.settle()
+    assert (first.outcome, first.points, first.depends_on) == (SKIPPED, 0.0, owner.id)
+    assert first.message == "Not judged: the run it judges did not run to the end, as “check 2” says."
+    assert owner.outcome == FAILED and owner.message == hang and owner.hint == "a hint"
+    assert other.outcome == FAILED  # another cause is said too
+
+
+def test_a_reason_repeated_after_a_lead_sentence_is_said_once() -> None:
+    causes = Causes()
+    reason = "main(40, 4, 5) raised ValueError: semaphore or lock released too many times, at line 12 (decrement)."
+    first, second = _failed(1, reason), _failed(2, "The final value can only be judged once it ends. " + reason)
+    for result in (first, second):
+        causes.record(result, CheckFailed(result.message), (LOADS, ENDS, CLEAN))
+    causes.settle()
+    assert first.outcome == FAILED and second.outcome == SKIPPED and second.depends_on == first.id
