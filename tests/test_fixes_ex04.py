@@ -31,7 +31,7 @@ WRONG: dict[str, dict[str, str]] = {
         "check_no_double_acquire": "while it already holds it since line 35 (deposit)",
         "check_final_balance_exact": NOT_JUDGED,  # the hang is said once, by check_program_ends
     },
-    "wrong_lock_only_read": {"check_final_balance_exact": "the lock does not cover the whole read-modify-write"},
+    "wrong_lock_only_read": {"check_final_balance_exact": "The lock covers only part of the critical section"},
     "wrong_lock_per_call": {"check_final_balance_exact": "they held two different locks"},
     "wrong_write_before_check": {
         "check_final_balance_exact": "a withdrawal that was refused took money anyway",
