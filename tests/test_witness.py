@@ -36,6 +36,11 @@ def test_the_stub_shows_two_buyers_reading_the_same_count(graded) -> None:
     assert seen, result.message
     assert seen["a"] != seen["b"] and seen["lock"].lower() == "without holding"
     assert "(pid" not in result.message  # one name per process, numbered in its trial: "buyer 3 of 10 (trial 1)"
+    # expected and actual state the invariant and the state, so that a student can check one against the other
+    invariant = re.fullmatch(r"at most (\d+) sold, and the file's count = (\d+) − sold", result.expected or "")
+    state = re.fullmatch(r"(\d+) sold, count (-?\d+)", result.actual or "")
+    assert invariant and state and invariant[1] == invariant[2], (result.expected, result.actual)
+    assert int(state[1]) > int(invariant[1])  # oversold: the actual visibly breaks the expected
     assert int(seen["line"]) == line_of(STUB, "    data = load(db_path)")
     assert int(seen["write"]) == line_of(STUB, "    save(db_path, data)")
 
