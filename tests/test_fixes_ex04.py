@@ -32,6 +32,7 @@ WRONG: dict[str, dict[str, str]] = {
         "check_final_balance_exact": NOT_JUDGED,  # the hang is said once, by check_program_ends
     },
     "wrong_lock_only_read": {"check_final_balance_exact": "The lock covers only part of the critical section"},
+    "wrong_read_before_lock": {"check_final_balance_exact": "The lock is in the wrong place: client"},
     "wrong_lock_per_call": {"check_final_balance_exact": "they held two different locks"},
     "wrong_write_before_check": {
         "check_final_balance_exact": "a withdrawal that was refused took money anyway",
