@@ -107,8 +107,7 @@ def check_no_ticket_is_oversold(student: Student, tickets: TicketRuns) -> None:
         if trial.sold > trial.tickets:
             run = tickets.run
             seen = witness.find(run, trial.step, "buy_ticket", trial.db)
-            told = (seen.sentence(run, trial.step, f"sold: {trial.sold} sales of {trial.tickets} ticket(s)") + " "
-                    if seen else "")
+            told = seen.told(run, trial.step, f"sold: {trial.sold} sales of {trial.tickets} ticket(s)") if seen else ""
             misplaced = seen.placement_sentence(run, "count") if seen else ""
             why = misplaced or ("Several buyers read the same count before any of them wrote it back, so each sold "
                                 "the 'same' ticket: the read-decide-write in buy_ticket is not a critical section.")

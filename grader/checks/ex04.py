@@ -301,7 +301,7 @@ def _lost_update_cause(run: Run, clients: set[int], step: Step) -> tuple[str, li
     """Why two clients could read the same balance: no lock, different locks, or a lock that does not cover it all;
     led by the witness, the interleaving of two deposits that lost one."""
     seen = witness.find(run, step, "deposit", BANK_DB, witness.ANY)
-    told = seen.sentence(run, step, "deposited, and the second write overwrote the first") + " " if seen else ""
+    told = seen.told(run, step, "deposited, and the second write overwrote the first") if seen else ""
     misplaced = seen.placement_sentence(run, "balance") if seen else ""
     if misplaced and seen is not None:
         return told + misplaced, seen.locations(run)

@@ -213,8 +213,7 @@ def _judge_total(run: Run, trial: Trial) -> None:
         why = f"it ended at {final}, more than the scores add up to."
     else:
         seen = witness.find(run, trial.step, "add_to_total", trial.path, witness.ANY)
-        told = seen.sentence(run, trial.step, "added their score, and the second write overwrote the first") + " " \
-            if seen else ""
+        told = seen.told(run, trial.step, "added their score, and the second write overwrote the first") if seen else ""
         misplaced = seen.placement_sentence(run, "total") if seen else ""
         why = (f"it ended at {final}: some scores were added and then lost. {told}"
                f"{misplaced or _lost_update_cause(run, trial)}")

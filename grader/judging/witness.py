@@ -47,17 +47,18 @@ class Section:
 class Witness:
     """Two processes whose read-decide-writes interleaved, and how the lock sat around their accesses."""
 
-    first: Section
-    second: Section
+    first: Section | None  # None: no pair was caught interleaving, but the lock's place is known
+    second: Section | None
     placement: str
     unprotected: Access | None
     hold: Hold | None
     release_line: int | None
 
     def sentence(self, run: Run, step: Step, what: str) -> str:
-        """The interleaving in words, times from the start of the step."""
+        """The interleaving in words, times from the start of the step ('' when no pair was caught)."""
         a, b = self.first, self.second
-        assert a.read is not None and b.read is not None and a.write is not None
+        if a is None or b is None or a.read is None or b.read is None or a.write is None:
+            return ""
 
         def who(section: Section) -> str:
             return run.processes[section.pid].label if section.pid in run.processes else f"process {section.pid}"
@@ -71,6 +72,11 @@ class Witness:
         return (f"{capital(who(a))} read {a.read.value} at line {a.read.line}{lock(a.read)} ({when(a.read)}); "
                 f"{who(b)} read {b.read.value} at line {b.read.line}{lock(b.read)} ({when(b.read)}), before "
                 f"{who(a)} wrote it back at line {a.write.line}{lock(a.write)} ({when(a.write)}): both {what}.")
+
+    def told(self, run: Run, step: Step, what: str) -> str:
+        """The interleaving as the start of a reason: its sentence and a space, or nothing."""
+        text = self.sentence(run, step, what)
+        return f"{text} " if text else ""
 
     def placement_sentence(self, run: Run, shared: str = "shared state") -> str:
         """Where the lock was, when it was held but not around the whole read-decide-write ('' otherwise);
@@ -101,7 +107,7 @@ class Witness:
             found.append(Location(run.student_file, self.unprotected.line, f"{self.unprotected.kind} outside the lock"))
         if self.hold is not None and self.hold.where and self.hold.where.get("line"):
             found.append(Location(run.student_file, int(self.hold.where["line"]), "the lock is taken here"))
-        for access in (self.first.read, self.second.read):
+        for access in (s.read for s in (self.first, self.second) if s is not None):
             if access is not None and access.line and all(loc.line != access.line for loc in found):
                 found.append(Location(run.student_file, access.line, "reads the shared state"))
         return found
@@ -156,6 +162,12 @@ def find(run: Run, step: Step, func: str, path: str, success: Any = True) -> Wit
         for b in done[i + 1:]:
             if b.pid != a.pid and b.read.value == a.read.value:  # type: ignore[union-attr]
                 return _witness(run, a, b)
+    # No pair caught (a file read a moment before it was replaced, on a loaded machine): where the lock sat
+    # around any successful call is still known, and is what the student must move.
+    for section in done:
+        placed = _witness(run, section, section)
+        if placed.placement in (READ_OUTSIDE, WRITE_OUTSIDE):
+            return Witness(None, None, placed.placement, placed.unprotected, placed.hold, placed.release_line)
     return None
 
 
