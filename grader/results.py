@@ -12,7 +12,7 @@ from typing import Any
 PASSED = "passed"
 FAILED = "failed"
 ERROR = "error"
-SKIPPED = "skipped"
+SKIPPED = "skipped"  # "not judged": a prerequisite failed in the check named by `depends_on`
 RESULTS_VERSION = 2  # 2: a report holds its runs; a check names its run (1: a copy of its evidence)
 
 
@@ -78,6 +78,7 @@ class CheckResult:
     duration: float = 0.0
     traceback: str | None = None
     run: str | None = None  # the id of the run the verdict was judged from (Report.runs)
+    depends_on: str | None = None  # SKIPPED: the check whose failure this one depends on
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Shared helpers of the grader's own tests: grading one file as a submission."""
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import signal
@@ -11,10 +12,11 @@ import pytest
 
 from grader.judging import session
 from grader.course import find_exercise
-from grader.results import FAILED, PASSED, CheckResult, Report
+from grader.results import FAILED, PASSED, SKIPPED, CheckResult, Report
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXES = Path(__file__).resolve().parent / "fixes"
+NOT_JUDGED = "Not judged:"
 
 
 def grade_file(number: int, source: Path, tmp_path: Path, *, seed: int | None = None,
@@ -25,6 +27,30 @@ def grade_file(number: int, source: Path, tmp_path: Path, *, seed: int | None = 
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, folder / exercise.filename)
     return session.grade([exercise], folder, seed=seed, start_method=start_method)
+
+
+def _code_of(line: str) -> str:
+    """A line's statement without its comment and surrounding blanks ('' for comments and blank lines)."""
+    return line.split("#", 1)[0].strip()
+
+
+def fixed_lines(number: int) -> list[str]:
+    """The statements of the reference solution that the stub does not have (its fix), each with the right
+    side of an assignment too: what no message or hint may quote. Statements of under 10 characters
+    (`return`, `try:`) and docstring text are too general to hand anything over."""
+    exercise = find_exercise(number)
+    stub = {_code_of(line) for line in (ROOT / "exercises" / exercise.filename).read_text().splitlines()}
+    solution = (ROOT / "solutions" / exercise.filename).read_text()
+    docstrings = {line.strip() for node in ast.walk(ast.parse(solution))
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(node)
+                  for line in (ast.get_docstring(node, clean=False) or "").splitlines()}
+    found: list[str] = []
+    for line in solution.splitlines():
+        code = _code_of(line)
+        if code in stub or code in docstrings or code.startswith(('"""', "'" * 3)) or code.endswith('"""'):
+            continue
+        found += [code] + ([code.split(" = ", 1)[1]] if " = " in code else [])
+    return [code for code in dict.fromkeys(found) if len(code) >= 10]
 
 
 def fixes(number: int, kind: str) -> list[Path]:
@@ -45,6 +71,21 @@ def grade(tmp_path: Path):
         return grade_file(number, source, tmp_path, **kwargs)  # type: ignore[arg-type]
 
     return _grade
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory: pytest.TempPathFactory):
+    """graded(number, path) -> Report, graded once per session: the corpus tests of each exercise and the
+    corpus-wide feedback test (test_fixes_whole_corpus.py) judge the same reports instead of grading twice."""
+    cache: dict[tuple[int, Path], Report] = {}
+
+    def _graded(number: int, source: Path) -> Report:
+        key = (number, Path(source).resolve())
+        if key not in cache:
+            cache[key] = grade_file(number, source, tmp_path_factory.mktemp(f"ex{number:02d}-{Path(source).stem}"))
+        return cache[key]
+
+    return _graded
 
 
 def by_check(report: Report) -> dict[str, CheckResult]:
@@ -70,7 +111,9 @@ def assert_fails_exactly(report: Report, checks: set[str], expected: dict[str, s
     assert set(results) == checks
     for check_id, result in results.items():
         if check_id in expected:
-            assert result.outcome == FAILED, (check_id, summary(report))
+            # "Not judged: ..." expects the check not judged (its prerequisite failed in another check)
+            wanted = SKIPPED if expected[check_id].startswith(NOT_JUDGED) else FAILED
+            assert result.outcome == wanted, (check_id, summary(report))
             assert expected[check_id] in result.message, (check_id, result.message)
         else:
             assert result.outcome == PASSED, (check_id, summary(report))

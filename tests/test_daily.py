@@ -54,6 +54,7 @@ def test_reset_restores_the_stub_and_keeps_a_backup(course: Path) -> None:
     target.write_text(original + "# my attempt\n")
     refused = grader(course, "reset", "1", input="n\n")
     assert "nothing changed" in refused.stdout and target.read_text().endswith("# my attempt\n")
+    assert "grader reset 1 --yes" in refused.stdout  # no terminal to ask: it says how to confirm
     done = grader(course, "reset", "1", "--yes")
     assert done.returncode == 0, done.stderr
     assert target.read_text() == original
@@ -88,6 +89,8 @@ def test_watch_rechecks_on_save_and_stops_cleanly(course: Path) -> None:
         (course / "exercises" / "ex01_oversold_ticket.py").write_text(solution)
         wait_for("watching exercises/", 2)
         assert any("5 passed, 0 failed" in line for line in lines), "".join(lines)
+        page = (course / "feedback" / "ex01.html").read_text()  # rewritten after every check, as by `check`
+        assert "10/10 points" in page and "5/10 points" not in page
         watcher.send_signal(signal.SIGINT)
         assert watcher.wait(timeout=30) == 0
     finally:

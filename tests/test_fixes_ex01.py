@@ -13,6 +13,8 @@ WRONG = {
     "wrong_lock_only_read": ("check_no_ticket_is_oversold", "read the same count"),
     "wrong_lock_only_write": ("check_no_ticket_is_oversold", "read the same count"),
     "wrong_lock_per_call": ("check_no_ticket_is_oversold", "not a critical section"),
+    "wrong_lock_released_before_write": ("check_no_ticket_is_oversold",
+                                         "The lock covers only part of the critical section"),
     "wrong_no_recheck": ("check_file_matches_sales", "tickets were sold that did not exist"),
     "wrong_no_release_when_sold_out": ("check_every_buyer_finishes", "never released"),
     "wrong_serial_join": ("check_buyers_are_concurrent", "Joining each process right after starting it"),
@@ -26,9 +28,9 @@ def test_the_corpus_is_complete() -> None:
 
 
 @pytest.mark.parametrize("path", fixes(1, "wrong"), ids=lambda p: p.stem)
-def test_wrong_fix_fails_for_its_reason(path: Path, grade) -> None:
+def test_wrong_fix_fails_for_its_reason(path: Path, graded) -> None:
     check_id, reason = WRONG[path.stem]
-    report = grade(1, path)
+    report = graded(1, path)
     result = {c.id.split("::")[1]: c for c in report.all_checks()}[check_id]
     assert result.outcome == FAILED, result
     assert reason in result.message, result.message
@@ -36,8 +38,8 @@ def test_wrong_fix_fails_for_its_reason(path: Path, grade) -> None:
 
 
 @pytest.mark.parametrize("path", fixes(1, "correct"), ids=lambda p: p.stem)
-def test_correct_fix_passes(path: Path, grade) -> None:
-    report = grade(1, path)
+def test_correct_fix_passes(path: Path, graded) -> None:
+    report = graded(1, path)
     assert set(outcomes(report).values()) == {PASSED}, [(c.title, c.message) for c in report.all_checks()]
 
 

@@ -92,9 +92,9 @@ def test_the_solution_passes_every_check(grade) -> None:
 
 
 @pytest.mark.parametrize("path", fixes(2, "wrong"), ids=lambda p: p.stem)
-def test_wrong_fix_fails_for_its_reason(path: Path, grade) -> None:
+def test_wrong_fix_fails_for_its_reason(path: Path, graded) -> None:
     check_id, reasons = WRONG[path.stem]
-    report = grade(2, path)
+    report = graded(2, path)
     result = _by_id(report)[check_id]
     assert result.outcome == FAILED, result
     for reason in reasons:
@@ -104,8 +104,8 @@ def test_wrong_fix_fails_for_its_reason(path: Path, grade) -> None:
 
 
 @pytest.mark.parametrize("path", fixes(2, "correct"), ids=lambda p: p.stem)
-def test_correct_fix_passes(path: Path, grade) -> None:
-    _all_passed(grade(2, path))
+def test_correct_fix_passes(path: Path, graded) -> None:
+    _all_passed(graded(2, path))
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])

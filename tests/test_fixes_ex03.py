@@ -73,10 +73,10 @@ def test_the_solution_passes(grade: Grade) -> None:
 
 
 @pytest.mark.parametrize("path", fixes(3, "wrong"), ids=lambda p: p.stem)
-def test_wrong_fix_fails_for_its_reason(path: Path, grade: Grade) -> None:
+def test_wrong_fix_fails_for_its_reason(path: Path, graded: Grade) -> None:
     """A wrong fix fails its check with a reason that says why, and passes the checks it does not break."""
     check_id, reason = WRONG[path.stem]
-    report = grade(3, path)
+    report = graded(3, path)
     results = {c.id.split("::")[1]: c for c in report.all_checks()}
     result = results[check_id]
     assert result.outcome == FAILED, result
@@ -87,9 +87,9 @@ def test_wrong_fix_fails_for_its_reason(path: Path, grade: Grade) -> None:
 
 
 @pytest.mark.parametrize("path", fixes(3, "correct"), ids=lambda p: p.stem)
-def test_correct_fix_passes(path: Path, grade: Grade) -> None:
+def test_correct_fix_passes(path: Path, graded: Grade) -> None:
     """A correct fix passes every check under fork."""
-    report = grade(3, path)
+    report = graded(3, path)
     assert set(outcomes(report).values()) == {PASSED}, _failures(report)
 
 

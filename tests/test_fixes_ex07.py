@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import ROOT, assert_fails_exactly, by_check, fixes, line_of, outcomes, summary
+from conftest import NOT_JUDGED, ROOT, assert_fails_exactly, by_check, fixes, line_of, outcomes, summary
 from grader.results import FAILED, PASSED, Report
 
 STUB = ROOT / "exercises" / "ex07_threads_join.py"
@@ -25,14 +25,14 @@ WRONG: dict[str, dict[str, str]] = {
     "wrong_join_heartbeat": {
         "check_program_ends": "the main thread waits in join() at line 30 (main)",
         "check_every_result": "never returned, the main thread waits in join()",
-        "check_heartbeat_is_daemon": "Join only the worker threads",
+        "check_heartbeat_is_daemon": NOT_JUDGED,  # the hang is said once, by check_every_result
     },
     "wrong_join_each": {"check_workers_concurrent": "The jobs never ran at the same time"},
     "wrong_daemon_after_start": {
         "check_program_ends": "RuntimeError ('cannot set daemon status of active thread') at line 25 (main)",
         "check_every_result": DAEMON_AFTER_START,
-        "check_heartbeat_is_daemon": DAEMON_AFTER_START,
-        "check_workers_concurrent": DAEMON_AFTER_START,
+        "check_heartbeat_is_daemon": NOT_JUDGED,  # the same cause, said once by check_every_result
+        "check_workers_concurrent": NOT_JUDGED,
     },
     "wrong_processes_not_threads": {"check_every_result": "worker() ran in other processes"},
     "wrong_no_heartbeat": {"check_heartbeat_is_daemon": "never started heartbeat()"},
@@ -73,17 +73,17 @@ def test_stub_fails_for_both_bugs(grade: Grade) -> None:
 
 
 @pytest.mark.parametrize("path", [SOLUTION, *fixes(7, "correct")], ids=lambda p: p.stem)
-def test_correct_fix_passes(path: Path, grade: Grade) -> None:
+def test_correct_fix_passes(path: Path, graded: Grade) -> None:
     """The solution and every correct fix (daemon attribute, a thread pool, a Thread subclass...) pass every check."""
-    report = grade(7, path)
+    report = graded(7, path)
     assert set(outcomes(report)) == CHECKS
     assert set(outcomes(report).values()) == {PASSED}, summary(report)
 
 
 @pytest.mark.parametrize("path", fixes(7, "wrong"), ids=lambda p: p.stem)
-def test_wrong_fix_fails_for_its_reason(path: Path, grade: Grade) -> None:
+def test_wrong_fix_fails_for_its_reason(path: Path, graded: Grade) -> None:
     """The listed checks fail with their reasons; every other check passes."""
-    report = grade(7, path)
+    report = graded(7, path)
     assert_fails_exactly(report, CHECKS, WRONG[path.stem])
 
 

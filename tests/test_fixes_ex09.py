@@ -82,17 +82,17 @@ def test_stub_fails_for_its_reason(grade: Grade) -> None:
 
 
 @pytest.mark.parametrize("path", [SOLUTION, *fixes(9, "correct")], ids=lambda p: p.stem)
-def test_correct_fix_passes(path: Path, grade: Grade) -> None:
+def test_correct_fix_passes(path: Path, graded: Grade) -> None:
     """The solution and every correct fix (finally, suppress, sentinels and joined workers...) pass every check."""
-    report = grade(9, path)
+    report = graded(9, path)
     assert set(outcomes(report)) == CHECKS
     assert set(outcomes(report).values()) == {PASSED}, summary(report)
 
 
 @pytest.mark.parametrize("path", fixes(9, "wrong"), ids=lambda p: p.stem)
-def test_wrong_fix_fails_for_its_reason(path: Path, grade: Grade) -> None:
+def test_wrong_fix_fails_for_its_reason(path: Path, graded: Grade) -> None:
     """The listed checks fail with their reasons; every other check passes."""
-    report = grade(9, path)
+    report = graded(9, path)
     assert_fails_exactly(report, CHECKS, WRONG[path.stem])
 
 

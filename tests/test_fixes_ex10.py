@@ -8,8 +8,8 @@ from typing import Callable
 
 import pytest
 
-from conftest import ROOT, assert_fails_exactly, by_check, fixes, line_of, outcomes, summary
-from grader.results import FAILED, PASSED, Report
+from conftest import NOT_JUDGED, ROOT, assert_fails_exactly, by_check, fixes, line_of, outcomes, summary
+from grader.results import FAILED, PASSED, SKIPPED, Report
 
 STUB = ROOT / "exercises" / "ex10_gil_cpu_bound.py"
 SOLUTION = ROOT / "solutions" / "ex10_gil_cpu_bound.py"
@@ -19,15 +19,15 @@ PICKLE = "use a function defined at the top level of the module, never a lambda"
 # fix file stem -> {check that must fail: a piece of its reason}; the checks not named must pass.
 WRONG: dict[str, dict[str, str]] = {
     "wrong_list_argument": {"check_result_exact": "Processes do not share memory"},
-    "wrong_dummy_pool": {"check_work_runs_in_processes": THREADS, "check_processes_compute_together": THREADS},
+    "wrong_dummy_pool": {"check_work_runs_in_processes": THREADS, "check_processes_compute_together": NOT_JUDGED},
     "wrong_pool_of_one": {
         "check_work_runs_in_processes": "every call of count_primes() ran in one process, worker 1",
-        "check_processes_compute_together": "No two processes ever computed at the same time",
+        "check_processes_compute_together": NOT_JUDGED,  # one process did it all: said once
     },
     "wrong_serial_join": {"check_processes_compute_together": "the processes ran one after another"},
     "wrong_empty_before_join": {"check_result_exact": "q.empty() and qsize() are snapshots"},
     "wrong_map_lambda": {"check_result_exact": PICKLE, "check_work_runs_in_processes": PICKLE,
-                         "check_processes_compute_together": PICKLE},
+                         "check_processes_compute_together": NOT_JUDGED},
 }
 
 
@@ -47,7 +47,9 @@ def test_stub_fails_for_its_reason(grade: Grade) -> None:
     assert set(results) == CHECKS
     assert results["check_result_exact"].outcome == PASSED, summary(report)  # the threads' count is right
     start = line_of(STUB, "t.start()")
-    for check_id in ("check_work_runs_in_processes", "check_processes_compute_together"):
+    together = results["check_processes_compute_together"]  # the same cause, said once
+    assert together.outcome == SKIPPED and together.depends_on == results["check_work_runs_in_processes"].id
+    for check_id in ("check_work_runs_in_processes",):
         result = results[check_id]
         assert result.outcome == FAILED, summary(report)
         assert "count_primes() ran 3 time(s), every time in the main process, in 3 threads" in result.message, result
@@ -57,17 +59,17 @@ def test_stub_fails_for_its_reason(grade: Grade) -> None:
 
 
 @pytest.mark.parametrize("path", [SOLUTION, *fixes(10, "correct")], ids=lambda p: p.stem)
-def test_correct_fix_passes(path: Path, grade: Grade) -> None:
+def test_correct_fix_passes(path: Path, graded: Grade) -> None:
     """The solution and every correct fix (a Pool, Processes and a Queue, a Manager list...) pass every check."""
-    report = grade(10, path)
+    report = graded(10, path)
     assert set(outcomes(report)) == CHECKS
     assert set(outcomes(report).values()) == {PASSED}, summary(report)
 
 
 @pytest.mark.parametrize("path", fixes(10, "wrong"), ids=lambda p: p.stem)
-def test_wrong_fix_fails_for_its_reason(path: Path, grade: Grade) -> None:
+def test_wrong_fix_fails_for_its_reason(path: Path, graded: Grade) -> None:
     """The listed checks fail with their reasons; every other check passes."""
-    report = grade(10, path)
+    report = graded(10, path)
     assert_fails_exactly(report, CHECKS, WRONG[path.stem])
 
 

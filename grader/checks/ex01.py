@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from grader.judging.evidence import Run, Step
-from grader.judging.harness import CheckFailed, Student, check, crashed_children, require_ended
+from grader.judging import witness
+from grader.judging.evidence import Run, Step, capital
+from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children, require_ended
 from grader.probe import grader_events
 from grader.results import CriticalSection
 
@@ -35,6 +36,7 @@ class Trial:
     final: object
     sold: int
     winners: list[str]
+    db: str
 
 
 @dataclass
@@ -52,7 +54,7 @@ def _trial(run: Run, step: Step, tickets: int, buyers: int, db: str) -> Trial:
     except (ValueError, TypeError, KeyError):
         final = run.outcome.files.get(db, "<missing>")
     labels = [run.processes[e["pid"]].label for e in wins if e["pid"] in run.processes]
-    return Trial(step, tickets, buyers, final, len(wins), labels)
+    return Trial(step, tickets, buyers, final, len(wins), labels, db)
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +81,22 @@ def _require_completed(runs: TicketRuns) -> None:
             frames = step.error.get("frames") or []
             raise CheckFailed(
                 f"main() raised {step.error['error']} ({step.error['message']}) with {step.label}.",
-                locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run)
+                locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run,
+                prerequisite=ENDS)
     if len(runs.trials) < len(SETTINGS):
         raise CheckFailed(f"Only {len(runs.trials)} of the {len(SETTINGS)} trials of main() ran to the end "
-                          f"(exit code {run.outcome.returncode}).", run=run)
+                          f"(exit code {run.outcome.returncode}).", run=run, prerequisite=ENDS)
+
+
+def _invariant(trial: Trial) -> str:
+    """What must hold after a trial, stated so that a student can check it against the actual state."""
+    return f"at most {trial.tickets} sold, and the file's count = {trial.tickets} − sold"
+
+
+def _state(trial: Trial) -> str:
+    """What the trial ended with: the sales the buyers were told of, and the count the file holds."""
+    count = trial.final if isinstance(trial.final, int) else repr(trial.final)
+    return f"{trial.sold} sold, count {count}"
 
 
 def _buy_ticket_line(run: Run) -> list:
@@ -97,13 +111,18 @@ def check_no_ticket_is_oversold(student: Student, tickets: TicketRuns) -> None:
     student.show(tickets.run)
     for trial in tickets.trials:
         if trial.sold > trial.tickets:
+            run = tickets.run
+            seen = witness.find(run, trial.step, "buy_ticket", trial.db)
+            told = seen.told(run, trial.step, f"sold: {trial.sold} sales of {trial.tickets} ticket(s)") if seen else ""
+            misplaced = seen.placement_sentence(run, "count") if seen else ""
+            why = misplaced or ("Several buyers read the same count before any of them wrote it back, so each sold "
+                                "the 'same' ticket: the read-decide-write in buy_ticket is not a critical section.")
             raise CheckFailed(
                 f"With {trial.tickets} ticket(s) and {trial.buyers} buyers, {trial.sold} buyers got a ticket: "
-                f"{', '.join(trial.winners[:4])}{f' and {len(trial.winners) - 4} more' if len(trial.winners) > 4 else ''}. Several buyers read the "
-                "same count before any of them wrote it back, so each sold the 'same' ticket: the read-decide-write "
-                "in buy_ticket is not a critical section.",
-                expected=f"at most {trial.tickets} sold", actual=f"{trial.sold} sold",
-                locations=_buy_ticket_line(tickets.run), run=tickets.run)
+                f"{', '.join(trial.winners[:4])}{f' and {len(trial.winners) - 4} more' if len(trial.winners) > 4 else ''}. "
+                f"{told}{why}",
+                expected=_invariant(trial), actual=_state(trial),
+                locations=(seen.locations(run) if misplaced and seen else _buy_ticket_line(run)), run=run)
 
 
 @check("The file ends at exactly count - sold", points=2,
@@ -125,8 +144,8 @@ def check_file_matches_sales(student: Student, tickets: TicketRuns) -> None:
                    "never written back. Two buyers wrote the count from the same read, and one update was lost.")
         else:
             why = f"the count went from {trial.tickets} down to {trial.final}, more than the tickets sold."
-        raise CheckFailed(f"{setting}, but {why}", expected=f"count {expected} (= {trial.tickets} - {trial.sold})",
-                          actual=f"count {trial.final}", locations=_buy_ticket_line(tickets.run), run=tickets.run)
+        raise CheckFailed(f"{setting}, but {why}", expected=_invariant(trial), actual=_state(trial),
+                          locations=_buy_ticket_line(tickets.run), run=tickets.run)
 
 
 @check("Every ticket is sold when there are enough buyers", points=1,
@@ -142,7 +161,7 @@ def check_all_tickets_sold(student: Student, tickets: TicketRuns) -> None:
                 locations=_buy_ticket_line(tickets.run), run=tickets.run)
 
 
-@check("Every buyer finishes", points=2,
+@check("Every buyer finishes", judges=ENDS, points=2,
        hint="Every buyer must end normally: no exception, and no lock left held on any path (the early return too).")
 def check_every_buyer_finishes(student: Student, tickets: TicketRuns) -> None:
     run = tickets.run
@@ -153,7 +172,7 @@ def check_every_buyer_finishes(student: Student, tickets: TicketRuns) -> None:
         if crashed:
             proc, last_line = crashed[0]
             raise CheckFailed(
-                f"{proc.label} crashed with {step.label}: {last_line}. A crashed buyer is a failure of the program, "
+                f"{capital(proc.label)} crashed with {step.label}: {last_line}. A crashed buyer is a failure of the program, "
                 "not bad luck: its full traceback is in the report.", run=run)
     _require_completed(tickets)
 

@@ -11,7 +11,7 @@ import pytest
 
 from grader.running import runner
 from grader.judging.evidence import Proc, Run, Step, dedupe, explain_hang
-from grader.judging.harness import RACE_DELAYS, CheckFailed, Student, check
+from grader.judging.harness import ENDS, RACE_DELAYS, CheckFailed, Student, check
 from grader.results import Location
 from grader.probe import grader_events
 
@@ -399,7 +399,7 @@ def _once(sentences: list[str], notes: tuple[str, ...]) -> list[str]:
     return kept
 
 
-@check("The program ends", points=3,
+@check("The program ends", judges=ENDS, points=3,
        hint="After every producer has been joined, put one sentinel per consumer: a consumer waits in q.get() "
             "until something arrives.")
 def check_program_ends(student: Student, shapes: ShapeRuns) -> None:
@@ -428,10 +428,10 @@ def _require_every_shape(shapes: ShapeRuns) -> None:
     run = shapes.run
     if run.hung:
         raise CheckFailed("The program did not end (see the check “The program ends”), so the grader could not "
-                          "judge this.", run=run)
+                          "judge this.", run=run, prerequisite=ENDS)
     if len(shapes.trials) < len(SHAPES) or any(t.step.error for t in shapes.trials):
         raise CheckFailed("Not every call of main() ran to its end (see the check “The program ends”), so the "
-                          "grader could not judge this.", run=run)
+                          "grader could not judge this.", run=run, prerequisite=ENDS)
 
 
 # ---- every item is consumed exactly once -------------------------------------------------------------

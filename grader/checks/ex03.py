@@ -19,7 +19,7 @@ import pytest
 
 from grader.running import runner
 from grader.judging.evidence import Proc, Run, Step, explain_hang
-from grader.judging.harness import CheckFailed, Student, check, crashed_children
+from grader.judging.harness import CLEAN, ENDS, CheckFailed, Student, check, crashed_children
 from grader.probe import grader_events
 
 EXERCISE = 3
@@ -37,8 +37,9 @@ EXIT_GRACE = 3.0  # the runner's default: how long Python may wait at exit befor
 WAITING_GRACE = 1.0
 PROGRAM_SLEEP_SCALE = 0.1  # the whole program: do_work's 0.5 s become 50 ms, the heartbeat's 0.05 s 5 ms
 ALREADY_STARTED = "process has already started"
-DAEMON_ADVICE = ("Make the worker a daemon from its start: Process(target=heartbeat, args=(path,), daemon=True), "
-                 "or set worker.daemon = True before worker.start().")
+DAEMON_ADVICE = ("Make the worker a daemon from its start: a process is daemonic only if it is marked so before "
+                 "start(), through the `daemon` parameter of Process or its `daemon` attribute; afterwards it is "
+                 "too late.")
 
 
 @dataclass
@@ -139,7 +140,7 @@ def _stuck(run: Run, when: str) -> CheckFailed:
         text += (" join() waits until the worker ends, and a heartbeat never ends by itself: do not join it; "
                  "a daemon is terminated when the main process's code ends.")
     return CheckFailed(f"{when}, the program did not end: {text}", locations=locations[:1] if main else locations,
-                       run=run)
+                       run=run, prerequisite=ENDS)
 
 
 def _thread_instead(run: Run) -> dict[str, Any] | None:
@@ -148,7 +149,7 @@ def _thread_instead(run: Run) -> dict[str, Any] | None:
 
 
 # ---- checks -------------------------------------------------------------------------------------
-@check("The program ends soon after the work ends", points=3,
+@check("The program ends soon after the work ends", judges=ENDS, points=3,
        hint="When the main process's code ends, Python joins every non-daemonic child: make the heartbeat a daemon.")
 def check_program_ends_after_work(student: Student, runs: Runs) -> None:
     """The whole program, run as the course runs it, must end by itself once main() returns."""
@@ -274,7 +275,7 @@ def check_program_ends_when_work_raises(student: Student, runs: Runs) -> None:
     student.show(run)
 
 
-@check("Nothing outlives the program", points=1,
+@check("Nothing outlives the program", judges=CLEAN, points=1,
        hint="Do not detach the heartbeat (os.fork, setsid): when the program ends, its heartbeat ends with it.")
 def check_nothing_outlives_program(student: Student, runs: Runs) -> None:
     """Once the program ended, no process of it may go on writing (a detached heartbeat does)."""

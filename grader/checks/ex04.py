@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
+from grader.judging import witness
 from grader.judging.evidence import Hold, Run, Step, capital, explain_hang, overlapping_holders
-from grader.judging.harness import CheckFailed, Student, check, crashed_children
-from grader.results import Location
+from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
+from grader.results import CriticalSection, Location
 from grader.probe import grader_events
 
 EXERCISE = 4
+CRITICAL_SECTION = CriticalSection("deposit", None, ["check_final_balance_exact"])  # a deposit returns None
 CONTRACT: dict[str, list[str] | None] = {
     "InsufficientFunds": None, "read_balance": ["db_path", "lock"], "deposit": ["db_path", "lock", "amount"],
     "withdraw": ["db_path", "lock", "amount"], "client": ["db_path", "lock", "deposits", "amount"],
@@ -183,7 +185,8 @@ def _hang_failure(run: Run, what: str) -> CheckFailed:
         advice += raised + [RELEASE_ADVICE]
     elif any(h.released is None and h.pid in ended for h in run.holds()):
         advice.append("A process that ends while it holds the lock never releases it. " + RELEASE_ADVICE)
-    return CheckFailed(f"{what} did not end: " + " ".join(sentences + advice), locations=locations, run=run)
+    return CheckFailed(f"{what} did not end: " + " ".join(sentences + advice), locations=locations, run=run,
+                       prerequisite=ENDS)
 
 
 def _require_ended(bank: Bank) -> Step:
@@ -193,11 +196,13 @@ def _require_ended(bank: Bank) -> Step:
         raise _hang_failure(run, _call_text())
     step = bank.step
     if step is None or not step.finished:
-        raise CheckFailed(f"{_call_text()} never returned (exit code {run.outcome.returncode}).", run=run)
+        raise CheckFailed(f"{_call_text()} never returned (exit code {run.outcome.returncode}).", run=run,
+                          prerequisite=ENDS)
     if step.error is not None:
         frames = step.error.get("frames") or []
         raise CheckFailed(f"{_call_text()} raised {step.error['error']}: {step.error['message']}.",
-                          locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run)
+                          locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run,
+                          prerequisite=ENDS)
     return step
 
 
@@ -215,7 +220,7 @@ def _require_finished(bank: Bank) -> Step:
     return step
 
 
-@check("The clients finish and the program ends", points=2,
+@check("The clients finish and the program ends", judges=ENDS, points=2,
        hint="deposit must not take the lock twice, and withdraw must release it when it refuses: then every "
             "client finishes.")
 def check_program_ends(student: Student, bank: Bank) -> None:
@@ -268,7 +273,7 @@ def check_final_balance_exact(student: Student, bank: Bank) -> None:
         step = _require_finished(bank)
     except CheckFailed as failed:
         raise CheckFailed("The final balance can only be judged once every client has finished. " + failed.message,
-                          locations=failed.locations, run=run) from None
+                          locations=failed.locations, run=run, prerequisite=failed.prerequisite) from None
     student.show(run)
     expected = CLIENTS * DEPOSITS * AMOUNT
     final = bank.final
@@ -285,15 +290,28 @@ def check_final_balance_exact(student: Student, bank: Bank) -> None:
                "leave the balance unchanged: check the balance before you write anything.")
     elif final > expected:
         why = f"it ended at {final}, more than was deposited."
-    else:
+    unprotected: list[Location] = []
+    if isinstance(final, int) and 0 <= final <= expected:
         lost = f"{(expected - final) / AMOUNT:g}"
-        why = f"it ended at {final}: {lost} deposit(s) were lost. {_lost_update_cause(run, children)}"
+        cause, unprotected = _lost_update_cause(run, children, step)
+        why = f"it ended at {final}: {lost} deposit(s) were lost. {cause}"
     raise CheckFailed(f"{setting}, but {why}", expected=f"balance {expected}", actual=f"balance {final}",
-                      locations=_def_location(run, "deposit"), run=run)
+                      locations=unprotected or _def_location(run, "deposit"), run=run)
 
 
-def _lost_update_cause(run: Run, clients: set[int]) -> str:
-    """Why two clients could read the same balance: no lock, different locks, or a lock that does not cover it all."""
+def _lost_update_cause(run: Run, clients: set[int], step: Step) -> tuple[str, list[Location]]:
+    """Why two clients could read the same balance: no lock, different locks, or a lock that does not cover it all;
+    led by the witness, the interleaving of two deposits that lost one."""
+    seen = witness.find(run, step, "deposit", BANK_DB, witness.ANY)
+    told = seen.told(run, step, "deposited, and the second write overwrote the first") if seen else ""
+    misplaced = seen.placement_sentence(run, "balance") if seen else ""
+    if misplaced and seen is not None:
+        return told + misplaced, seen.locations(run)
+    return told + _lost_update_reason(run, clients), []
+
+
+def _lost_update_reason(run: Run, clients: set[int]) -> str:
+    """The lost update's cause in general words, by where the lock was."""
     if not [h for h in run.holds() if h.pid in clients]:
         return ("The clients never held a shared multiprocessing lock, so two of them read the same balance, each "
                 "added its amount, and the second write overwrote the first: a lost update. Keep the lock that main() "

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
-from grader.judging.harness import CheckFailed, Student, check
+from grader.judging.harness import ENDS, CheckFailed, Student, check
 from grader.results import Location
 from grader.probe import grader_events
 
@@ -22,7 +22,8 @@ CONTRACT: dict[str, list[str] | None] = {
 # (start, workers, times): 60 sales in all; every trial has at least two workers, so lost updates show in each.
 SETTINGS = ((40, 4, 5), (30, 2, 8), (25, 5, 3), (10, 3, 3))
 MANAGER_SERVER = "_run_server"  # the target of a Manager's server process, as the probe names it
-LOCK_ADVICE = ("Hold the lock that main() passes around the read and the write of decrement (`with lock:`), "
+LOCK_ADVICE = ("Hold the lock that main() passes around the read and the write of decrement (a `with` block "
+               "on that lock), "
                "so that no other worker can act in between.")
 
 
@@ -123,8 +124,9 @@ def _hang_failure(run: Run, what: str) -> CheckFailed:
     sentences = sentences[:1] + [capital(s) for s in sentences[1:]]
     holds = run.holds()
     if run.events(grader_events.SELF_DEADLOCK) or any(h.released is None for h in holds):
-        sentences.append("Every acquire() needs its release(), on every path: `with lock:` does that for you.")
-    return CheckFailed(f"{what} did not end: " + " ".join(sentences), locations=locations, run=run)
+        sentences.append("Every acquire() needs its release(), on every path: a `with` block on the lock does that for you.")
+    return CheckFailed(f"{what} did not end: " + " ".join(sentences), locations=locations, run=run,
+                       prerequisite=ENDS)
 
 
 def _require_finished(runs: CounterRuns, judged: str = "") -> None:
@@ -136,7 +138,8 @@ def _require_finished(runs: CounterRuns, judged: str = "") -> None:
     except CheckFailed as failed:
         if not lead:
             raise
-        raise CheckFailed(lead + failed.message, locations=failed.locations, run=run) from None
+        raise CheckFailed(lead + failed.message, locations=failed.locations, run=run,
+                          prerequisite=failed.prerequisite) from None
 
 
 def _check_finished(runs: CounterRuns) -> None:
@@ -168,8 +171,8 @@ def _check_finished(runs: CounterRuns) -> None:
                           f"(exit code {run.outcome.returncode}).", run=run)
 
 
-@check("The workers finish and main() returns", points=2,
-       hint="Every acquire() needs its release(), on every path: with `with lock:` every worker finishes.")
+@check("The workers finish and main() returns", judges=ENDS, points=2,
+       hint="Every acquire() needs its release(), on every path: with a `with` block on the lock every worker finishes.")
 def check_program_ends(student: Student, counters: CounterRuns) -> None:
     """Every call of main() returns and every worker process ends normally; a hang is explained."""
     student.show(counters.run)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from grader.judging.evidence import Proc, Run, Step, capital, explain_hang
-from grader.judging.harness import CheckFailed, Student, check
+from grader.judging.harness import ENDS, CheckFailed, Student, check
 from grader.results import Location
 from grader.probe import grader_events
 
@@ -38,9 +38,9 @@ SLEEP_SCALE = 0.05  # a job of 3.0 "seconds" takes 150 ms; preparing a job (0.2-
 WAITED_ENOUGH = 0.9  # a give-up after at least this share of `patience` counts as waiting `patience`
 RUN_TIMEOUT = 6.0
 SPIED = ["do_job", "producer", "consumer"]
-EXCEPTION_ADVICE = ("put(job, timeout=patience) raises queue.Full and get(timeout=patience) raises queue.Empty: "
-                    "`import queue` and catch exactly those (`except queue.Full:` around the put, "
-                    "`except queue.Empty:` around the get).")
+EXCEPTION_ADVICE = ("A put() with a timeout raises queue.Full and a get() with a timeout raises queue.Empty "
+                    "(exceptions of the standard module `queue`, not TimeoutError): catch exactly those, the one "
+                    "around the put, the other around the get.")
 SNAPSHOT_NOTE = ("q.empty(), q.full() and q.qsize() are snapshots that say nothing about the next moment: let the "
                  "timeout of put() or get() decide.")
 
@@ -362,8 +362,10 @@ def _hang_failure(trial: Trial, advice: str) -> CheckFailed:
         if step is not None and step.error is not None:
             frames = step.error.get("frames") or []
             return CheckFailed(f"{trial.scenario.call_text()} raised {step.error['error']}: {step.error['message']}.",
-                               locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run)
-        return CheckFailed(f"{lead}: main() never returned (exit code {run.outcome.returncode}).", run=run)
+                               locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run,
+                               prerequisite=ENDS)
+        return CheckFailed(f"{lead}: main() never returned (exit code {run.outcome.returncode}).", run=run,
+                           prerequisite=ENDS)
     groups: dict[str, list[str]] = {}  # what a process does -> the processes that do it
     locations: list[Location] = []
     for side in trial.sides:
@@ -380,7 +382,7 @@ def _hang_failure(trial: Trial, advice: str) -> CheckFailed:
         sentences.append(f"The main process waits in {blocked[0] or 'its code'}(){_at(run, blocked[1])} for them.")
     sentences = sentences[:1] + [capital(s) for s in sentences[1:]]
     return CheckFailed(f"{lead}: " + " ".join(sentences) + (f" {advice}" if advice else ""),
-                       locations=locations, run=run)
+                       locations=locations, run=run, prerequisite=ENDS)
 
 
 def _require_ended(trial: Trial, advice: str = "", judged: str = "") -> None:
@@ -390,15 +392,15 @@ def _require_ended(trial: Trial, advice: str = "", judged: str = "") -> None:
     failed = _hang_failure(trial, advice)
     if judged:
         raise CheckFailed(f"{judged} can only be judged once the program ends. {failed.message}",
-                          locations=failed.locations, run=trial.run) from None
+                          locations=failed.locations, run=trial.run, prerequisite=ENDS) from None
     raise failed
 
 
-PUT_ADVICE = "Give put() a timeout, q.put(job, timeout=patience), and stop when it raises queue.Full."
-GET_ADVICE = "Give get() a timeout, q.get(timeout=patience), and return when it raises queue.Empty."
+PUT_ADVICE = "Give put() a timeout of `patience` seconds, and stop when it raises queue.Full."
+GET_ADVICE = "Give get() a timeout of `patience` seconds, and return when it raises queue.Empty."
 
 
-@check("No hang when the consumers are gone: the producer stops", points=2,
+@check("No hang when the consumers are gone: the producer stops", judges=ENDS, points=2,
        hint="A put() on a full queue waits forever once the consumers have left: put(job, timeout=patience), and "
             "stop when it raises queue.Full.")
 def check_ends_when_consumers_leave(student: Student, queues: QueueRuns) -> None:
@@ -407,7 +409,7 @@ def check_ends_when_consumers_leave(student: Student, queues: QueueRuns) -> None
     _require_ended(queues.leave, PUT_ADVICE)
 
 
-@check("No hang when the producers are done: the consumers stop", points=2,
+@check("No hang when the producers are done: the consumers stop", judges=ENDS, points=2,
        hint="A get() on an empty queue waits forever once the producers are done: get(timeout=patience), and "
             "return when it raises queue.Empty.")
 def check_ends_when_producers_finish(student: Student, queues: QueueRuns) -> None:
@@ -534,12 +536,12 @@ def _early_failure(trial: Trial, give_up: GiveUp) -> CheckFailed:
         wait = next((e for e in reversed(side.events) if e["ev"] == grader_events.Q_GET_WAIT and e["t"] <= give_up.at), None)
         how = f" after {_get_text(wait)} raised queue.Empty" if last and last["ev"] == grader_events.Q_GET_RAISE else ""
         advice = ("A get() that waits less than `patience` gives up on a producer that is only slow: use "
-                  "q.get(timeout=patience), not get_nowait() or a shorter timeout.")
+                  "a get() that waits `patience` seconds, not get_nowait() or a shorter timeout.")
     else:
         what, other = "for room on the queue", "the consumers"
         how = " after its put() raised queue.Full" if last and last["ev"] == grader_events.Q_PUT_RAISE else ""
         advice = ("A put() that waits less than `patience` gives up on consumers that are only slow: use "
-                  "q.put(job, timeout=patience), not put_nowait() or a shorter timeout.")
+                  "a put() that waits `patience` seconds, not put_nowait() or a shorter timeout.")
     if not how:
         advice += " " + SNAPSHOT_NOTE
     return CheckFailed(
@@ -551,7 +553,7 @@ def _early_failure(trial: Trial, give_up: GiveUp) -> CheckFailed:
 
 
 @check("No side gives up on a side that is only slow", points=2,
-       hint="Wait the whole `patience` before you give up: q.put(job, timeout=patience) and q.get(timeout=patience), "
+       hint="Wait the whole `patience` before you give up: the timeout of put() and of get() is `patience`, "
             "never put_nowait()/get_nowait(), a shorter timeout, or q.empty()/q.full().")
 def check_waits_patience(student: Student, queues: QueueRuns) -> None:
     """Every producer or consumer that stopped early had waited at least `patience` seconds without progress."""
@@ -615,8 +617,8 @@ def _queue_call_text(event: dict[str, Any] | None) -> str:
 
 
 @check("A side stops on queue.Full or queue.Empty, and catches exactly those", points=2,
-       hint="put(timeout=...) raises queue.Full and get(timeout=...) raises queue.Empty (import queue): catch "
-            "those, not TimeoutError, and let them decide when to stop.")
+       hint="put(timeout=...) raises queue.Full and get(timeout=...) raises queue.Empty (of the standard module queue): "
+            "catch those, not TimeoutError, and let them decide when to stop.")
 def check_right_exceptions(student: Student, queues: QueueRuns) -> None:
     """No producer or consumer crashes, and each one that stopped early did so on queue.Full / queue.Empty."""
     for trial in (queues.finish, queues.leave):

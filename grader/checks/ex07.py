@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from grader.judging.evidence import Run, Step, explain_hang
-from grader.judging.harness import CheckFailed, Student, check
+from grader.judging.harness import ENDS, CheckFailed, Student, check
 from grader.results import Location
 from grader.probe import grader_events
 
@@ -36,8 +36,8 @@ SLEEP_SCALE = 0.02  # 3 s of course time become 60 ms: long next to the main thr
 TIMEOUT = 5.0  # a correct run takes a fraction of a second; a program kept alive is stopped after this
 PROGRAM_LOG = "heartbeat.log"  # main()'s default path
 JOIN_ADVICE = "Start every worker, then join() each of them, and only then return the results."
-DAEMON_ADVICE = ("Make the heartbeat a daemon thread from its start: threading.Thread(target=heartbeat, "
-                 "args=(path,), daemon=True), or set beat.daemon = True before beat.start(). A daemon thread is "
+DAEMON_ADVICE = ("Make the heartbeat a daemon thread from its start: a thread is daemonic only if it is marked "
+                 "so before start(), through the `daemon` parameter of Thread or its attribute. A daemon thread is "
                  "stopped when every non-daemon thread has ended; never join it, it never ends.")
 _THREAD_HEADER = re.compile(r"^(Current thread|Thread) 0x[0-9a-f]+", re.IGNORECASE)
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<func>.+)$')
@@ -235,7 +235,8 @@ def _hang(run: Run, when: str) -> CheckFailed:
         if failure is not None:
             return failure
     sentences, locations = explain_hang(run)
-    return CheckFailed(f"{when}, the program did not end: " + " ".join(sentences), locations=locations, run=run)
+    return CheckFailed(f"{when}, the program did not end: " + " ".join(sentences), locations=locations, run=run,
+                       prerequisite=ENDS)
 
 
 def _daemon_too_late(run: Run, when: str) -> CheckFailed | None:
@@ -322,7 +323,7 @@ def _worker_starts(run: Run) -> list[Location]:
 
 
 # ---- checks -------------------------------------------------------------------------------------
-@check("The program ends when the jobs are done", points=3,
+@check("The program ends when the jobs are done", judges=ENDS, points=3,
        hint="The main thread waits for every non-daemon thread before the program ends: a heartbeat that loops "
             "forever must be a daemon thread, and must never be joined.")
 def check_program_ends(student: Student, runs: Runs) -> None:

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from grader.judging import witness
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang
-from grader.judging.harness import CheckFailed, Student, check, crashed_children
+from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
 from grader.results import Location
 from grader.probe import grader_events
 
@@ -139,7 +140,8 @@ def _require_finished(totals: Totals) -> None:
         if run.events(grader_events.SELF_DEADLOCK):
             advice = (" Every acquire() needs exactly one release(), before the same process acquires the lock "
                       "again: `with lock:` does that for you.")
-        raise CheckFailed(f"{what} did not end: " + " ".join(sentences) + advice, locations=locations, run=run)
+        raise CheckFailed(f"{what} did not end: " + " ".join(sentences) + advice, locations=locations, run=run,
+                          prerequisite=ENDS)
     for step in run.steps:
         if step.error is not None:
             frames = step.error.get("frames") or []
@@ -165,7 +167,7 @@ def _def_location(run: Run, func: str) -> list[Location]:
 
 
 # ---- checks -------------------------------------------------------------------------------------
-@check("The workers finish and main() returns", points=2,
+@check("The workers finish and main() returns", judges=ENDS, points=2,
        hint="Every acquire() needs its release() before the lock is taken again: `with lock:` does that for you.")
 def check_workers_finish(student: Student, totals: Totals) -> None:
     """Every call of main() returns, and every worker process ends normally."""
@@ -183,7 +185,7 @@ def check_total_exact(student: Student, totals: Totals) -> None:
         _require_finished(totals)
     except CheckFailed as failed:
         raise CheckFailed("The total can only be judged once every worker has finished. " + failed.message,
-                          locations=failed.locations, run=run) from None
+                          locations=failed.locations, run=run, prerequisite=failed.prerequisite) from None
     student.show(run)
     for trial in totals.trials:
         _judge_total(run, trial)
@@ -211,7 +213,14 @@ def _judge_total(run: Run, trial: Trial) -> None:
     elif final > trial.expected:
         why = f"it ended at {final}, more than the scores add up to."
     else:
-        why = f"it ended at {final}: some scores were added and then lost. {_lost_update_cause(run, trial)}"
+        seen = witness.find(run, trial.step, "add_to_total", trial.path, witness.ANY)
+        told = seen.told(run, trial.step, "added their score, and the second write overwrote the first") if seen else ""
+        misplaced = seen.placement_sentence(run, "total") if seen else ""
+        why = (f"it ended at {final}: some scores were added and then lost. {told}"
+               f"{misplaced or _lost_update_cause(run, trial)}")
+        if misplaced and seen is not None:
+            raise CheckFailed(f"{setting}, but {why}", expected=f"total {trial.expected}", actual=f"total {final}",
+                              locations=seen.locations(run), run=run)
     locations = _def_location(run, "add_to_total") if run.returns("add_to_total") else []
     if not locations and trial.holds:  # the read-modify-write is written out in worker: show the lock's line
         locations = run.location(trial.holds[0].where, "acquires the lock")

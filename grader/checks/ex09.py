@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from grader.judging.evidence import Proc, Run, Step, capital, explain_hang
-from grader.judging.harness import RACE_DELAYS, CheckFailed, Student, check
+from grader.judging.harness import ENDS, RACE_DELAYS, CheckFailed, Student, check
 from grader.results import Location
 from grader.probe import grader_events
 
@@ -348,7 +348,7 @@ def _never_ran(pool: PoolRuns) -> CheckFailed | None:
 
 
 # ---- checks -----------------------------------------------------------------------------------------------
-@check("main()'s q.join() returns, even when tasks fail, and the program ends", points=3,
+@check("main()'s q.join() returns, even when tasks fail, and the program ends", judges=ENDS, points=3,
        hint="join() waits until every task put has been marked done: a worker that dies with a failing task, or "
             "skips task_done() for it, leaves join() waiting forever.")
 def check_join_returns(student: Student, pool: PoolRuns) -> None:

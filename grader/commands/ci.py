@@ -208,7 +208,7 @@ def step_summary(report: Report) -> str:
     """The Markdown job summary: the score, a table per exercise, then each failure's reason and line."""
     from grader.results import PASSED
 
-    icons = {"passed": "✅", "failed": "❌", "error": "⚠️"}
+    icons = {"passed": "✅", "failed": "❌", "error": "⚠️", "skipped": "➖"}  # skipped: not judged
     lines = [f"## grader: {report.score:g}/{report.max_score:g} points", ""]
     failures = []
     for exercise in report.exercises:

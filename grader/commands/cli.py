@@ -89,7 +89,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from grader.render import html  # the HTML pages: exNN.html per exercise and index.html
 
     try:
-        index = html.write_reports(report, request.report_dir)
+        index = html.write_reports(report, request.report_dir, keep_others=True)
     except OSError as exc:  # the verdict stands; only the pages are missing
         print(f"grader: could not write the HTML report to {request.report_dir}: {exc}", file=sys.stderr)
     else:

@@ -18,6 +18,7 @@ from grader.judging.request import Request
 from grader.course import Exercise, course_root, load_course
 from grader.render import terminal
 
+EXIT_USAGE = 2
 STATUS_STYLE = {"passed": "green", "failed": "red", progress.NOT_TRIED: "dim"}
 
 
@@ -47,9 +48,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exercise(number: int) -> Exercise | None:
+    """The exercise with this number, or None after one line on stderr naming the numbers there are."""
+    try:
+        return session.select([number])[0]
+    except ValueError as exc:
+        print(f"grader: {exc}", file=sys.stderr)
+        return None
+
+
 def cmd_hint(args: argparse.Namespace) -> int:
     """The next hint each time it is asked (all of them with --all), remembered per exercise."""
-    exercise = session.select([args.number])[0]
+    exercise = _exercise(args.number)
+    if exercise is None:
+        return EXIT_USAGE
     root = course_root()
     state = progress.load(root)
     entry = state.of(exercise.number)
@@ -80,7 +92,9 @@ def original_stub(root: Path, exercise: Exercise) -> str | None:
 
 def cmd_reset(args: argparse.Namespace) -> int:
     """Restore the stub, after asking, keeping the student's version as a backup."""
-    exercise = session.select([args.number])[0]
+    exercise = _exercise(args.number)
+    if exercise is None:
+        return EXIT_USAGE
     root = course_root()
     stub = original_stub(root, exercise)
     target = root / "exercises" / exercise.filename
@@ -89,8 +103,12 @@ def cmd_reset(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     if not args.yes:
+        if not sys.stdin.isatty():
+            print(f"nothing changed: no terminal to ask whether to restore exercises/{exercise.filename}; "
+                  f"confirm with `grader reset {exercise.number} --yes`")
+            return 1
         answer = input(f"Restore exercises/{exercise.filename} to the original stub? Your version is kept "
-                       "as a backup. [y/N] ") if sys.stdin.isatty() else ""
+                       "as a backup. [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing changed")
             return 1
@@ -121,7 +139,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     root = course_root()
     course = load_course()
-    chosen = session.select([args.number])[0] if args.number is not None else None
+    chosen = _exercise(args.number) if args.number is not None else None
+    if args.number is not None and chosen is None:
+        return EXIT_USAGE
+    report_dir = getattr(args, "report_dir", None) or Path("feedback")
     watched = [chosen] if chosen is not None else course
     console = _console()
     # What each exercise held when it was last checked (or when watching began): a save that lands
@@ -138,6 +159,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
         with console.status(f"checking exercise {exercise.number}..."):
             report = session.judge(Request.build([exercise]))
         sys.stdout.write(terminal.render(report))
+        from grader.render import html  # the pages, rewritten after every check like `grader check` does
+
+        try:
+            html.write_reports(report, report_dir, keep_others=True)
+        except OSError as exc:
+            print(f"grader: could not write the HTML report to {report_dir}: {exc}", file=sys.stderr)
         state = progress.load(root)
         state.record(report)
         progress.save(root, state)

@@ -146,7 +146,7 @@ def iter_failures(book: Gradebook) -> Iterator[tuple[StudentResult, dict[str, An
     for student in book.students:
         for exercise in (student.report or {}).get("exercises", []):
             for check in exercise["checks"]:
-                if check["outcome"] != "passed":
+                if check["outcome"] not in ("passed", "skipped"):  # a check not judged repeats no reason
                     yield student, check
 
 

@@ -19,7 +19,7 @@ REASONS_SHOWN = 6  # above the fold; the others one click away
 BAR_WIDTH, BAR_GAP, CHART_HEIGHT = 44, 6, 160
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _PARENTHESES = re.compile(r"\s*\([^()]*\)")
-_REPEATED = re.compile(r"([A-Za-z][\w' ]*#)(?:, \1)+")
+_REPEATED = re.compile(r"([A-Za-z][\w' ]*#(?: of #)?)(?:, \1)+")  # "buyer # of #, buyer # of #"
 
 
 @dataclass

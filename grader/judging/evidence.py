@@ -91,6 +91,7 @@ class Run:
     def __post_init__(self) -> None:
         self.processes = _processes(self.outcome.events)
         self.steps = _steps(self.outcome.events)
+        _name_per_trial(self.processes, self.steps)
 
     # ---- queries ------------------------------------------------------------------------------
     def events(self, *kinds: str, pid: int | None = None) -> list[dict[str, Any]]:
@@ -158,6 +159,7 @@ class Run:
     def evidence(self) -> Evidence:
         labels = {p.pid: p.label for p in self.processes.values()}
         output = {labels.get(int(k), k) if k.isdigit() else _stream_owner(k, self): v for k, v in self.outcome.output.items()}
+        output = {who: _named_streams(streams, self.processes.values()) for who, streams in output.items()}
         stacks = [
             ProcessStack(pid=pid, label=labels.get(pid, f"process {pid}"), text=text)
             for pid, text in sorted(self.outcome.stacks.items())
@@ -174,6 +176,18 @@ class Run:
         return Evidence(status=self.outcome.status, duration=round(self.outcome.duration, 3), output=output,
                         stacks=stacks, events=events, processes=processes, files=files,
                         isolation=self.outcome.isolation)
+
+
+def _named_streams(streams: dict[str, str], procs: Iterable[Proc]) -> dict[str, str]:
+    """multiprocessing heads a child's traceback with "Process Process-3:": add the name the feedback uses."""
+    err = streams.get("err")
+    if not err or "Process " not in err:
+        return streams
+    for proc in procs:
+        if proc.name and proc.label and f"Process {proc.name}:" in err:
+            err = re.sub(rf"^Process {re.escape(proc.name)}:$", f"Process {proc.name}, {proc.label}:", err,
+                         flags=re.MULTILINE)
+    return {**streams, "err": err}
 
 
 def capital(text: str) -> str:
@@ -229,6 +243,22 @@ def _processes(events: list[dict[str, Any]]) -> dict[int, Proc]:
         counters[role] = counters.get(role, 0) + 1
         proc.label = f"{role} {counters[role]} (pid {proc.pid})"
     return procs
+
+
+def _name_per_trial(procs: dict[int, Proc], steps: list[Step]) -> None:
+    """One name per process, numbered within its trial (its step) as a student counts them: "buyer 3 of 6
+    (trial 2)"; a process's pid (of the run's own namespace) means nothing to a student and is left out."""
+    groups: dict[tuple[int | None, str], list[Proc]] = {}
+    for proc in sorted(procs.values(), key=lambda p: p.started or 0):
+        if proc.is_main:
+            continue
+        step = next((s.index for s in steps if s.contains(proc.started)), None)
+        groups.setdefault((step, proc.target or "process"), []).append(proc)
+    trials = len({step for step, _ in groups if step is not None})
+    for (step, role), members in groups.items():
+        for number, proc in enumerate(members, 1):
+            label = f"{role} {number}" + (f" of {len(members)}" if len(members) > 1 else "")
+            proc.label = label + (f" (trial {step + 1})" if step is not None and trials > 1 else "")
 
 
 def _steps(events: list[dict[str, Any]]) -> list[Step]:

@@ -31,8 +31,23 @@ MAX_SOURCE_BYTES = 2_000_000
 COURSE_SLEEP_SCALE = 0.001  # course code sleeps seconds to simulate work: judge it in milliseconds
 
 
+# What a check can depend on (check50's dependencies): when one fails, the checks that need it are not
+# judged, and the cause is said once, by the check that judges it (else the first that met it). Each value
+# is the one line a not-judged check shows.
+LOADS = "loads"
+ENDS = "ends"
+CLEAN = "clean"
+PREREQUISITES: dict[str, str] = {
+    LOADS: "your file did not load as the exercise asks",
+    ENDS: "the run it judges did not run to the end",
+    CLEAN: "processes of the run it judges outlived the program",
+}
+
+
 class CheckFailed(AssertionError):
-    """The student's code is wrong: a reason in plain words, optionally expected/actual and lines to show."""
+    """The student's code is wrong: a reason in plain words, optionally expected/actual and lines to show.
+
+    `prerequisite` names what failed when it is a root cause other checks share (LOADS, ENDS, CLEAN)."""
 
     def __init__(
         self,
@@ -42,6 +57,7 @@ class CheckFailed(AssertionError):
         actual: str | None = None,
         locations: list[Location] | None = None,
         run: Run | None = None,
+        prerequisite: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -49,13 +65,26 @@ class CheckFailed(AssertionError):
         self.actual = actual
         self.locations = locations or []
         self.run = run
+        self.prerequisite = prerequisite
 
 
-def check(title: str, points: float, hint: str = "", timeout: float = 300) -> Callable[[Callable[..., None]], Any]:
-    """Declare a check: its title, points and hint; pytest-timeout guards it as a last resort only."""
+def check(title: str, points: float, hint: str = "", timeout: float = 300,
+          depends: tuple[str, ...] = (LOADS, ENDS, CLEAN),
+          judges: str | None = None) -> Callable[[Callable[..., None]], Any]:
+    """Declare a check: its title, points, hint, what it depends on (LOADS always; ENDS and CLEAN by default)
+    and the prerequisite it judges itself (e.g. ENDS for "the program ends"), if any.
+
+    When a prerequisite it depends on fails, the check is not judged (SKIPPED, pointing at the check that
+    judges it, else the first that met it): one cause is said once. pytest-timeout guards it as a last
+    resort only."""
+    depends = tuple(d for d in depends if d != judges)
+    unknown = set(depends) - set(PREREQUISITES)
+    if unknown:
+        raise ValueError(f"unknown prerequisite(s) {sorted(unknown)}: known are {sorted(PREREQUISITES)}")
 
     def decorate(func: Callable[..., None]) -> Any:
-        marked = pytest.mark.grader_check(title=title, points=points, hint=hint)(func)
+        needs = (LOADS, *(d for d in depends if d != LOADS))
+        marked = pytest.mark.grader_check(title=title, points=points, hint=hint, depends=needs)(func)
         return pytest.mark.timeout(timeout)(marked)
 
     return decorate
@@ -91,16 +120,18 @@ class Student:
     def require_file(self) -> None:
         """The file must exist, be a plain file of the submission (not a link out of it) and be of sane size."""
         if self.file.is_symlink() and self.file.resolve().parent != self.file.parent.resolve():
-            raise CheckFailed(f"{self.shown_as} is a link to a file outside your submission: hand in the file itself.")
+            raise CheckFailed(f"{self.shown_as} is a link to a file outside your submission: hand in the file itself.",
+                              prerequisite=LOADS)
         if not self.file.is_file():
             raise CheckFailed(
                 f"{self.shown_as} is missing: the grader looks for your solution of exercise "
-                f"{self.exercise.number} in a file named {self.exercise.filename}."
+                f"{self.exercise.number} in a file named {self.exercise.filename}.", prerequisite=LOADS
             )
         size = self.file.stat().st_size
         if size > MAX_SOURCE_BYTES:
             raise CheckFailed(f"{self.shown_as} is {size / 1e6:.1f} MB; an exercise file is a few kilobytes, and the "
-                              f"grader does not run files over {MAX_SOURCE_BYTES // 1_000_000} MB.")
+                              f"grader does not run files over {MAX_SOURCE_BYTES // 1_000_000} MB.",
+                              prerequisite=LOADS)
 
     def run_steps(
         self,
@@ -155,14 +186,14 @@ def bad_input(run: Run, shown_as: str) -> None:
     if status == runner.OUTPUT_LIMIT:
         raise CheckFailed(
             "Your program printed more output than the grader keeps (several megabytes) and was stopped: "
-            "is a print inside an endless loop?", run=run)
+            "is a print inside an endless loop?", run=run, prerequisite=ENDS)
     if status == runner.PROCESS_LIMIT:
         raise CheckFailed(
             "Your program started far more processes than the exercise needs and was stopped (runaway "
-            "forking?). Start a fixed number of processes and join them.", run=run)
+            "forking?). Start a fixed number of processes and join them.", run=run, prerequisite=ENDS)
     error = run.first(grader_events.IMPORT_ERROR) or run.first(grader_events.IMPORT_EXIT)
     if error is not None:
-        raise CheckFailed(_import_message(error, shown_as), locations=_frames_to_locations(run, error), run=run)
+        raise CheckFailed(_import_message(error, shown_as), locations=_frames_to_locations(run, error), run=run, prerequisite=LOADS)
     if run.first(grader_events.IMPORT_START) is not None and run.first(grader_events.IMPORT_DONE) is None:
         if run.hung:
             sentences, locations = explain_hang(run)
@@ -172,22 +203,22 @@ def bad_input(run: Run, shown_as: str) -> None:
                 f"Importing {shown_as} never finished: code at the top level of your file runs when it is imported "
                 f"(an endless loop there?).{where} Put the program's own code under `if __name__ == \"__main__\":`.",
                 locations=[Location(run.student_file, frames[-1].line, "still running here")] if frames else locations,
-                run=run)
+                run=run, prerequisite=LOADS)
         raise CheckFailed(
             f"Your file ended the program while it was being imported (exit code {run.outcome.returncode}): "
             f"code at the top level of {shown_as} must not exit (sys.exit / os._exit); put it under "
-            f"`if __name__ == \"__main__\":`.", run=run)
+            f"`if __name__ == \"__main__\":`.", run=run, prerequisite=LOADS)
     tamper = run.first(grader_events.TAMPER)
     if tamper is not None:
         raise CheckFailed(
             f"Your code replaced {', '.join(tamper['replaced'])}, which the grader relies on to watch your "
             "program. The exercise never needs that: leave Python's own functions and multiprocessing as they "
-            "are.", run=run)
+            "are.", run=run, prerequisite=LOADS)
     contract = run.first(grader_events.CONTRACT_ERROR)
     if contract is not None:
         raise CheckFailed(_contract_message(contract["problems"], shown_as),
                           locations=[Location(run.student_file, p["line"], "signature")
-                                     for p in contract["problems"] if p.get("line")], run=run)
+                                     for p in contract["problems"] if p.get("line")], run=run, prerequisite=LOADS)
     unfinished = next((s for s in run.steps if not s.finished), None)
     if unfinished is not None and run.outcome.status == runner.EXITED:
         code = run.outcome.returncode or 0
@@ -197,15 +228,15 @@ def bad_input(run: Run, shown_as: str) -> None:
             f"The main program {how} in the middle of {unfinished.call}()"
             + (f" ({unfinished.label})" if unfinished.label else "")
             + ": the grader cannot judge work that never finished. Does a process of yours kill or exit its parent?",
-            run=run)
+            run=run, prerequisite=ENDS)
     if run.outcome.leftovers:
-        raise CheckFailed(_leftover_message(run), run=run)
+        raise CheckFailed(_leftover_message(run), run=run, prerequisite=CLEAN)
     for step in run.steps:
         if step.error and "exit" in step.error:
             raise CheckFailed(
                 f"Your code called sys.exit({step.error['exit']}) during {step.call}(): the grader cannot judge a "
                 "program that exits in the middle of its work.", locations=_frames_to_locations(run, step.error),
-                run=run)
+                run=run, prerequisite=ENDS)
 
 
 def _leftover_message(run: Run) -> str:
@@ -261,7 +292,8 @@ def require_ended(run: Run, what: str) -> None:
     """Fail with the hang explained when the grader had to stop the run."""
     if run.hung:
         sentences, locations = explain_hang(run)
-        raise CheckFailed(f"{what} did not end: " + " ".join(sentences), locations=locations, run=run)
+        raise CheckFailed(f"{what} did not end: " + " ".join(sentences), locations=locations, run=run,
+                          prerequisite=ENDS)
 
 
 def crashed_children(run: Run, procs: list[Any]) -> list[tuple[Any, str]]:

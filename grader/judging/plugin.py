@@ -13,12 +13,15 @@ from typing import Any, Generator
 import pytest
 
 from grader.course import find_exercise
+from grader.judging import startmethods
+from grader.judging.causes import Causes, Stated, not_judged
 from grader.judging.evidence import Run
 from grader.judging.harness import CheckFailed, Student
 from grader.judging.request import DEFAULT_METHOD, Request
 from grader.results import ERROR, FAILED, PASSED, CheckResult, CriticalSection, RunResult
 
 JUDGE_KEY = pytest.StashKey["Judge"]()
+BLOCKED_KEY = pytest.StashKey[tuple[str, Stated]]()  # on a check not judged: its prerequisite, who said it
 
 
 class Judge:
@@ -32,11 +35,24 @@ class Judge:
         self.runs: list[RunResult] = []  # each run a check was judged from, once
         self.critical_sections: dict[int, CriticalSection] = {}  # declared by the check modules
         self._judged: list[tuple[Run, str]] = []  # each judged Run (kept, so never mistaken for a new one), its id
+        self.causes = Causes()  # the prerequisite failures seen so far: each said once
 
     def pytest_configure(self, config: pytest.Config) -> None:
         """Make this judge the one the `student` fixture reads."""
         config.stash[JUDGE_KEY] = self
-        config.addinivalue_line("markers", "grader_check(title, points, hint): a check of the grader")
+        config.addinivalue_line("markers", "grader_check(title, points, hint, depends): a check of the grader")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """A check whose prerequisite already failed (its exercise's file did not load...) is not even run."""
+        marker = item.get_closest_marker("grader_check")
+        exercise = getattr(item.module, "EXERCISE", None)  # type: ignore[attr-defined]
+        if marker is None or exercise is None:
+            return
+        blocked = self.causes.blocking(exercise, tuple(marker.kwargs.get("depends", ())))
+        if blocked is not None:
+            item.stash[BLOCKED_KEY] = blocked
+            pytest.skip("not judged: a prerequisite failed")
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -54,12 +70,27 @@ class Judge:
         if marker is None:
             return
         report = outcome.get_result()
+        blocked = item.stash.get(BLOCKED_KEY, None)
+        if blocked is not None:
+            if report.when == "setup":
+                result = self._result(item, marker, call, report, judged=False)
+                not_judged(result, blocked[1], blocked[0])
+                self.results.append(result)
+            return
         failed_here = call.excinfo is not None and report.when in ("setup", "call")
         if failed_here or (report.when == "call" and report.passed):
-            self.results.append(self._result(item, marker, call, report))
+            result = self._result(item, marker, call, report)
+            error = call.excinfo.value if call.excinfo is not None else None
+            self.causes.record(result, error if isinstance(error, CheckFailed) else None,
+                               tuple(marker.kwargs.get("depends", ())))
+            self.results.append(result)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """One cause said once, by the check that judges it; the others point at it, not judged."""
+        self.causes.settle()
 
     def _result(self, item: pytest.Item, marker: pytest.Mark, call: pytest.CallInfo[None],
-                report: pytest.TestReport) -> CheckResult:
+                report: pytest.TestReport, judged: bool = True) -> CheckResult:
         """One CheckResult from pytest's report: failed for CheckFailed, error for anything else raised."""
         exercise = find_exercise(item.module.EXERCISE)  # type: ignore[attr-defined]
         title, points, hint = marker.kwargs["title"], float(marker.kwargs["points"]), marker.kwargs.get("hint", "")
@@ -68,7 +99,7 @@ class Judge:
             outcome=PASSED, points=points, max_points=points, hint=hint,
             seed=self.request.seed, duration=round(report.duration, 3),
         )
-        error = call.excinfo.value if call.excinfo is not None else None
+        error = call.excinfo.value if call.excinfo is not None and judged else None
         if isinstance(error, CheckFailed):
             result.outcome, result.points, result.message = FAILED, 0.0, error.message
             result.expected, result.actual, result.locations = error.expected, error.actual, error.locations
@@ -83,10 +114,20 @@ class Judge:
             run = student.shown if student is not None else None
         if run is not None:
             result.run = self._run_id(run, exercise.number)
+            if result.outcome == FAILED:
+                self._name_the_start_method(result, run)
         section = getattr(item.module, "CRITICAL_SECTION", None)
         if isinstance(section, CriticalSection):
             self.critical_sections[exercise.number] = section
         return result
+
+    def _name_the_start_method(self, result: CheckResult, run: Run) -> None:
+        """Under spawn or forkserver, state made at the top level of the file is made again in every child: say
+        which line, once per exercise."""
+        note, locations = startmethods.explain(run.outcome.events, self.start_method, run.student_file)
+        if note and self.causes.first_time(result.exercise, note):
+            result.message = f"{result.message} {note}"
+            result.locations = locations + result.locations
 
     def _run_id(self, run: Run, exercise: int) -> str:
         """The id of a run a check was judged from; its evidence is read and kept the first time only."""

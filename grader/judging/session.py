@@ -14,6 +14,7 @@ import pytest
 
 import grader
 from grader.course import Exercise, load_course
+from grader.judging import startmethods
 from grader.judging.plugin import Judge
 from grader.judging.request import ALL_METHODS, DEFAULT_METHOD, START_METHODS, Request, new_seed  # noqa: F401
 from grader.results import ERROR, FAILED, PASSED, CheckResult, ExerciseResult, Report
@@ -59,6 +60,7 @@ def merge_start_methods(reports: list[Report]) -> Report:
     merged = dataclasses.replace(reports[0], exercises=[dataclasses.replace(e, checks=list(e.checks))
                                                         for e in reports[0].exercises])
     for e_index, exercise in enumerate(merged.exercises):
+        explained = False  # how the start methods differ is said once per exercise
         for c_index, check in enumerate(exercise.checks):
             verdicts = {r.start_method: r.exercises[e_index].checks[c_index] for r in reports
                         if c_index < len(r.exercises[e_index].checks)}
@@ -69,8 +71,11 @@ def merge_start_methods(reports: list[Report]) -> Report:
             exercise.checks[c_index] = worst
             passing = [m for m in verdicts if m not in failing]
             if passing and worst.outcome == FAILED:
+                differences = "" if explained or startmethods.REIMPORTED in worst.message else (
+                    " " + " ".join(METHOD_DIFFERENCES[m] for m in failing))
+                explained = True
                 worst.message = (f"Under {' and '.join(failing)} only (it passes under {' and '.join(passing)}): "
-                                 f"{worst.message} {' '.join(METHOD_DIFFERENCES[m] for m in failing)}")
+                                 f"{worst.message}{differences}")
     every_run = {run.id: run for report in reports for run in report.runs}
     merged.runs = [every_run[i] for i in dict.fromkeys(c.run for c in merged.all_checks() if c.run)]
     return merged

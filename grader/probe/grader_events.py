@@ -12,6 +12,7 @@ ACQUIRED = "acquired"
 ACQUIRE_FAILED = "acquire_failed"  # a non-blocking or timed acquire() that gave up
 RELEASED = "released"
 RELEASE_ERROR = "release_error"  # release() raised (error)
+LOCK_NEW = "lock_new"  # the student made a lock (lock, kind, where: the line that made it)
 SELF_DEADLOCK = "self_deadlock"  # a process acquired a non-reentrant lock it already held (held_since)
 
 # Queues (fields: queue, where; item for puts and gets, error for the *_raise events)
@@ -50,6 +51,11 @@ STEP_START = "step_start"  # (step, call, label)
 STEP_END = "step_end"  # (step; value, or error and frames, or exit)
 WORK_START = "work_start"  # a replaced function of the plan began (args)
 WORK_END = "work_end"  # (lines_seen, raised)
+
+# The run's files (first bytes read or written, the student's frames)
+FILE_READ = "file_read"  # (path, head, frames)
+FILE_WRITE = "file_write"  # (path, head, frames)
+FILE_EVENTS = (FILE_READ, FILE_WRITE)
 
 # The probe itself
 TAMPER = "tamper"  # the student's code replaced what the probe patched (replaced)

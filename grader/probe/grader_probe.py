@@ -42,6 +42,7 @@ _os_write = os.write
 _getpid = os.getpid
 
 _WRITE_MODES = frozenset("wax+")
+FILE_HEAD_BYTES = 120  # of a file read or written: enough for {"count": n}, little next to an event
 _LOCK_KINDS = {"Lock": "Lock", "RLock": "RLock"}
 
 
@@ -162,6 +163,33 @@ class Probe:
             frame = frame.f_back
         return None
 
+    def frames(self, limit: int = 4) -> list[dict[str, Any]]:
+        """The student's own frames, innermost first: a read inside load() is also seen from buy_ticket."""
+        frame = sys._getframe(1)
+        prefix = self.workdir + os.sep
+        found: list[dict[str, Any]] = []
+        while frame is not None and len(found) < limit:
+            if frame.f_code.co_filename.startswith(prefix):
+                found.append({"line": frame.f_lineno, "func": frame.f_code.co_name})
+            frame = frame.f_back
+        return found
+
+    def file_access(self, kind: str, path: Any, content_of: Any) -> None:
+        """Record a read or write of a file of the run: which file (relative to the run), its first bytes as
+        read or written, and the student's frames: the witness of a check-then-act race is built from these."""
+        try:
+            text = os.fsdecode(os.fspath(path))
+            name = os.path.relpath(os.path.realpath(text), self.workdir) if os.path.isabs(text) else text
+            head = ""
+            if content_of is not None:
+                with _real_open(content_of, "rb") as f:
+                    head = f.read(FILE_HEAD_BYTES).decode("utf-8", "replace")
+        except (OSError, TypeError, ValueError):
+            return
+        where = self.frames()
+        if where:
+            self.emit(kind, path=name, head=head, frames=where)
+
     def called_by_student(self) -> bool:
         """Whether the first frame outside the probe is the student's own code (not Python's library)."""
         frame = sys._getframe(1)
@@ -222,6 +250,8 @@ def _patch_files(probe: Probe) -> None:
         if isinstance(file, (str, bytes, os.PathLike)) and probe.in_workdir(file):
             writing = bool(_WRITE_MODES.intersection(str(mode)))
             probe.delay("write" if writing else "read")
+            if not writing:
+                probe.file_access(grader_events.FILE_READ, file, file)
         return _real_open(file, mode, *args, **kwargs)
 
     def wrap_move(real: Callable[..., Any]) -> Callable[..., Any]:
@@ -229,6 +259,7 @@ def _patch_files(probe: Probe) -> None:
         def move(src: Any, dst: Any, *args: Any, **kwargs: Any) -> Any:
             if probe.in_workdir(dst):
                 probe.delay("replace")
+                probe.file_access(grader_events.FILE_WRITE, dst, src)
             return real(src, dst, *args, **kwargs)
 
         return move
@@ -308,6 +339,9 @@ def _patch_locks(probe: Probe) -> None:
         # address: name it by its creator once, and forked children inherit the name with the object.
         if getattr(self, "_grader_lock_id", None) is None:
             self._grader_lock_id = semlock.name or f"lock-{os.getpid()}-{semlock.handle:x}"
+            where = probe.where()
+            if where is not None:  # made by the student's code (not rebuilt from a pickle): say where
+                probe.emit(grader_events.LOCK_NEW, lock=self._grader_lock_id, kind=kind, where=where)
         # student_only: multiprocessing's own locks (a queue's reader lock...) are not the student's.
         self.acquire, self.release = _recording_lock(probe, self._grader_lock_id, kind, semlock.acquire,
                                                      semlock.release, student_only=True)

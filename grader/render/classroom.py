@@ -17,9 +17,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from grader.results import ERROR, FAILED, PASSED, CheckResult, ExerciseResult, Report
+from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, ExerciseResult, Report
 
-STATUS = {PASSED: "pass", FAILED: "fail", ERROR: "error"}
+STATUS = {PASSED: "pass", FAILED: "fail", ERROR: "error", SKIPPED: "fail"}  # not judged: no points, not a crash
 MESSAGE_LIMIT = 4000
 RESULT_LIMIT = 64 * 1024  # bytes of the base64 value of `result`
 MAX_TESTS = 1000  # more point-tests than this (odd fractional points): one test per check instead

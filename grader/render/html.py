@@ -20,11 +20,13 @@ from markupsafe import Markup, escape
 from grader import results
 from grader.atomic import atomic_write
 from grader.render import timeline as timelines
+from grader.render import latest
+from grader.render.latest import LatestExercise
 from grader.render.source import is_library_frame, read_source
 from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, CriticalSection, Evidence, ExerciseResult, ProcessStack, Report
 
 VERDICTS = MappingProxyType({
-    PASSED: ("✔", "passed"), FAILED: ("✘", "failed"), ERROR: ("!", "grader error"), SKIPPED: ("–", "skipped"),
+    PASSED: ("✔", "passed"), FAILED: ("✘", "failed"), ERROR: ("!", "grader error"), SKIPPED: ("–", "not judged"),
 })
 STATUS_WORDS = MappingProxyType({
     results.EXITED: "ended normally", results.TIMEOUT: "stopped by the grader: still running at the time limit",
@@ -42,6 +44,7 @@ MAX_SOURCE_LINES = 1200
 SOURCE_CONTEXT = 4
 MAX_STACK_TEXT = 20000
 _LINE_REF = re.compile(r"\bline (\d+)\b")
+TRACEBACK_WORDS = "its full traceback is in the report"
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]*)", line (?P<line>\d+) in (?P<func>.*)$')
 _THREAD = re.compile(r"^(Current thread|Thread) (0x[0-9a-fA-F]+)")
 
@@ -135,6 +138,7 @@ class ThreadView:
     header: str
     groups: list[FrameGroup]
     student: list[FrameView]
+    raw: str = ""  # the header as faulthandler printed it (a thread address), shown on demand
 
 
 @dataclass
@@ -164,6 +168,7 @@ class OutputView:
     label: str
     streams: list[StreamView]
     open: bool = False
+    anchor: str = ""
 
 
 @dataclass
@@ -193,10 +198,19 @@ def report_name(exercise: ExerciseResult) -> str:
     return f"ex{exercise.number:02d}.html"
 
 
-def render(report: Report) -> str:
-    """The index page: every exercise checked, its score and a link to its page."""
-    rows = [{"exercise": e, "href": report_name(e), "counts": _counts(e.checks)} for e in report.exercises]
-    return _environment().get_template("index.j2").render(report=report, rows=rows, counts=_counts(report.all_checks()))
+def render(report: Report, latest: list[LatestExercise] | None = None) -> str:
+    """The index page: every exercise checked (with `latest`: every one ever checked into the folder, each
+    with its latest result), its score and a link to its page."""
+    if latest is None:
+        rows = [{"exercise": e, "href": report_name(e), "counts": _counts(e.checks)} for e in report.exercises]
+        score, max_score, counts = report.score, report.max_score, _counts(report.all_checks())
+    else:
+        rows = [{"exercise": e, "href": f"ex{e.number:02d}.html", "counts": e.counts} for e in latest]
+        score, max_score = sum(e.score for e in latest), sum(e.max_score for e in latest)
+        counts = {o: sum(e.counts.get(o, 0) for e in latest) for o in (PASSED, FAILED, ERROR, SKIPPED)}
+    return _environment().get_template("index.j2").render(
+        report=report, rows=rows, counts=counts, score=score, max_score=max_score,
+        all_passed=all(r["exercise"].passed for r in rows) and bool(rows))
 
 
 def render_exercise(report: Report, exercise: ExerciseResult) -> str:
@@ -212,14 +226,16 @@ def render_exercise(report: Report, exercise: ExerciseResult) -> str:
         counts=_counts(exercise.checks), filename=filename)
 
 
-def write_reports(report: Report, out_dir: Path) -> Path:
-    """Write exNN.html for every exercise of the report and index.html into out_dir; return the index's path."""
+def write_reports(report: Report, out_dir: Path, keep_others: bool = False) -> Path:
+    """Write exNN.html for every exercise of the report and index.html into out_dir; return the index's path.
+
+    With `keep_others` (a student's feedback/ folder), the index also lists the exercises checked earlier."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for exercise in report.exercises:
         _write(out_dir / report_name(exercise), render_exercise(report, exercise))
     index = out_dir / "index.html"
-    _write(index, render(report))
+    _write(index, render(report, latest.merge(out_dir, report) if keep_others else None))
     return index
 
 
@@ -270,7 +286,8 @@ def _check_view(number: int, check: CheckResult, runs: dict[str, RunView], lines
     ][:6]
     return CheckView(
         number=number, anchor=f"check-{number}", title=check.title, outcome=check.outcome, symbol=symbol, word=word,
-        points=f"{check.points:g}", max_points=f"{check.max_points:g}", reason=_link_lines(check.message, lines),
+        points=f"{check.points:g}", max_points=f"{check.max_points:g}",
+        reason=_link_traceback(_link_lines(check.message, lines), check.message, run),
         overlap=overlap, expected=check.expected, actual=check.actual,
         hint=check.hint if check.outcome == FAILED else "", locations=locations, run=run,
         traceback=check.traceback if check.outcome == ERROR else None)
@@ -298,6 +315,20 @@ def _link_lines(message: str, lines: list[str]) -> Markup:
     return Markup(_LINE_REF.sub(link, escaped))
 
 
+def _link_traceback(reason: Markup, message: str, run: RunView | None) -> Markup:
+    """The words that send the student to a traceback become a link to the output of the process the reason
+    names (opened, so that the traceback shows at once)."""
+    if run is None or TRACEBACK_WORDS not in message.lower():
+        return reason
+    named = [o for o in run.outputs if o.label.lower() in message.lower() and any(s.name == "err" for s in o.streams)]
+    if not named:
+        return reason
+    target = max(named, key=lambda o: len(o.label))  # "buyer 1 of 10" is not "buyer 10 of 10"
+    target.open = True
+    words = re.compile(re.escape(TRACEBACK_WORDS), re.IGNORECASE)
+    return Markup(words.sub(lambda m: f'<a href="#{target.anchor}">{m.group(0)}</a>', str(reason), count=1))
+
+
 # ---- runs ---------------------------------------------------------------------------------------------------
 def _runs(report: Report, exercise: ExerciseResult, lines: list[str], filename: str) -> dict[str, RunView]:
     """One view per run the exercise's checks were judged from, keyed by the run's id."""
@@ -317,6 +348,16 @@ def _runs(report: Report, exercise: ExerciseResult, lines: list[str], filename: 
     return views
 
 
+_NOT_LOADED = ("import_error", "import_exit", "contract_error")
+
+
+def _status_words(evidence: Evidence) -> str:
+    """How the run ended, in words; a file that never loaded did not "end normally": nothing of it ran."""
+    if any(isinstance(e, dict) and e.get("ev") in _NOT_LOADED for e in evidence.events):
+        return "your file did not load, so none of its functions ran"
+    return STATUS_WORDS.get(evidence.status, evidence.status or "unknown")
+
+
 def _run_view(number: int, evidence: Evidence, checks: list[tuple[str, str]], lines: list[str], filename: str,
               critical: CriticalSection | None, failed: bool) -> RunView:
     """The view of one run: its timeline built from the probe's events, its stacks and output."""
@@ -326,11 +367,11 @@ def _run_view(number: int, evidence: Evidence, checks: list[tuple[str, str]], li
     title = f"Timeline of run {number}: one lane per process"
     return RunView(
         number=number, anchor=anchor, status=evidence.status,
-        status_words=STATUS_WORDS.get(evidence.status, evidence.status or "unknown"), duration=line.duration,
+        status_words=_status_words(evidence), duration=line.duration,
         checks=checks, svg=timelines.svg(line, f"{anchor}-timeline", title), summary=timelines.summary(line),
         words=timelines.words(line), legend=_legend(line), overlap=timelines.overlap_sentence(line),
         stacks=[_stack_view(s, lines, filename) for s in evidence.stacks],
-        outputs=_outputs(evidence), files=[_stream(name, text, FILE_LIMIT) for name, text in sorted(evidence.files.items())],
+        outputs=_outputs(evidence, anchor), files=[_stream(name, text, FILE_LIMIT) for name, text in sorted(evidence.files.items())],
         isolation=evidence.isolation)
 
 
@@ -343,7 +384,7 @@ def _legend(line: timelines.Timeline) -> list[str]:
     if line.stop is not None:
         kinds.add("stop")
     order = ["life", "daemon", "call", "hold", "orphan", "overlap", "wait", "put", "get", "put sentinel", "get sentinel",
-             "spawn", "crash", "self-deadlock", "stop"]
+             "spawn", "crash", "self-deadlock", "unlocked", "stop"]
     return [k for k in order if k == "life" or k in kinds]
 
 
@@ -362,8 +403,8 @@ def _cut_middle(name: str, text: str) -> StreamView:
     return StreamView(name, f"{text[:OUTPUT_HEAD]}\n[… {cut:,} characters cut …]\n{text[-OUTPUT_TAIL:]}", cut)
 
 
-def _outputs(evidence: Evidence) -> list[OutputView]:
-    """Output per process, the main program first, then in start order."""
+def _outputs(evidence: Evidence, anchor: str = "output") -> list[OutputView]:
+    """Output per process, the main program first, then in start order (each with an anchor to link to)."""
     order = {p.get("label"): i for i, p in enumerate(evidence.processes)}
     views = []
     opened = 0
@@ -371,7 +412,8 @@ def _outputs(evidence: Evidence) -> list[OutputView]:
         shown = [_cut_middle(name, str(streams.get(name) or "")) for name in ("out", "err") if streams.get(name)]
         if shown:
             errors = any(s.name == "err" for s in shown)
-            views.append(OutputView(str(label), shown, open=errors and opened < OPEN_ERRORS))
+            views.append(OutputView(str(label), shown, open=errors and opened < OPEN_ERRORS,
+                                    anchor=f"{anchor}-output-{len(views) + 1}"))
             opened += errors
     return views
 
@@ -384,7 +426,8 @@ def _stack_view(stack: ProcessStack, lines: list[str], filename: str) -> StackVi
     for raw in stack.text[:MAX_STACK_TEXT].splitlines():
         header = _THREAD.match(raw.strip())
         if header or current is None:
-            current = ThreadView(raw.strip() if header else "Stack", [], [])
+            current = ThreadView(_thread_name(len(threads) + 1, raw.strip()) if header else "Stack", [], [],
+                                 raw.strip() if header else "")
             threads.append(current)
             if header:
                 continue
@@ -406,6 +449,12 @@ def _stack_view(stack: ProcessStack, lines: list[str], filename: str) -> StackVi
         stopped_at = threads[0].student[0]
         calling = _called_from(threads[0], stopped_at)
     return StackView(stack.label, stack.pid, threads, stopped_at, calling)
+
+
+def _thread_name(number: int, header: str) -> str:
+    """A thread as a student names it: its number, and whether it was the one running (no address)."""
+    running = " (the one running when the grader stopped the process)" if header.lower().startswith("current") else ""
+    return f"Thread {number}{running}"
 
 
 def _group(thread: ThreadView, library: bool) -> FrameGroup:

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from grader.render.source import excerpt, read_source
-from grader.results import ERROR, FAILED, PASSED, CheckResult, ExerciseResult, Report
+from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, ExerciseResult, Report
 
-SYMBOLS = {PASSED: ("✔", "green"), FAILED: ("✘", "red"), ERROR: ("!", "magenta")}
-WORDS = {PASSED: "passed", FAILED: "FAILED", ERROR: "GRADER ERROR"}
+SYMBOLS = {PASSED: ("✔", "green"), FAILED: ("✘", "red"), ERROR: ("!", "magenta"), SKIPPED: ("–", "yellow")}
+WORDS = {PASSED: "passed", FAILED: "FAILED", ERROR: "GRADER ERROR", SKIPPED: "not judged"}
 
 
 def use_color() -> bool:
@@ -78,9 +78,12 @@ def _footer(console: Console, report: Report) -> None:
     passed = sum(c.outcome == PASSED for c in checks)
     failed = sum(c.outcome == FAILED for c in checks)
     errors = sum(c.outcome == ERROR for c in checks)
+    not_judged = sum(c.outcome == SKIPPED for c in checks)
     style = "green" if report.exit_code() == 0 else "red"
-    summary = f"{passed} passed, {failed} failed" + (f", {errors} grader errors" if errors else "")
+    summary = (f"{passed} passed, {failed} failed" + (f", {not_judged} not judged" if not_judged else "")
+               + (f", {errors} grader errors" if errors else ""))
     console.print(f"[{style}][bold]{summary}[/bold][/{style}]  score {report.score:g}/{report.max_score:g}  "
                   f"[dim]seed {report.seed}, {report.duration:.1f} s[/dim]")
     if failed or errors:
-        console.print(f"[dim]replay exactly: {escape(report.command)}[/dim]")
+        # Never wrapped: a command broken inside an argument fails when pasted back.
+        console.print(f"[dim]replay exactly: {escape(report.command)}[/dim]", soft_wrap=True)

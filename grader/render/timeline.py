@@ -133,6 +133,8 @@ def build(evidence: Evidence, critical: str | None = None, success: Any = True, 
         timeline.overlaps, timeline.segments = overlaps, timeline.segments + segments
     timeline.segments += _lock_overlaps(holds, timeline.lanes)
     timeline.marks = _marks(events, timeline.lanes, locks)
+    if show_overlaps and timeline.overlaps:
+        timeline.marks += _unlocked_accesses(events, calls, holds, str(critical))
     timeline.segments = [s for s in timeline.segments if s.pid in shown]
     timeline.marks = [m for m in timeline.marks if m.pid in shown]
     timeline.steps = [(e["t"], f"step {e.get('step', 0) + 1}: {e.get('call', '')}()" + (f" with {e['label']}" if e.get("label") else ""))
@@ -295,8 +297,14 @@ class _Call:
 
 def _calls(events: list[dict[str, Any]], func: str, success: Any, ends: dict[int, float],
            holds: list[Segment]) -> list[_Call]:
-    """Calls of the critical function. Inside a call that takes a lock, the critical section is from its first
-    acquire to its last release (waiting for the lock is not being inside); otherwise it is the whole call."""
+    """Calls of the critical function. The critical section is the call's read-decide-write, from its first
+    read of a file of the run to its last write, wherever the lock was (a lock around only part of it protects
+    nothing); without file events, inside a call that takes a lock it is from its first acquire to its last
+    release (waiting for the lock is not being inside); otherwise it is the whole call."""
+    accesses: dict[Any, list[dict[str, Any]]] = {}
+    for event in events:
+        if event.get("ev") in grader_events.FILE_EVENTS:
+            accesses.setdefault(event.get("pid"), []).append(event)
     open_: dict[tuple[Any, Any], list[float]] = {}
     calls = []
     held: dict[Any, list[Segment]] = {}
@@ -319,6 +327,11 @@ def _calls(events: list[dict[str, Any]], func: str, success: Any, ends: dict[int
         result = f"returned {value.get('repr', '?')}" if kind == grader_events.RETURN else f"raised {event.get('error', 'an exception')}"
         mine = [h for h in held.get(pid, []) if start <= h.start <= event["t"]]
         inside, until = (min(h.start for h in mine), min(max(h.end for h in mine), event["t"])) if mine else (start, event["t"])
+        within = [e for e in accesses.get(pid, []) if start <= e["t"] <= event["t"]]
+        reads = [e["t"] for e in within if e["ev"] == grader_events.FILE_READ]
+        writes = [e["t"] for e in within if e["ev"] == grader_events.FILE_WRITE and (not reads or e["t"] >= min(reads))]
+        if reads and writes:
+            inside, until = min(reads), max(writes)
         calls.append(_Call(pid, inside, until, won, Segment(pid, start, event["t"], "call", f"inside {func}(): {result}")))
     for (pid, _tid), starts in open_.items():
         for start in starts:
@@ -359,6 +372,33 @@ def _overlaps(calls: list[_Call], lanes: list[Lane], func: str) -> tuple[list[Ov
     segments = [Segment(pid, s, e, "overlap", "inside the critical section at the same time as another process, "
                         "and both succeeded") for pid, spans in windows.items() for s, e in _merge(spans)]
     return overlaps, segments
+
+
+def _unlocked_accesses(events: list[dict[str, Any]], calls: list[_Call], holds: list[Segment], func: str) -> list[Mark]:
+    """Every read or write of the shared file made without holding a lock while another process was inside its
+    read-decide-write: the accesses that let the race happen, whether or not a lock was held elsewhere."""
+    windows = [(c.pid, c.inside, c.until) for c in calls if c.won]
+    held: dict[Any, list[Segment]] = {}
+    for hold in holds:
+        held.setdefault(hold.pid, []).append(hold)
+    marks = []
+    for event in events:
+        if event.get("ev") not in grader_events.FILE_EVENTS:
+            continue
+        pid, t = event.get("pid"), event["t"]
+        if any(h.start <= t <= h.end for h in held.get(pid, [])):
+            continue
+        if not any(other != pid and inside <= t <= until for other, inside, until in windows):
+            continue
+        if not any(c.pid == pid and c.segment.start <= t <= c.segment.end for c in calls):
+            continue  # an access outside the critical function (a read-only look) is not part of the race
+        frames = event.get("frames") or []
+        line = next((f.get("line") for f in frames if f.get("func") == func), frames[0].get("line") if frames else None)
+        verb = "reads" if event["ev"] == grader_events.FILE_READ else "writes"
+        marks.append(Mark(pid, t, "unlocked", f"{verb} {event.get('path', 'the shared file')}"
+                          + (f" at line {line}" if line else "") + " without holding the lock, while another "
+                          "process is inside its read-decide-write"))
+    return marks
 
 
 def _lock_overlaps(holds: list[Segment], lanes: list[Lane]) -> list[Segment]:
@@ -613,6 +653,7 @@ _MARK_SHAPES = {
     "done": "M{x} {y1}v-6",
     "crash": "M{xa} {ya}l7 7m0-7l-7 7",
     "self-deadlock": "M{xa} {ya}l7 7m0-7l-7 7",
+    "unlocked": "M{x} {y0}v24",  # a red bar across the lane: an access without the lock
 }
 
 
@@ -622,7 +663,7 @@ def _shape(mark: Mark, x: float, y: float) -> str:
     if "sentinel" in mark.kind:
         cy = y + 3 if base == "put" else y + 21
         return f"M{_n(x)} {_n(cy - 4)}l4 4-4 4-4-4z"
-    return _MARK_SHAPES[base].format(x=_n(x), y1=_n(y + 9), y2=_n(y + 15), xa=_n(x - 3.5), ya=_n(y + 8.5))
+    return _MARK_SHAPES[base].format(x=_n(x), y0=_n(y), y1=_n(y + 9), y2=_n(y + 15), xa=_n(x - 3.5), ya=_n(y + 8.5))
 
 
 def _marks_svg(marks: list[Mark], scale: _Scale, y: float, timeline: Timeline) -> list[str]:
@@ -677,9 +718,12 @@ def overlap_sentence(timeline: Timeline) -> str:
     first = timeline.overlaps[0]
     more = len(timeline.overlaps) - 1
     return (f"In red on the timeline: {first.first} and {first.second} were both inside {first.func}() at the same time "
-            f"(from {timeline.rel(first.start)} to {timeline.rel(first.end)}) and both succeeded"
+            f"(from {timeline.rel(first.start)} to {timeline.rel(first.end)}), between their read and their write of "
+            "the shared state, and both succeeded"
             + (f"; {more} more pair{'s' if more != 1 else ''} of processes overlapped like that" if more else "")
-            + ". A critical section lets one process in at a time.")
+            + ". A critical section lets one process in at a time."
+            + (" Each red bar is a read or write of the shared file made without holding the lock while another "
+               "process was inside its read-decide-write." if any(m.kind == "unlocked" for m in timeline.marks) else ""))
 
 
 def words(timeline: Timeline) -> list[tuple[str, list[str]]]:

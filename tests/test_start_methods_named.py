@@ -1,0 +1,41 @@
+"""Start methods named: a lock made at the top level of the file is named by its line under spawn (each child
+re-imported the module and made its own), and under --start-method all a check failing under some methods
+only says which, with how they differ said once per exercise."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import line_of
+from grader.judging import session
+from grader.results import FAILED, PASSED, CheckResult, ExerciseResult, Report
+
+MODULE_LOCK = Path(__file__).parent / "fixtures" / "ex05_module_level_lock.py"
+
+
+def test_a_module_level_lock_under_spawn_is_named_by_its_line(grade) -> None:
+    report = grade(5, MODULE_LOCK, start_method="spawn")
+    line = line_of(MODULE_LOCK, "LOCK = Lock()")
+    saying = [c for c in report.all_checks() if "was made again in each child" in c.message]
+    assert len(saying) == 1, [(c.title, c.outcome, c.message) for c in report.all_checks()]  # said once
+    check = saying[0]
+    assert check.outcome == FAILED
+    assert f"the lock made at the top level of your file (line {line})" in check.message
+    assert "re-imports your module" in check.message and "a lock of its own" in check.message
+    assert check.locations[0].line == line and check.locations[0].label == "made again in every child"
+
+
+def _report(method: str, outcomes: list[str]) -> Report:
+    checks = [CheckResult(id=f"ex05::check_{i}", exercise=5, title=f"check {i}", outcome=o, points=0.0,
+                          max_points=1.0, message=f"reason {i}." if o == FAILED else "") for i, o in enumerate(outcomes)]
+    return Report(seed=1, start_method=method, submission="s", grader_version="0", command="c",
+                  exercises=[ExerciseResult(5, "ex05", "t", "f", checks)])
+
+
+def test_under_all_a_failure_names_its_start_methods_and_the_difference_once() -> None:
+    merged = session.merge_start_methods([_report("fork", [PASSED, PASSED]), _report("spawn", [FAILED, FAILED]),
+                                          _report("forkserver", [PASSED, FAILED])], "grader check 5")
+    first, second = merged.exercises[0].checks
+    assert first.message.startswith("Under spawn only (it passes under fork and forkserver): reason 0.")
+    assert second.message.startswith("Under spawn and forkserver only (it passes under fork): reason 1.")
+    assert session.METHOD_DIFFERENCES["spawn"] in first.message
+    assert session.METHOD_DIFFERENCES["spawn"] not in second.message  # said once per exercise

@@ -1,0 +1,101 @@
+"""A witness for exercise 1's race: the reason tells the interleaving that broke the invariant (who read what,
+where, when, with or without the lock); a lock in the wrong place is named by its unprotected line; and the
+timeline in Chromium draws the overlap and every unprotected access in red, whether a lock was held or not."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import html5lib
+import pytest
+
+from conftest import FIXES, ROOT, line_of
+from grader.render import html
+from grader.results import FAILED, Report
+
+RELEASED_EARLY = FIXES / "ex01" / "wrong_lock_released_before_write.py"
+LOCK_ONLY_WRITE = FIXES / "ex01" / "wrong_lock_only_write.py"
+STUB = ROOT / "exercises" / "ex01_oversold_ticket.py"
+WITNESS = re.compile(r"(?P<a>buyer \d+ of \d+ \(trial \d+\)) read count=(?P<n>\d+) at line (?P<line>\d+) "
+                     r"(?P<lock>holding|without holding) the lock \([\d.]+ ms\); (?P<b>buyer \d+ of \d+ \(trial \d+\)) "
+                     r"read count=(?P=n) at line (?P=line) .*before (?P=a) wrote it back at line (?P<write>\d+) "
+                     r"(holding|without holding) the lock \([\d.]+ ms\): both sold: \d+ sales of \d+ ticket\(s\)\.",
+                     re.IGNORECASE)
+
+
+def _oversold(report: Report):  # noqa: ANN202 - a CheckResult
+    result = next(c for c in report.all_checks() if c.id.endswith("check_no_ticket_is_oversold"))
+    assert result.outcome == FAILED, result
+    return result
+
+
+def test_the_stub_shows_two_buyers_reading_the_same_count(graded) -> None:
+    result = _oversold(graded(1, STUB))
+    seen = WITNESS.search(result.message)
+    assert seen, result.message
+    assert seen["a"] != seen["b"] and seen["lock"].lower() == "without holding"
+    assert "(pid" not in result.message  # one name per process, numbered in its trial: "buyer 3 of 10 (trial 1)"
+    # expected and actual state the invariant and the state, so that a student can check one against the other
+    invariant = re.fullmatch(r"at most (\d+) sold, and the file's count = (\d+) − sold", result.expected or "")
+    state = re.fullmatch(r"(\d+) sold, count (-?\d+)", result.actual or "")
+    assert invariant and state and invariant[1] == invariant[2], (result.expected, result.actual)
+    assert int(state[1]) > int(invariant[1])  # oversold: the actual visibly breaks the expected
+    assert int(seen["line"]) == line_of(STUB, "    data = load(db_path)")
+    assert int(seen["write"]) == line_of(STUB, "    save(db_path, data)")
+
+
+def test_a_lock_released_before_the_write_names_the_unprotected_line(graded) -> None:
+    result = _oversold(graded(1, RELEASED_EARLY))
+    write = line_of(RELEASED_EARLY, "    save(db_path, data)")
+    assert "The lock covers only part of the critical section" in result.message, result.message
+    assert f"writing the count back at line {write} without it" in result.message
+    assert f"took it at line {line_of(RELEASED_EARLY, 'lock.acquire()')}" in result.message
+    assert f"released it at line {line_of(RELEASED_EARLY, 'lock.release()')}" in result.message
+    assert result.locations[0].line == write and result.locations[0].label == "write outside the lock"
+    assert "def buy_ticket" not in result.message
+    seen = WITNESS.search(result.message)
+    assert seen and seen["lock"].lower() == "holding" and int(seen["write"]) == write, result.message
+
+
+def test_a_decision_before_the_lock_names_the_unprotected_read(graded) -> None:
+    result = _oversold(graded(1, LOCK_ONLY_WRITE))
+    read = line_of(LOCK_ONLY_WRITE, "data = load(db_path)")
+    assert f"read the count at line {read} before taking the lock at line {line_of(LOCK_ONLY_WRITE, 'with lock:')}" \
+        in result.message, result.message
+    assert result.locations[0].line == read and result.locations[0].label == "read outside the lock"
+
+
+PROBE = """<script>(function () {
+  var overlap = document.querySelector('svg.timeline rect.overlap');
+  var bar = document.querySelector('svg.timeline path.mark.unlocked');
+  var r = {overlaps: document.querySelectorAll('svg.timeline rect.overlap').length,
+           bars: document.querySelectorAll('svg.timeline path.mark.unlocked').length,
+           overlapFill: overlap ? getComputedStyle(overlap).fill : null,
+           barStroke: bar ? getComputedStyle(bar).stroke : null,
+           barHeight: bar ? bar.getBoundingClientRect().height : 0,
+           note: (document.querySelector('.overlap-note') || {}).textContent || ''};
+  var out = document.createElement('pre'); out.id = 'test-probe'; out.textContent = JSON.stringify(r);
+  document.body.appendChild(out);
+})();</script>"""
+
+
+def test_chromium_draws_the_misplaced_lock_in_red(graded, tmp_path: Path) -> None:
+    browser = pytest.importorskip("test_html_browser")
+    if browser.BROWSER is None:
+        pytest.skip("no Chromium installed")
+    report = graded(1, RELEASED_EARLY)
+    page = tmp_path / "ex01.html"
+    page.write_text(html.render_exercise(report, report.exercises[0]))
+    text = page.read_text()
+    start = text.index('<meta http-equiv="Content-Security-Policy"')
+    text = text[:start] + text[text.index(">", start) + 1:]
+    copy = tmp_path / "probe-ex01.html"
+    copy.write_text(text.replace("</body>", PROBE + "</body>"))
+    tree = html5lib.parse(browser._browse(tmp_path, copy, "--dump-dom"), namespaceHTMLElements=False)
+    found = next(el for el in tree.iter("pre") if el.get("id") == "test-probe")
+    seen = json.loads(found.text)
+    red = {"rgb(224, 0, 15)", "rgb(255, 59, 59)"}  # --overlap, light and dark
+    assert seen["overlaps"] >= 2 and seen["overlapFill"] in red, seen
+    assert seen["bars"] >= 1 and seen["barStroke"] in red and seen["barHeight"] > 10, seen
+    assert "Each red bar is a read or write of the shared file made without holding the lock" in seen["note"]
