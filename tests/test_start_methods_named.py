@@ -33,7 +33,7 @@ def _report(method: str, outcomes: list[str]) -> Report:
 
 def test_under_all_a_failure_names_its_start_methods_and_the_difference_once() -> None:
     merged = session.merge_start_methods([_report("fork", [PASSED, PASSED]), _report("spawn", [FAILED, FAILED]),
-                                          _report("forkserver", [PASSED, FAILED])], "grader check 5")
+                                          _report("forkserver", [PASSED, FAILED])])
     first, second = merged.exercises[0].checks
     assert first.message.startswith("Under spawn only (it passes under fork and forkserver): reason 0.")
     assert second.message.startswith("Under spawn and forkserver only (it passes under fork): reason 1.")
