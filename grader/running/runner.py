@@ -13,7 +13,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from grader.running import isolation, proctree
+from grader.running import isolation, proctree, rundir
 
 PROBE_DIR = Path(__file__).resolve().parent.parent / "probe"
 DRIVER = PROBE_DIR / "grader_driver.py"
@@ -102,7 +101,7 @@ class _Dirs:
 
     @classmethod
     def create(cls) -> "_Dirs":
-        root = Path(tempfile.mkdtemp(prefix="grader-run-"))
+        root = rundir.make()  # short enough for multiprocessing's unix sockets, whatever TMPDIR is
         work, meta = root / "work", root / "meta"
         work.mkdir()
         (root / "tmp").mkdir()
