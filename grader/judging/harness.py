@@ -49,6 +49,19 @@ class CheckFailed(AssertionError):
         self.run = run
 
 
+class MachineTooBusy(RuntimeError):
+    """A grader error: a time limit ran out while processes of the run were still starting (interpreter
+    start-up, imports), before the student's code. The run says nothing about the student's code."""
+
+    for_student = ("The machine was too busy to judge this run; run it again. (A time limit ran out while "
+                   "processes of your program were still starting, before your code ran: this is not your fault.)")
+
+    def __init__(self, label: str, starting: list[int]) -> None:
+        pids = ", ".join(str(p) for p in starting[:8]) + (", ..." if len(starting) > 8 else "")
+        super().__init__(f"run {label!r} stopped while processes {pids} were still starting")
+        self.starting = starting
+
+
 def check(title: str, points: float, hint: str = "", timeout: float = 300) -> Callable[[Callable[..., None]], Any]:
     """Declare a check: its title, points and hint; pytest-timeout guards it as a last resort only."""
 
@@ -128,6 +141,8 @@ class Student:
         self.runs.append(run)
         if outcome.probe_errors:
             raise RuntimeError("the grader's probe failed to load:\n" + outcome.probe_errors[0])
+        if run.hung and outcome.starting:
+            raise MachineTooBusy(label, outcome.starting)
         bad_input(run, self.shown_as)
         return run
 

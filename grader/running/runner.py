@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from grader.running import isolation, proctree, rundir
+from grader.running import isolation, proctree, rundir, startup
 
 PROBE_DIR = Path(__file__).resolve().parent.parent / "probe"
 DRIVER = PROBE_DIR / "grader_driver.py"
@@ -72,6 +72,7 @@ class RunSpec:
     poll: float = 0.02
     isolate: bool = True
     hide: list[Path] = field(default_factory=list)
+    startup_delay: float = 0.0  # tests only: each child sleeps this long before the student's code (a busy machine)
 
 
 @dataclass
@@ -91,6 +92,9 @@ class RunOutcome:
     seed: int
     killed: int = 0
     isolation: str = ""
+    # Probe pids of processes still starting (before the student's code) when a time limit stopped the run:
+    # then the machine was too busy, and the run says nothing about the student's code.
+    starting: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -122,6 +126,7 @@ def _environment(spec: RunSpec, dirs: _Dirs, token: str) -> dict[str, str]:
         "queue_patience": spec.queue_patience,
         "spy": spec.spy,
         "start_method": spec.start_method,
+        "startup_delay": spec.startup_delay,
         "limits": {"core": 0, "as": spec.memory_limit, "fsize": 64 * 1024 * 1024, "nproc": 4096},
     }
     env.update(
@@ -375,12 +380,16 @@ def run(spec: RunSpec) -> RunOutcome:
                 command, cwd=dirs.work, env=_environment(spec, dirs, token),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
             )
-        status, lines_at_exit = _supervise(spec, popen, tree, dirs, started)
+        starts = startup.StartupWatch(student, _cmdline, proctree.ns_pid)
+        status, lines_at_exit = _supervise(spec, popen, tree, dirs, started, starts)
         leftovers: list[dict[str, Any]] = []
+        still_starting: list[int] = []
         if status == EXITED:
             leftovers = _settle(tree, dirs)
         else:
-            proctree.request_stacks(tree.pids(), str(dirs.meta / "stacks"))
+            pids = tree.pids()
+            still_starting = starts.starting(pids) if status in (TIMEOUT, KEPT_ALIVE) else []
+            proctree.request_stacks(pids, str(dirs.meta / "stacks"))
         killed = proctree.kill_tree(tree.processes)
         duration = time.monotonic() - started
         returncode = _main_exit(dirs)
@@ -407,6 +416,7 @@ def run(spec: RunSpec) -> RunOutcome:
             seed=spec.seed,
             killed=killed,
             isolation=level.description,
+            starting=still_starting,
         )
     finally:
         # Whatever happened above (an exception, pytest-timeout interrupting us), the tree dies here.
@@ -419,9 +429,13 @@ def run(spec: RunSpec) -> RunOutcome:
 
 
 def _supervise(
-    spec: RunSpec, popen: subprocess.Popen[bytes], tree: _Tree, dirs: _Dirs, started: float
+    spec: RunSpec, popen: subprocess.Popen[bytes], tree: _Tree, dirs: _Dirs, started: float,
+    starts: startup.StartupWatch,
 ) -> tuple[str, dict[str, int]]:
-    """Watch the run until the main process exits or a rule stops it; returns the status."""
+    """Watch the run until the main process exits or a rule stops it; returns the status.
+
+    A process still starting (interpreter start-up, imports) is neither blocked nor hung: while one is, no
+    deadlock is called."""
     watch = proctree.DeadlockWatch(quiet=spec.deadlock_quiet)
     tail = _EventTail(dirs.meta / "events")
     main_done_at: float | None = None
@@ -440,6 +454,7 @@ def _supervise(
         if _output_size(dirs.meta / "out") > spec.output_limit:
             return OUTPUT_LIMIT, {}
         for event in tail.new():
+            starts.see(event)
             if event["ev"] == "proc_start" and event.get("target") == "_run_server":
                 servers.add(event["pid"])
             if event["ev"] == "self_deadlock" and self_deadlock_at is None:
@@ -465,13 +480,25 @@ def _supervise(
         if (spec.exit_grace is not None and main_done_at is not None and now - main_done_at > spec.exit_grace) or (
                 spec.waiting_grace is not None and waiting_at is not None and now - waiting_at > spec.waiting_grace):
             return KEPT_ALIVE, {n: _count_lines(dirs.work / n) for n in spec.watch_files}
-        if watch.update(now, tree.sample(pids, servers)):
+        if starts.starting(pids):
+            watch.update(now, proctree.TreeSample(frozenset(pids), 0.0, False, len(pids)))  # not blocked: starting
+        elif watch.update(now, tree.sample(pids, servers)):
             return DEADLOCK, {}
         if now - started > spec.timeout:
             return TIMEOUT, {}
         # Most runs end within a second: poll fast for that, then more gently, since a long run (a hang on
         # its way to a verdict) would otherwise spend the CPU that the other runs of a batch need.
         time.sleep(spec.poll if now - started < SLOW_POLL_AFTER else max(spec.poll, SLOW_POLL))
+
+
+def _cmdline(pid: int) -> list[str] | None:
+    """A process's command line from /proc (None when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return [os.fsdecode(a) for a in data.split(b"\0")[:-1]]
 
 
 def _main_exit(dirs: _Dirs) -> int | None:
