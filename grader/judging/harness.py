@@ -3,8 +3,9 @@ student's code is wrong. A check that raises anything else is a grader error, ne
 from __future__ import annotations
 
 import hashlib
-import signal
 import json
+import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,8 +25,17 @@ RACE_DELAYS: dict[str, tuple[float, float]] = {
     "read": (0.0, 0.002),
     "lock": (0.0, 0.001),
     "queue": (0.0, 0.002),
+    "truncated": (0.001, 0.003),  # after open(path, "w") empties a file: a reader without the lock sees it empty
 }
+# Virtual time (see the probe): the student's clocks and timed waits run at its sleeps' scale, and a sleep or
+# timed wait of its own lasts at least MIN_SLEEP of real time (or what it asked), so that the windows it
+# opens stay open. Checks whose verdicts were measured with it on pass these rules to run_steps.
+MIN_SLEEP = 0.004
+VIRTUAL_TIME: dict[str, Any] = {"virtual_time": True, "min_sleep": MIN_SLEEP}
 MAX_SOURCE_BYTES = 2_000_000
+# Set by bench/bench_peer.py: run the checks as a plain harness would (no delays, no time scaling, no start
+# gate), to compare how often each catches a wrong fix. Never set by the grader's commands.
+PLAIN_ENV = "GRADER_BENCH_PLAIN"
 COURSE_SLEEP_SCALE = 0.001  # course code sleeps seconds to simulate work: judge it in milliseconds
 
 
@@ -130,6 +140,9 @@ class Student:
 
     def _spec(self, argv: list[str], label: str, files: dict[str, str] | None, spy: dict[str, list[str]],
               rules: dict[str, Any]) -> runner.RunSpec:
+        if os.environ.get(PLAIN_ENV):  # bench/bench_peer.py only: the plain harness it measures the grader against
+            rules.update(sleep_scale=1.0, delays={}, queue_patience=None, virtual_time=False, min_sleep=0.0,
+                         start_gate=False)
         rules.setdefault("sleep_scale", COURSE_SLEEP_SCALE)
         rules.setdefault("delays", RACE_DELAYS)
         rules.setdefault("hide", isolation.hidden_paths(course_root()))

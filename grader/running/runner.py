@@ -72,6 +72,9 @@ class RunSpec:
     poll: float = 0.02
     isolate: bool = True
     hide: list[Path] = field(default_factory=list)
+    virtual_time: bool = False  # the student's clocks and timed waits run at sleep_scale too (see the probe)
+    min_sleep: float = 0.0  # a student's sleep or timed wait lasts at least this long (or what it asked) in real time
+    start_gate: bool = True  # children wait until their siblings have started (see the probe's _Gate)
     startup_delay: float = 0.0  # tests only: each child sleeps this long before the student's code (a busy machine)
 
 
@@ -127,6 +130,10 @@ def _environment(spec: RunSpec, dirs: _Dirs, token: str) -> dict[str, str]:
         "spy": spec.spy,
         "start_method": spec.start_method,
         "startup_delay": spec.startup_delay,
+        **({} if spec.start_gate else {"gate": {"quiet": 0.0, "max": 0.0, "poll": 0.001}}),
+        "virtual_time": spec.virtual_time,
+        "min_sleep": spec.min_sleep,
+        "epoch": {"monotonic": time.monotonic(), "wall": time.time()},  # one clock for every process of the run
         "limits": {"core": 0, "as": spec.memory_limit, "fsize": 64 * 1024 * 1024, "nproc": 4096},
     }
     env.update(
@@ -175,6 +182,7 @@ class _Tree:
         self.me = os.getpid()
         self.before = {c.pid for c in psutil.Process(self.me).children(recursive=False)}
         self.linux = os.path.isdir("/proc/self/task")
+        self.starts: startup.StartupWatch | None = None  # which of its processes are still starting
 
     def pids(self) -> list[int]:
         if not self.linux:
@@ -380,8 +388,8 @@ def run(spec: RunSpec) -> RunOutcome:
                 command, cwd=dirs.work, env=_environment(spec, dirs, token),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
             )
-        starts = startup.StartupWatch(student, _cmdline, proctree.ns_pid)
-        status, lines_at_exit = _supervise(spec, popen, tree, dirs, started, starts)
+        starts = tree.starts = startup.StartupWatch(student, _cmdline, proctree.ns_pid)
+        status, lines_at_exit = _supervise(spec, popen, tree, dirs, started)
         leftovers: list[dict[str, Any]] = []
         still_starting: list[int] = []
         if status == EXITED:
@@ -429,14 +437,14 @@ def run(spec: RunSpec) -> RunOutcome:
 
 
 def _supervise(
-    spec: RunSpec, popen: subprocess.Popen[bytes], tree: _Tree, dirs: _Dirs, started: float,
-    starts: startup.StartupWatch,
+    spec: RunSpec, popen: subprocess.Popen[bytes], tree: _Tree, dirs: _Dirs, started: float
 ) -> tuple[str, dict[str, int]]:
     """Watch the run until the main process exits or a rule stops it; returns the status.
 
     A process still starting (interpreter start-up, imports) is neither blocked nor hung: while one is, no
     deadlock is called."""
     watch = proctree.DeadlockWatch(quiet=spec.deadlock_quiet)
+    starts = tree.starts or startup.StartupWatch([], _cmdline, proctree.ns_pid)
     tail = _EventTail(dirs.meta / "events")
     main_done_at: float | None = None
     waiting_at: float | None = None  # main's code done, with non-daemonic children to wait for
