@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-j", "--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2),
                         help="gradings at a time (default: half the cores)")
     parser.add_argument("--seed", type=int, default=None, help="first seed (default: random)")
-    parser.add_argument("--fixes", default="*", metavar="GLOB", help="only the wrong fixes whose name matches (default: all)")
+    parser.add_argument("--fixes", default="*", metavar="GLOB", help="only the wrong fixes whose name matches one of these comma-separated globs (default: all)")
     args = parser.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not args.methods or set(args.methods) - set(METHODS):
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     grader_tasks: list[Task] = []
     plain_tasks: list[Task] = []
     for exercise in exercises:
-        for fix in _chosen(exercise, "wrong_*.py", args.fixes):
+        fixes = {f for pattern in args.fixes.split(",") for f in _chosen(exercise, "wrong_*.py", pattern.strip())}
+        for fix in sorted(fixes):
             for method in args.methods:
                 grader_tasks += [Task(exercise.number, str(fix), method, next(seeds)) for _ in range(args.runs)]
             plain_tasks += [Task(exercise.number, str(fix), "fork", next(seeds)) for _ in range(args.plain_runs)]
