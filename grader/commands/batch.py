@@ -32,7 +32,7 @@ from grader.gradebook.book import (FILES_DIR, RESULT_FILE, STAGING, BatchError, 
                               exclusive, exercise_meta, install, merge, read_result, summarize, write_gradebook)
 from grader.results import Report
 from grader.gradebook.submissions import Collected, Submission, collect, content_hash, discover, shard, student_seed
-from grader.gradebook.workers import (DEFAULT_TIME_LIMIT, Job, JobEnd, cpu_count, grade_folder, planned_checks, rename_paths,
+from grader.gradebook.workers import (DEFAULT_TIME_LIMIT, Job, JobEnd, default_workers, grade_folder, planned_checks, rename_paths,
                             run_jobs, why_stopped)
 
 TEMP_PREFIX = "grader-batch-"
@@ -340,7 +340,7 @@ def _grade_all(tasks: list[StudentTask], options: BatchOptions, summary: BatchSu
     if tasks:
         preload(sorted({n for t in tasks for n in t.numbers}))
     try:
-        run_jobs(jobs, options.workers or cpu_count(), options.time_limit, ended, progress.tick)
+        run_jobs(jobs, options.workers or default_workers(), options.time_limit, ended, progress.tick)
     finally:
         progress.close()
 
@@ -410,7 +410,7 @@ def add_arguments(commands: Any) -> None:
     batch.add_argument("submissions", type=Path, metavar="SUBMISSIONS", help="folder with one entry per student")
     batch.add_argument("--out", type=Path, required=True, help="the gradebook folder (created, or resumed)")
     batch.add_argument("-j", "--jobs", type=_positive, default=0, metavar="N",
-                       help="students graded at once (default: the number of CPUs)")
+                       help="students graded at once (default: half the CPUs, at least 1: no oversubscription)")
     batch.add_argument("--exercises", type=_exercise_list, default=[], metavar="1,3", help="only these exercises")
     batch.add_argument("--force", action="store_true", help="grade every student again, even when unchanged")
     batch.add_argument("--shard", type=_shard_arg, metavar="I/N", help="grade only share I of N (for a CI matrix)")

@@ -154,7 +154,7 @@ class Student:
         self.runs.append(run)
         if outcome.probe_errors:
             raise RuntimeError("the grader's probe failed to load:\n" + outcome.probe_errors[0])
-        if run.hung and outcome.starting:
+        if run.hung and (outcome.starting or outcome.too_busy):
             raise MachineTooBusy(label, outcome.starting)
         bad_input(run, self.shown_as)
         return run

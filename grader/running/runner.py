@@ -28,6 +28,7 @@ KEEPER = PROBE_DIR / "grader_keeper.py"
 _WRAPPERS = ("grader_keeper.py", "bwrap", "unshare")
 SLOW_POLL_AFTER = 1.0  # seconds into a run after which the supervisor polls every SLOW_POLL seconds
 SLOW_POLL = 0.05
+OUTER_LIMIT = 3  # x the run's timeout, of wall-clock time: the limit whatever the machine's load
 OUTPUT_KEEP = 64 * 1024  # bytes of each captured stream kept for feedback
 _INFRA_MARKERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 _DROP_ENV_PREFIXES = ("PYTHON", "GRADER_", "COV_CORE", "COVERAGE_", "PYTEST_")
@@ -98,6 +99,7 @@ class RunOutcome:
     # Probe pids of processes still starting (before the student's code) when a time limit stopped the run:
     # then the machine was too busy, and the run says nothing about the student's code.
     starting: list[int] = field(default_factory=list)
+    too_busy: bool = False  # stopped by the outer wall-clock limit after long start-ups: the machine's fault
 
 
 @dataclass
@@ -392,11 +394,13 @@ def run(spec: RunSpec) -> RunOutcome:
         status, lines_at_exit = _supervise(spec, popen, tree, dirs, started)
         leftovers: list[dict[str, Any]] = []
         still_starting: list[int] = []
+        too_busy = False
         if status == EXITED:
             leftovers = _settle(tree, dirs)
         else:
             pids = tree.pids()
             still_starting = starts.starting(pids) if status in (TIMEOUT, KEPT_ALIVE) else []
+            too_busy = starts.too_busy
             proctree.request_stacks(pids, str(dirs.meta / "stacks"))
         killed = proctree.kill_tree(tree.processes)
         duration = time.monotonic() - started
@@ -425,6 +429,7 @@ def run(spec: RunSpec) -> RunOutcome:
             killed=killed,
             isolation=level.description,
             starting=still_starting,
+            too_busy=too_busy,
         )
     finally:
         # Whatever happened above (an exception, pytest-timeout interrupting us), the tree dies here.
@@ -452,11 +457,19 @@ def _supervise(
     import_started_at: float | None = None
     step_started_at: float | None = None
     servers: set[int] = set()  # Manager server processes, idle between their clients' calls
+    paused = 0.0  # seconds during which a process of the run was still starting: not the student's time
+    last = started
     while True:
         if _main_exit(dirs) is not None or popen.poll() is not None:
             return EXITED, {n: _count_lines(dirs.work / n) for n in spec.watch_files}
-        now = time.monotonic()
+        wall = time.monotonic()
         pids = tree.pids()
+        # The judged clock stops while a process starts (a loaded machine's slow imports), so that every limit
+        # below counts only the time the student's code had; the wall clock is the outer safety limit.
+        if starts.starting(pids):
+            paused += wall - last
+        last = wall
+        now = wall - paused
         if len(pids) > spec.process_limit:
             return PROCESS_LIMIT, {}
         if _output_size(dirs.meta / "out") > spec.output_limit:
@@ -493,6 +506,9 @@ def _supervise(
         elif watch.update(now, tree.sample(pids, servers)):
             return DEADLOCK, {}
         if now - started > spec.timeout:
+            return TIMEOUT, {}
+        if wall - started > spec.timeout * OUTER_LIMIT:
+            starts.too_busy = True
             return TIMEOUT, {}
         # Most runs end within a second: poll fast for that, then more gently, since a long run (a hang on
         # its way to a verdict) would otherwise spend the CPU that the other runs of a batch need.

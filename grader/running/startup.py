@@ -29,6 +29,7 @@ class StartupWatch:
     reached: dict[int, bool] = field(default_factory=dict)  # probe pid -> whether it reached student code
     candidate: dict[int, bool] = field(default_factory=dict)  # host pid -> a student process that must start
     probe_pids: dict[int, int] = field(default_factory=dict)  # host pid -> probe pid (fixed for a process's life)
+    too_busy: bool = False  # the run hit its outer wall-clock limit after processes took long to start
 
     def see(self, event: dict[str, Any]) -> None:
         """Take one probe event into account."""
@@ -41,13 +42,15 @@ class StartupWatch:
     def _is_candidate(self, pid: int) -> bool:
         """A process the probe will mark when it reaches student code: the main program or a spawned child.
 
-        Read once per pid: a child read between its fork and its exec shows its parent's command line, which
-        is the main program's, so it is counted (a spawned child is one either way)."""
+        A child read between its fork and its exec shows its parent's command line (the main program's): it
+        counts while it shows it, and is read again, since after its exec it may be the forkserver or the
+        resource tracker, which the probe never marks. Any other answer is final and kept."""
         known = self.candidate.get(pid)
         if known is None:
             argv = self.cmdline(pid) or []
-            known = SPAWNED_CHILD_MARK in argv or argv == self.main_command
-            self.candidate[pid] = known
+            if argv == self.main_command:
+                return True
+            known = self.candidate[pid] = SPAWNED_CHILD_MARK in argv
         return known
 
     def starting(self, pids: list[int]) -> list[int]:
