@@ -25,7 +25,6 @@ RACE_DELAYS: dict[str, tuple[float, float]] = {
     "read": (0.0, 0.002),
     "lock": (0.0, 0.001),
     "queue": (0.0, 0.002),
-    "truncated": (0.001, 0.003),  # after open(path, "w") empties a file: a reader without the lock sees it empty
 }
 # Virtual time (see the probe): the student's clocks and timed waits run at its sleeps' scale, and a sleep or
 # timed wait of its own lasts at least MIN_SLEEP of real time (or what it asked), so that the windows it
