@@ -37,6 +37,10 @@ WRONG: dict[str, tuple[str, tuple[str, ...]]] = {
     "wrong_two_consumers_always": ("check_main_starts_and_waits",
                                    ("started 2 consumer process(es), but the consumers parameter asks for 1",)),
     "wrong_no_join_consumers": ("check_main_starts_and_waits", ("was still running", "join every consumer")),
+    # windows opened by timing (issue 10): a timed join of the producers, a timed wait for more work
+    "wrong_timed_producer_join": ("check_every_item_consumed_once",
+                                  ("were never consumed", "before every producer had finished")),
+    "wrong_stop_after_quiet_event": ("check_consumers_stop_on_sentinel", ("without receiving a sentinel",)),
 }
 SOLUTION = ROOT / "solutions" / "ex02_sentinels.py"
 STUB = ROOT / "exercises" / "ex02_sentinels.py"

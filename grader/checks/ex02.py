@@ -11,7 +11,7 @@ import pytest
 
 from grader.running import runner
 from grader.judging.evidence import Proc, Run, Step, dedupe, explain_hang
-from grader.judging.harness import ENDS, RACE_DELAYS, CheckFailed, Student, check
+from grader.judging.harness import ENDS, RACE_DELAYS, VIRTUAL_TIME, CheckFailed, Student, check
 from grader.results import Location
 from grader.probe import grader_events
 
@@ -200,7 +200,7 @@ def shapes(student: Student) -> ShapeRuns:
     """One supervised run that calls main() once per shape: every check judges the same calls."""
     steps = [{"call": "main", "args": shape.plan_args(), "label": shape.label} for shape in SHAPES]
     run = student.run_steps("shapes", steps, contract=CONTRACT, spy=["consume", "consumer"], timeout=15,
-                            delays=RUN_DELAYS, queue_patience=QUEUE_PATIENCE)
+                            delays=RUN_DELAYS, queue_patience=QUEUE_PATIENCE, **VIRTUAL_TIME)
     by_pid: dict[int, list[dict[str, Any]]] = {}
     for event in run.outcome.events:
         by_pid.setdefault(event["pid"], []).append(event)

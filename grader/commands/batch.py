@@ -34,7 +34,7 @@ from grader.results import Report
 from grader.gradebook import engines
 from grader.gradebook.summary import render as summary_page
 from grader.gradebook.submissions import Collected, Submission, collect, content_hash, shard, student_seed
-from grader.gradebook.workers import DEFAULT_TIME_LIMIT, Job, JobEnd, cpu_count, planned_checks, why_stopped
+from grader.gradebook.workers import DEFAULT_TIME_LIMIT, Job, JobEnd, default_workers, planned_checks, why_stopped
 from grader.judging.request import METHOD_CHOICES, Request
 from grader.lms import batching as lms
 
@@ -331,7 +331,7 @@ def _grade_all(tasks: list[StudentTask], options: BatchOptions, summary: BatchSu
         preload(sorted({n for t in tasks for n in t.numbers}))
     try:
         engine = engines.select(options.engine, options.address)
-        engine(jobs, options.workers or cpu_count(), options.time_limit, ended, progress.tick)
+        engine(jobs, options.workers or default_workers(), options.time_limit, ended, progress.tick)
     finally:
         progress.close()
 
@@ -403,7 +403,7 @@ def add_arguments(commands: Any) -> None:
                             "download (folder or .zip)")
     batch.add_argument("--out", type=Path, required=True, help="the gradebook folder (created, or resumed)")
     batch.add_argument("-j", "--jobs", type=_positive, default=0, metavar="N",
-                       help="students graded at once (default: the number of CPUs)")
+                       help="students graded at once (default: half the CPUs, at least 1: no oversubscription)")
     batch.add_argument("--exercises", type=_exercise_list, default=[], metavar="1,3", help="only these exercises")
     batch.add_argument("--force", action="store_true", help="grade every student again, even when unchanged")
     batch.add_argument("--shard", type=_shard_arg, metavar="I/N", help="grade only share I of N (for a CI matrix)")

@@ -187,8 +187,17 @@ def why_stopped(end: JobEnd, time_limit: float) -> str:
 
 
 def cpu_count() -> int:
-    """The CPUs this process may use (the default number of workers)."""
+    """The CPUs this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+STUDENT_CPUS_PER_GRADING = 2  # a grading keeps about two CPUs busy: the grader's supervision and the student's tree
+
+
+def default_workers() -> int:
+    """Gradings at once by default: as many as the CPUs hold without oversubscribing them, so that no student's
+    run is judged on a machine slowed by the batch itself (a correct program must never fail from load)."""
+    return max(1, cpu_count() // STUDENT_CPUS_PER_GRADING)
 
 
 def grade_isolated(request: Request, time_limit: float = DEFAULT_TIME_LIMIT) -> Report:

@@ -3,8 +3,9 @@ student's code is wrong. A check that raises anything else is a grader error, ne
 from __future__ import annotations
 
 import hashlib
-import signal
 import json
+import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,7 +28,15 @@ RACE_DELAYS: dict[str, tuple[float, float]] = {
     "lock": (0.0, 0.001),
     "queue": (0.0, 0.002),
 }
+# Virtual time (see the probe): the student's clocks and timed waits run at its sleeps' scale, and a sleep or
+# timed wait of its own lasts at least MIN_SLEEP of real time (or what it asked), so that the windows it
+# opens stay open. Checks whose verdicts were measured with it on pass these rules to run_steps.
+MIN_SLEEP = 0.004
+VIRTUAL_TIME: dict[str, Any] = {"virtual_time": True, "min_sleep": MIN_SLEEP}
 MAX_SOURCE_BYTES = 2_000_000
+# Set by bench/bench_peer.py: run the checks as a plain harness would (no delays, no time scaling, no start
+# gate), to compare how often each catches a wrong fix. Never set by the grader's commands.
+PLAIN_ENV = "GRADER_BENCH_PLAIN"
 COURSE_SLEEP_SCALE = 0.001  # course code sleeps seconds to simulate work: judge it in milliseconds
 
 
@@ -66,6 +75,20 @@ class CheckFailed(AssertionError):
         self.locations = locations or []
         self.run = run
         self.prerequisite = prerequisite
+
+
+class MachineTooBusy(RuntimeError):
+    """A grader error: a time limit ran out while processes of the run were still starting (interpreter
+    start-up, imports), before the student's code. The run says nothing about the student's code."""
+
+    for_student = ("The machine was too busy to judge this run; run it again. (A time limit ran out while "
+                   "processes of your program were still starting, before your code ran: this is not your fault.)")
+
+    def __init__(self, label: str, starting: list[int]) -> None:
+        pids = ", ".join(str(p) for p in starting[:8]) + (", ..." if len(starting) > 8 else "")
+        super().__init__(f"run {label!r} stopped while processes {pids} were still starting")
+        self.starting = starting
+
 
 
 def check(title: str, points: float, hint: str = "", timeout: float = 300,
@@ -160,6 +183,9 @@ class Student:
 
     def _spec(self, argv: list[str], label: str, files: dict[str, str] | None, spy: dict[str, list[str]],
               rules: dict[str, Any]) -> runner.RunSpec:
+        if os.environ.get(PLAIN_ENV):  # bench/bench_peer.py only: the plain harness it measures the grader against
+            rules.update(sleep_scale=1.0, delays={}, queue_patience=None, virtual_time=False, min_sleep=0.0,
+                         start_gate=False)
         rules.setdefault("sleep_scale", COURSE_SLEEP_SCALE)
         rules.setdefault("delays", RACE_DELAYS)
         rules.setdefault("hide", self.hide)
@@ -172,6 +198,8 @@ class Student:
         self.runs.append(run)
         if outcome.probe_errors:
             raise RuntimeError("the grader's probe failed to load:\n" + outcome.probe_errors[0])
+        if run.hung and (outcome.starting or outcome.too_busy):
+            raise MachineTooBusy(label, outcome.starting)
         bad_input(run, self.shown_as)
         return run
 

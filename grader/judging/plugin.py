@@ -106,7 +106,8 @@ class Judge:
             run = error.run
         elif error is not None and call.excinfo is not None:
             result.outcome, result.points = ERROR, 0.0
-            result.message = f"The grader itself failed in this check ({type(error).__name__}): this is not your fault."
+            result.message = (getattr(error, "for_student", None)
+                              or f"The grader itself failed in this check ({type(error).__name__}): this is not your fault.")
             result.traceback = "".join(traceback.format_exception(call.excinfo.type, error, call.excinfo.tb))[-8000:]
             run = None
         else:

@@ -37,6 +37,8 @@ _real_open = builtins.open
 _real_replace = os.replace
 _real_rename = os.rename
 _monotonic = time.monotonic
+_real_clocks = {name: getattr(time, name) for name in
+                ("time", "monotonic", "perf_counter", "time_ns", "monotonic_ns", "perf_counter_ns")}
 _dumps = json.dumps
 _os_write = os.write
 _getpid = os.getpid
@@ -79,6 +81,15 @@ class Probe:
         self.hold_put = False  # hold this process's next queue put back (see hold_next_put)
         self.max_events = int(config.get("max_events", 20000))
         self.gate = config.get("gate", {"quiet": 0.03, "max": 1.5, "poll": 0.002})
+        self.startup_delay = float(config.get("startup_delay") or 0.0)
+        # Virtual time: the student's clocks and timed waits run at sleep_scale, as its sleeps do, on one clock
+        # shared by every process of the run (the epoch is the run's). min_sleep keeps a window that the
+        # student's own sleep or wait opens at least that long in real time (never longer than asked).
+        self.virtual_time = bool(config.get("virtual_time")) and self.sleep_scale != 1.0
+        self.min_sleep = float(config.get("min_sleep") or 0.0)
+        epoch = config.get("epoch") or {}
+        self.epoch_monotonic = float(epoch.get("monotonic", _monotonic()))
+        self.epoch_wall = float(epoch.get("wall", _real_clocks["time"]()))
         self.fd = -1
         self.pid = 0
         self.count = 0
@@ -197,6 +208,20 @@ class Probe:
             frame = frame.f_back
         return frame is not None and frame.f_code.co_filename.startswith(self.workdir + os.sep)
 
+    def student_frame(self, frame: Any) -> bool:
+        """Whether `frame` (a patched function's caller) is the student's own code."""
+        return frame is not None and frame.f_code.co_filename.startswith(self.workdir + os.sep)
+
+    # ---- virtual time -------------------------------------------------------------------------
+    def real_seconds(self, seconds: float) -> float:
+        """How long a student's sleep or timed wait of `seconds` lasts in real time: scaled, but never shorter
+        than min_sleep unless it asked for less (scaling alone would close the windows races open in)."""
+        return max(seconds * self.sleep_scale, min(seconds, self.min_sleep))
+
+    def virtual_elapsed(self) -> float:
+        """Seconds of the run's virtual time since its epoch (the same in every process of the run)."""
+        return (_monotonic() - self.epoch_monotonic) / self.sleep_scale
+
     # ---- delays -------------------------------------------------------------------------------
     def delay(self, point: str) -> None:
         """Sleep a seeded random time at a point where races open (real time, never scaled)."""
@@ -237,9 +262,99 @@ def _patch_time(probe: Probe) -> None:
 
     @functools.wraps(_real_sleep)
     def sleep(seconds: float) -> None:
-        _real_sleep(max(0.0, float(seconds) * scale))
+        seconds = float(seconds)
+        if probe.min_sleep and seconds > 0 and probe.student_frame(sys._getframe(1)):
+            _real_sleep(probe.real_seconds(seconds))
+        else:
+            _real_sleep(max(0.0, seconds * scale))
 
     probe.install(time, "sleep", sleep)
+
+
+def _scale_timeout(probe: Probe, args: tuple[Any, ...], kwargs: dict[str, Any], position: int,
+                   name: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments with the timeout (positional `position` or keyword `name`) turned into real seconds."""
+    if name in kwargs:
+        value = kwargs[name]
+    elif len(args) > position:
+        value = args[position]
+    else:
+        return args, kwargs
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return args, kwargs  # None (forever), 0 (poll) and anything odd pass as written
+    real = probe.real_seconds(float(value))
+    if name in kwargs:
+        return args, {**kwargs, name: real}
+    return args[:position] + (real,) + args[position + 1:], kwargs
+
+
+def _timed(probe: Probe, real: Callable[..., Any], position: int, name: str = "timeout") -> Callable[..., Any]:
+    """`real` with its timeout in virtual time when the student calls it (Python's own calls pass as written)."""
+
+    @functools.wraps(real)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        if probe.student_frame(sys._getframe(1)):
+            args, kwargs = _scale_timeout(probe, args, kwargs, position, name)
+        return real(*args, **kwargs)
+
+    return timed
+
+
+def _patch_virtual_time(probe: Probe) -> None:
+    """The student's clocks and every timed wait it makes run at the scale of its sleeps, on the run's clock.
+
+    Scaling sleeps alone let a program that staggers its processes with Event().wait(0.05 * i), or measures
+    time with time.monotonic(), run as on a machine a thousand times slower; now sleeps, timeouts and clocks
+    agree. Only calls made by the student's own code are changed: multiprocessing's and threading's internal
+    waits and clocks stay real. The clocks are one mapping of the real monotonic clock (shared by every process
+    of the machine) from the run's epoch, so every process of the run reads the same virtual time."""
+    if not probe.virtual_time:
+        return
+    import multiprocessing.connection as connection
+    import queue
+    import select
+    import selectors
+    from multiprocessing import process, synchronize
+
+    def clock(name: str, virtual: Callable[[], Any]) -> Callable[[], Any]:
+        real = _real_clocks[name]
+
+        @functools.wraps(real)
+        def now() -> Any:
+            return virtual() if probe.student_frame(sys._getframe(1)) else real()
+
+        return now
+
+    def mono() -> float:
+        return probe.epoch_monotonic + probe.virtual_elapsed()
+
+    def wall() -> float:
+        return probe.epoch_wall + probe.virtual_elapsed()
+
+    for name, virtual in (("time", wall), ("monotonic", mono), ("perf_counter", mono),
+                          ("time_ns", lambda: int(wall() * 1e9)), ("monotonic_ns", lambda: int(mono() * 1e9)),
+                          ("perf_counter_ns", lambda: int(mono() * 1e9))):
+        probe.install(time, name, clock(name, virtual))
+    # (owner, method, position of the timeout counting self, its keyword name)
+    timed: list[tuple[Any, str, int, str]] = [
+        (threading.Event, "wait", 1, "timeout"), (threading.Condition, "wait", 1, "timeout"),
+        (threading.Condition, "wait_for", 2, "timeout"), (threading.Semaphore, "acquire", 2, "timeout"),
+        (threading.Barrier, "wait", 1, "timeout"), (threading.Barrier, "__init__", 3, "timeout"),
+        (threading.Thread, "join", 1, "timeout"), (threading.Timer, "__init__", 1, "interval"),
+        (queue.Queue, "get", 2, "timeout"), (queue.Queue, "put", 3, "timeout"),
+        (process.BaseProcess, "join", 1, "timeout"), (connection._ConnectionBase, "poll", 1, "timeout"),
+        (connection, "wait", 1, "timeout"), (synchronize.Event, "wait", 1, "timeout"),
+        (synchronize.Condition, "wait", 1, "timeout"), (synchronize.Condition, "wait_for", 2, "timeout"),
+        (select, "select", 3, "timeout"),
+    ]
+    for cls_name in ("SelectSelector", "PollSelector", "EpollSelector", "DevpollSelector", "KqueueSelector"):
+        cls = getattr(selectors, cls_name, None)
+        if cls is not None:
+            timed.append((cls, "select", 1, "timeout"))
+    for owner, attr, position, name in timed:
+        real = getattr(owner, attr, None)
+        if real is not None:
+            probe.install(owner, attr, _timed(probe, real, position, name))
 
 
 def _patch_files(probe: Probe) -> None:
@@ -247,12 +362,17 @@ def _patch_files(probe: Probe) -> None:
 
     @functools.wraps(_real_open)
     def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        truncating = False
         if isinstance(file, (str, bytes, os.PathLike)) and probe.in_workdir(file):
             writing = bool(_WRITE_MODES.intersection(str(mode)))
+            truncating = "w" in str(mode)
             probe.delay("write" if writing else "read")
             if not writing:
                 probe.file_access(grader_events.FILE_READ, file, file)
-        return _real_open(file, mode, *args, **kwargs)
+        opened = _real_open(file, mode, *args, **kwargs)
+        if truncating:  # the file is empty from here until the student writes it: a reader's window
+            probe.delay("truncated")
+        return opened
 
     def wrap_move(real: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(real)
@@ -289,6 +409,8 @@ def _recording_lock(
     def acquire(block: bool = True, timeout: float | None = None) -> bool:
         if student_only and not probe.called_by_student():
             return real_acquire(block) if timeout is None else real_acquire(block, timeout)
+        if timeout is not None and probe.virtual_time and probe.student_frame(sys._getframe(1)):
+            (timeout,), _ = _scale_timeout(probe, (timeout,), {}, 0, "timeout")
         where = probe.where()
         key = (lock, threading.get_ident())
         if not reentrant and block and timeout in (None, -1) and probe.held.get(key):
@@ -333,6 +455,8 @@ def _patch_locks(probe: Probe) -> None:
         original_make_methods(self)
         kind = _LOCK_KINDS.get(type(self).__name__)
         if kind is None:
+            if probe.virtual_time and type(self).__name__ in ("Semaphore", "BoundedSemaphore"):
+                self.acquire = _timed(probe, self._semlock.acquire, 1)  # acquire(block, timeout) of the student
             return
         semlock = self._semlock
         # A fork-context lock has no name, and two locks made in two forked children can share a handle
@@ -508,6 +632,8 @@ def _patch_queues(probe: Probe) -> None:
             # A bounded queue's put can block: then say when it went through, so a hang can be explained.
             bounded = getattr(self, "_maxsize", None) not in (None, _UNBOUNDED)
             probe.emit(grader_events.Q_PUT, queue=_queue_id(self), item=_describe(obj), where=where, bounded=bounded)
+            if probe.virtual_time and probe.student_frame(sys._getframe(1)):
+                args, kwargs = _scale_timeout(probe, args, kwargs, 1, "timeout")
             try:
                 result = real(self, obj, *args, **kwargs)
             except BaseException as exc:
@@ -542,6 +668,8 @@ def _patch_queues(probe: Probe) -> None:
             cut = _cut_timeout(args, kwargs, probe.queue_patience)
             if cut is not None and not probe.called_by_student():  # the frame walk only where a cut applies
                 cut = None
+            if cut is None and probe.virtual_time and probe.student_frame(sys._getframe(1)):
+                args, kwargs = _scale_timeout(probe, args, kwargs, 1, "timeout")
             try:
                 item = real(self, True, cut) if cut is not None else real(self, *args, **kwargs)
             except BaseException as exc:
@@ -653,9 +781,11 @@ def _patch_processes(probe: Probe) -> None:
         parent = getattr(self, "_parent_pid", None)
         probe.emit(grader_events.PROC_START, name=self.name, daemon=bool(self.daemon), target=_target_name(self),
                    parent=parent)
+        if probe.startup_delay > 0:  # tests only: a machine too busy to start this process in time
+            _real_sleep(probe.startup_delay)
         if parent:
             gate.wait(parent)
-        probe.emit(grader_events.PROC_RUN)
+        probe.emit(grader_events.PROC_RUN)  # the mark: this process reaches the student's code now (see running/startup.py)
         code = 1
         try:
             code = original_bootstrap(self, *args, **kwargs)
@@ -810,6 +940,7 @@ def activate() -> Probe | None:
     os.register_at_fork(after_in_child=after_fork_in_child)
     _apply_start_method(config.get("start_method"))
     _patch_time(probe)
+    _patch_virtual_time(probe)
     _patch_files(probe)
     _patch_locks(probe)
     _patch_queues(probe)

@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader.running import rundir
+
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the grader package
 
 
@@ -89,8 +91,11 @@ def named(level: str | None) -> Isolation:
 
 def hidden_paths(course_root: Path | None, temp_root: Path | None = None) -> list[Path]:
     """What student code must not see: the solutions, the check modules, the user's home folder."""
-    # The temporary folder holds every other run's folder (other students' files in a batch).
+    # The temporary folder holds every other run's folder (other students' files in a batch); so does the
+    # short base the runs are made under when TMPDIR is too long for unix sockets.
     paths = [PACKAGE_DIR / "checks", Path.home(), temp_root or Path(tempfile.gettempdir())]
+    if rundir.base() not in paths:
+        paths.append(rundir.base())
     if course_root is not None:
         paths += [course_root / "solutions", course_root / "tests"]
     return paths

@@ -13,7 +13,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from grader.running import isolation, proctree
+from grader.running import isolation, proctree, rundir, startup
 # The statuses of a run are defined with the results model; the runner decides them, the checks read them here.
 from grader.results import DEADLOCK, EXITED, KEPT_ALIVE, OUTPUT_LIMIT, PROCESS_LIMIT, SELF_DEADLOCK, TIMEOUT  # noqa: F401
 from grader.probe import grader_events
@@ -32,6 +31,7 @@ KEEPER = PROBE_DIR / "grader_keeper.py"
 _WRAPPERS = ("grader_keeper.py", "bwrap", "unshare")
 SLOW_POLL_AFTER = 1.0  # seconds into a run after which the supervisor polls every SLOW_POLL seconds
 SLOW_POLL = 0.05
+OUTER_LIMIT = 3  # x the run's timeout, of wall-clock time: the limit whatever the machine's load
 OUTPUT_KEEP = 64 * 1024  # bytes of each captured stream kept for feedback
 _INFRA_MARKERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 _DROP_ENV_PREFIXES = ("PYTHON", "GRADER_", "COV_CORE", "COVERAGE_", "PYTEST_")
@@ -70,6 +70,10 @@ class RunSpec:
     isolation: str | None = None  # a level forced by the request ("bwrap", "net", "none"); None: the strongest
     hide: list[Path] = field(default_factory=list)
     temp_root: Path | None = None  # where the run's folder is made (None: the system's temporary folder)
+    virtual_time: bool = False  # the student's clocks and timed waits run at sleep_scale too (see the probe)
+    min_sleep: float = 0.0  # a student's sleep or timed wait lasts at least this long (or what it asked) in real time
+    start_gate: bool = True  # children wait until their siblings have started (see the probe's _Gate)
+    startup_delay: float = 0.0  # tests only: each child sleeps this long before the student's code (a busy machine)
 
 
 @dataclass
@@ -89,6 +93,10 @@ class RunOutcome:
     seed: int
     killed: int = 0
     isolation: str = ""
+    # Probe pids of processes still starting (before the student's code) when a time limit stopped the run:
+    # then the machine was too busy, and the run says nothing about the student's code.
+    starting: list[int] = field(default_factory=list)
+    too_busy: bool = False  # stopped by the outer wall-clock limit after long start-ups: the machine's fault
 
 
 @dataclass
@@ -99,7 +107,7 @@ class _Dirs:
 
     @classmethod
     def create(cls, temp_root: Path | None = None) -> "_Dirs":
-        root = Path(tempfile.mkdtemp(prefix="grader-run-", dir=temp_root))
+        root = rundir.make(temp_root)  # short enough for multiprocessing's unix sockets, whatever TMPDIR is
         work, meta = root / "work", root / "meta"
         work.mkdir()
         (root / "tmp").mkdir()
@@ -120,6 +128,11 @@ def _environment(spec: RunSpec, dirs: _Dirs, token: str) -> dict[str, str]:
         "queue_patience": spec.queue_patience,
         "spy": spec.spy,
         "start_method": spec.start_method,
+        "startup_delay": spec.startup_delay,
+        **({} if spec.start_gate else {"gate": {"quiet": 0.0, "max": 0.0, "poll": 0.001}}),
+        "virtual_time": spec.virtual_time,
+        "min_sleep": spec.min_sleep,
+        "epoch": {"monotonic": time.monotonic(), "wall": time.time()},  # one clock for every process of the run
         "limits": {"core": 0, "as": spec.memory_limit, "fsize": 64 * 1024 * 1024, "nproc": 4096},
     }
     env.update(
@@ -168,6 +181,7 @@ class _Tree:
         self.me = os.getpid()
         self.before = {c.pid for c in psutil.Process(self.me).children(recursive=False)}
         self.linux = os.path.isdir("/proc/self/task")
+        self.starts: startup.StartupWatch | None = None  # which of its processes are still starting
 
     def pids(self) -> list[int]:
         if not self.linux:
@@ -373,12 +387,18 @@ def run(spec: RunSpec) -> RunOutcome:
                 command, cwd=dirs.work, env=_environment(spec, dirs, token),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
             )
+        starts = tree.starts = startup.StartupWatch(student, _cmdline, proctree.ns_pid)
         status, lines_at_exit = _supervise(spec, popen, tree, dirs, started)
         leftovers: list[dict[str, Any]] = []
+        still_starting: list[int] = []
+        too_busy = False
         if status == EXITED:
             leftovers = _settle(tree, dirs)
         else:
-            proctree.request_stacks(tree.pids(), str(dirs.meta / "stacks"))
+            pids = tree.pids()
+            still_starting = starts.starting(pids) if status in (TIMEOUT, KEPT_ALIVE) else []
+            too_busy = starts.too_busy
+            proctree.request_stacks(pids, str(dirs.meta / "stacks"))
         killed = proctree.kill_tree(tree.processes)
         duration = time.monotonic() - started
         returncode = _main_exit(dirs)
@@ -405,6 +425,8 @@ def run(spec: RunSpec) -> RunOutcome:
             seed=spec.seed,
             killed=killed,
             isolation=level.description,
+            starting=still_starting,
+            too_busy=too_busy,
         )
     finally:
         # Whatever happened above (an exception, pytest-timeout interrupting us), the tree dies here.
@@ -419,8 +441,12 @@ def run(spec: RunSpec) -> RunOutcome:
 def _supervise(
     spec: RunSpec, popen: subprocess.Popen[bytes], tree: _Tree, dirs: _Dirs, started: float
 ) -> tuple[str, dict[str, int]]:
-    """Watch the run until the main process exits or a rule stops it; returns the status."""
+    """Watch the run until the main process exits or a rule stops it; returns the status.
+
+    A process still starting (interpreter start-up, imports) is neither blocked nor hung: while one is, no
+    deadlock is called."""
     watch = proctree.DeadlockWatch(quiet=spec.deadlock_quiet)
+    starts = tree.starts or startup.StartupWatch([], _cmdline, proctree.ns_pid)
     tail = _EventTail(dirs.meta / "events")
     main_done_at: float | None = None
     waiting_at: float | None = None  # main's code done, with non-daemonic children to wait for
@@ -428,16 +454,25 @@ def _supervise(
     import_started_at: float | None = None
     step_started_at: float | None = None
     servers: set[int] = set()  # Manager server processes, idle between their clients' calls
+    paused = 0.0  # seconds during which a process of the run was still starting: not the student's time
+    last = started
     while True:
         if _main_exit(dirs) is not None or popen.poll() is not None:
             return EXITED, {n: _count_lines(dirs.work / n) for n in spec.watch_files}
-        now = time.monotonic()
+        wall = time.monotonic()
         pids = tree.pids()
+        # The judged clock stops while a process starts (a loaded machine's slow imports), so that every limit
+        # below counts only the time the student's code had; the wall clock is the outer safety limit.
+        if starts.starting(pids):
+            paused += wall - last
+        last = wall
+        now = wall - paused
         if len(pids) > spec.process_limit:
             return PROCESS_LIMIT, {}
         if _output_size(dirs.meta / "out") > spec.output_limit:
             return OUTPUT_LIMIT, {}
         for event in tail.new():
+            starts.see(event)
             if event["ev"] == grader_events.PROC_START and event.get("target") == "_run_server":
                 servers.add(event["pid"])
             if event["ev"] == grader_events.SELF_DEADLOCK and self_deadlock_at is None:
@@ -463,13 +498,28 @@ def _supervise(
         if (spec.exit_grace is not None and main_done_at is not None and now - main_done_at > spec.exit_grace) or (
                 spec.waiting_grace is not None and waiting_at is not None and now - waiting_at > spec.waiting_grace):
             return KEPT_ALIVE, {n: _count_lines(dirs.work / n) for n in spec.watch_files}
-        if watch.update(now, tree.sample(pids, servers)):
+        if starts.starting(pids):
+            watch.update(now, proctree.TreeSample(frozenset(pids), 0.0, False, len(pids)))  # not blocked: starting
+        elif watch.update(now, tree.sample(pids, servers)):
             return DEADLOCK, {}
         if now - started > spec.timeout:
+            return TIMEOUT, {}
+        if wall - started > spec.timeout * OUTER_LIMIT:
+            starts.too_busy = True
             return TIMEOUT, {}
         # Most runs end within a second: poll fast for that, then more gently, since a long run (a hang on
         # its way to a verdict) would otherwise spend the CPU that the other runs of a batch need.
         time.sleep(spec.poll if now - started < SLOW_POLL_AFTER else max(spec.poll, SLOW_POLL))
+
+
+def _cmdline(pid: int) -> list[str] | None:
+    """A process's command line from /proc (None when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return [os.fsdecode(a) for a in data.split(b"\0")[:-1]]
 
 
 def _main_exit(dirs: _Dirs) -> int | None:
