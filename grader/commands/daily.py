@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from grader.commands import progress
-from grader.judging import session
-from grader.course import Exercise, course_root, load_course
-from grader.render import terminal
+from grader.course import Exercise, course_root, load_course, select
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 STATUS_STYLE = {"passed": "green", "failed": "red", progress.NOT_TRIED: "dim"}
+# rich, pytest (grader.judging.session) and the renderers are imported by the commands that use them:
+# `grader hint` needs none of them, and a student waits for every import.
 
 
 def _console() -> Console:
+    from rich.console import Console
+
+    from grader.render import terminal
+
     return Console(no_color=not terminal.use_color(), highlight=False)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Every exercise with its status from the last check, its points, and overall progress."""
+    from rich.table import Table
+
     root = course_root()
     state = progress.load(root)
     course = load_course()
@@ -48,7 +54,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_hint(args: argparse.Namespace) -> int:
     """The next hint each time it is asked (all of them with --all), remembered per exercise."""
-    exercise = session.select([args.number])[0]
+    exercise = select([args.number])[0]
     root = course_root()
     state = progress.load(root)
     entry = state.of(exercise.number)
@@ -65,6 +71,8 @@ def cmd_hint(args: argparse.Namespace) -> int:
 
 def original_stub(root: Path, exercise: Exercise) -> str | None:
     """The stub as the course shipped it: the file as it was first added to the course's git history."""
+    import subprocess
+
     relative = f"exercises/{exercise.filename}"
     try:
         first = subprocess.run(["git", "-C", str(root), "log", "--diff-filter=A", "--format=%H", "--", relative],
@@ -79,7 +87,9 @@ def original_stub(root: Path, exercise: Exercise) -> str | None:
 
 def cmd_reset(args: argparse.Namespace) -> int:
     """Restore the stub, after asking, keeping the student's version as a backup."""
-    exercise = session.select([args.number])[0]
+    import shutil
+
+    exercise = select([args.number])[0]
     root = course_root()
     stub = original_stub(root, exercise)
     target = root / "exercises" / exercise.filename
@@ -118,9 +128,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
     """Re-check when a file under exercises/ is saved; Ctrl-C ends it cleanly."""
     from watchfiles import watch
 
+    from grader.judging import session
+    from grader.render import terminal
+
     root = course_root()
     course = load_course()
-    chosen = session.select([args.number])[0] if args.number is not None else None
+    chosen = select([args.number])[0] if args.number is not None else None
     watched = [chosen] if chosen is not None else course
     console = _console()
     # What each exercise held when it was last checked (or when watching began): a save that lands
