@@ -8,7 +8,7 @@ from pathlib import Path
 from conftest import ROOT
 from grader.judging import session
 from grader.course import find_exercise
-from grader.results import ERROR, FAILED, PASSED
+from grader.results import ERROR, FAILED, PASSED, CheckResult, ExerciseResult, Report
 
 LAMBDA_TARGET = (ROOT / "solutions" / "ex01_oversold_ticket.py").read_text().replace(
     "Process(target=buyer, args=(db_path, lock))", "Process(target=lambda: buyer(db_path, lock))")
@@ -40,3 +40,30 @@ def test_a_broken_check_module_costs_only_its_exercise(monkeypatch) -> None:
     assert [c.outcome for c in second.checks] == [ERROR]
     assert "not your fault" in second.checks[0].message
     assert report.exit_code() == 2
+
+
+def _one_check_report(method: str, outcome: str) -> Report:
+    check = CheckResult(id="ex01::check_x", exercise=1, title="x", outcome=outcome, points=0.0, max_points=1.0,
+                        message="Two buyers bought the last ticket.")
+    return Report(seed=1, start_method=method, submission="s", grader_version="0", command="c",
+                  exercises=[ExerciseResult(1, "ex01_oversold_ticket", "t", "f", [check])])
+
+
+def test_a_failure_under_the_full_method_is_not_said_to_pass_where_fewer_trials_ran() -> None:
+    """spawn and forkserver re-run only the trials that can differ: a race found in fork's full set that their
+    subset missed is no start-method difference, and the verdict must not claim one."""
+    reports = [_one_check_report("fork", FAILED), _one_check_report("spawn", PASSED),
+               _one_check_report("forkserver", PASSED)]
+    merged = session.merge_start_methods(reports, "grader check 1", reruns=frozenset({"spawn", "forkserver"}))
+    check = merged.exercises[0].checks[0]
+    assert check.outcome == FAILED and check.message == "Two buyers bought the last ticket."
+
+
+def test_a_failure_only_in_the_reruns_says_which_start_methods() -> None:
+    """The rerun trials are a subset of fork's: failing there and passing under fork is a real difference."""
+    reports = [_one_check_report("fork", PASSED), _one_check_report("spawn", FAILED),
+               _one_check_report("forkserver", FAILED)]
+    merged = session.merge_start_methods(reports, "grader check 1", reruns=frozenset({"spawn", "forkserver"}))
+    check = merged.exercises[0].checks[0]
+    assert check.outcome == FAILED
+    assert check.message.startswith("Under spawn and forkserver only (it passes under fork)")

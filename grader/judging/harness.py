@@ -7,7 +7,7 @@ import signal
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, TypeVar
 
 import pytest
 
@@ -27,6 +27,7 @@ RACE_DELAYS: dict[str, tuple[float, float]] = {
 }
 MAX_SOURCE_BYTES = 2_000_000
 COURSE_SLEEP_SCALE = 0.001  # course code sleeps seconds to simulate work: judge it in milliseconds
+T = TypeVar("T")
 
 
 class CheckFailed(AssertionError):
@@ -70,6 +71,14 @@ class Student:
     start_method: str | None
     shown: Run | None = None
     runs: list[Run] = field(default_factory=list)
+    # --start-method all runs every trial under one method, then re-runs the checks under the others with only
+    # the trials whose outcome can depend on the start method (what a child inherits, pickles or re-imports).
+    matrix_rerun: bool = False
+
+    def trials(self, every: Sequence[T], rerun: Sequence[T]) -> Sequence[T]:
+        """The trials of a check module: `every` one, or `rerun` (a subset of them, so that a verdict can say
+        "passes under fork" truthfully) when this session is a further start method of the matrix."""
+        return rerun if self.matrix_rerun else every
 
     def scenario_seed(self, label: str) -> int:
         """A seed per scenario, derived from the session's: the same --seed replays the same delays."""

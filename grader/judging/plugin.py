@@ -26,6 +26,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--grader-submission", default=None, help="folder with the student's exercise files")
     group.addoption("--grader-seed", type=int, default=None, help="seed of every run (replays a verdict)")
     group.addoption("--grader-start-method", default=None, help="fork, spawn or forkserver")
+    group.addoption("--grader-matrix-rerun", action="store_true",
+                    help="a further start method of --start-method all: only the trials that can differ")
     group.addoption("--grader-results", default=None, help="write the check results here as JSON")
 
 
@@ -46,7 +48,8 @@ def student(request: pytest.FixtureRequest) -> Student:
     file = base / exercise.filename
     shown = os.path.relpath(file) if not os.path.relpath(file).startswith("..") else str(file)
     return Student(exercise=exercise, file=file, shown_as=shown, seed=config.getoption("--grader-seed"),
-                   start_method=config.getoption("--grader-start-method"))
+                   start_method=config.getoption("--grader-start-method"),
+                   matrix_rerun=config.getoption("--grader-matrix-rerun"))
 
 
 @pytest.hookimpl(hookwrapper=True)

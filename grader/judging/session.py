@@ -52,18 +52,22 @@ def grade(
     start_method: str | None = None,
 ) -> Report:
     """Run every check of `exercises` against the submission folder (default: the course's exercises/);
-    start_method "all" runs them under fork, spawn and forkserver and keeps the worst verdict of each."""
+    start_method "all" runs every trial under fork, then the checks again under spawn and forkserver with only
+    the trials that can differ between start methods (Student.trials), and keeps the worst verdict of each."""
     seed = seed if seed is not None else new_seed()
     if start_method == ALL_METHODS:
-        reports = [_grade_once(exercises, submission, seed, method) for method in START_METHODS]
+        full, *reruns = START_METHODS
+        reports = [_grade_once(exercises, submission, seed, full)]
+        reports += [_grade_once(exercises, submission, seed, method, rerun=True) for method in reruns]
         return merge_start_methods(reports, replay_command([e.number for e in exercises], seed, submission,
-                                                           ALL_METHODS))
+                                                           ALL_METHODS), reruns=frozenset(reruns))
     return _grade_once(exercises, submission, seed, start_method)
 
 
-def merge_start_methods(reports: list[Report], command: str) -> Report:
+def merge_start_methods(reports: list[Report], command: str, reruns: frozenset[str] = frozenset()) -> Report:
     """One report from one per start method: a check passes only if it passed under every method, and a
-    failure under some methods only says so and explains how they differ."""
+    failure under some methods only says so and explains how they differ. Methods in `reruns` ran fewer
+    trials: a failure under a method that ran them all is never said to pass under those."""
     merged = Report.from_dict(reports[0].to_dict())
     merged.start_method, merged.command = ALL_METHODS, command
     merged.duration = round(sum(r.duration for r in reports), 3)
@@ -77,16 +81,18 @@ def merge_start_methods(reports: list[Report], command: str) -> Report:
             worst = verdicts[failing[0]]
             exercise.checks[c_index] = worst
             passing = [m for m in verdicts if m not in failing]
-            if passing and worst.outcome == FAILED:
+            fewer_trials = any(m in reruns for m in passing) and any(m not in reruns for m in failing)
+            if passing and worst.outcome == FAILED and not fewer_trials:
                 worst.message = (f"Under {' and '.join(failing)} only (it passes under {' and '.join(passing)}): "
                                  f"{worst.message} {' '.join(METHOD_DIFFERENCES[m] for m in failing)}")
     return merged
 
 
 def _grade_once(
-    exercises: list[Exercise], submission: Path | None, seed: int, start_method: str | None
+    exercises: list[Exercise], submission: Path | None, seed: int, start_method: str | None, rerun: bool = False
 ) -> Report:
-    """One pytest session over the check modules of `exercises`, under one start method."""
+    """One pytest session over the check modules of `exercises`, under one start method (with `rerun`, only
+    the trials that can differ between start methods)."""
     folder = submission if submission is not None else course_root() / "exercises"
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="grader-session-") as tmp:
@@ -102,6 +108,8 @@ def _grade_once(
         ]
         if start_method:
             args += ["--grader-start-method", start_method]
+        if rerun:
+            args += ["--grader-matrix-rerun"]
         captured = io.StringIO()
         interrupted = _Interrupted()
         previous = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
@@ -119,7 +127,7 @@ def _grade_once(
         broke = code not in (0, 1) or not results_path.exists()
         if broke and len(exercises) > 1:
             # One exercise's broken check module must not cost the others their verdicts.
-            parts = [_grade_once([e], submission, seed, start_method) for e in exercises]
+            parts = [_grade_once([e], submission, seed, start_method, rerun) for e in exercises]
             merged = parts[0]
             merged.exercises = [x for part in parts for x in part.exercises]
             merged.command = replay_command([e.number for e in exercises], seed, submission, start_method)
