@@ -32,6 +32,12 @@ def replay_command(numbers: list[int], seed: int, submission: Path | None, start
     return shlex.join(parts)
 
 
+# What a grading session does not need of pytest: rewriting asserts (python_files=*.py would rewrite every
+# module of the grader imported after the hook, uncached when bytecode is not written; the checks raise
+# CheckFailed, never a bare assert) and plugins whose imports cost start-up (pdb for --pdb, doctest...).
+SESSION_SPEEDUPS = ("--assert=plain", "-p", "no:debugging", "-p", "no:doctest", "-p", "no:pastebin",
+                    "-p", "no:junitxml", "-p", "no:legacypath", "-p", "no:stepwise", "-p", "no:setuponly",
+                    "-p", "no:setupplan")
 START_METHODS = ("fork", "spawn", "forkserver")
 ALL_METHODS = "all"
 METHOD_DIFFERENCES = {
@@ -102,6 +108,7 @@ def _grade_once(
             "-p", "grader.judging.plugin", "-p", "pytest_timeout",
             "-c", os.devnull, "--rootdir", tmp, "-p", "no:cacheprovider",
             "-p", "no:unraisableexception",  # its gc.collect() at the end of every session costs 50 ms
+            *SESSION_SPEEDUPS,
             "-o", "python_files=*.py", "-o", "python_functions=check_*", "-o", "timeout_method=signal",
             "-q", "--tb=no", "--grader-results", str(results_path), "--grader-seed", str(seed),
             "--grader-submission", str(folder),
