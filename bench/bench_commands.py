@@ -138,37 +138,43 @@ def _inner(number: int, submission: str, out: str) -> None:
     """In a child process started by breakdown(): the check command, timed phase by phase; writes JSON."""
     launched = float(os.environ["BENCH_LAUNCHED"])
     phases = {"interpreter": time.time() - launched}
-    began = time.perf_counter()
+    cpu = {"interpreter": time.process_time()}
+    began, cpu_began = time.perf_counter(), time.process_time()
     from grader.commands import cli  # noqa: F401 - what `grader` imports before it parses its arguments
 
     phases["imports: cli"] = time.perf_counter() - began
-    began = time.perf_counter()
+    cpu["imports: cli"] = time.process_time() - cpu_began
+    began, cpu_began = time.perf_counter(), time.process_time()
     from grader.judging import session
     from grader.render import terminal
 
     phases["imports: session (pytest), terminal"] = time.perf_counter() - began
+    cpu["imports: session (pytest), terminal"] = time.process_time() - cpu_began
     with tempfile.TemporaryDirectory(prefix="bench-breakdown-") as tmp:
         os.environ["BENCH_PHASES_FILE"] = str(Path(tmp) / "stamps.jsonl")
         exercises = session.select([number])
-        graded_at = time.perf_counter()
+        graded_at, cpu_began = time.perf_counter(), time.process_time()
         report = session.grade(exercises, Path(submission))
         phases["session"] = time.perf_counter() - graded_at
+        cpu["session"] = time.process_time() - cpu_began
         stamps = [json.loads(line) for line in (Path(tmp) / "stamps.jsonl").read_text().splitlines()]
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         text = terminal.render(report)
         phases["terminal output"] = time.perf_counter() - began
-        began = time.perf_counter()
+        cpu["terminal output"] = time.process_time() - cpu_began
+        began, cpu_began = time.perf_counter(), time.process_time()
         from grader.render import html
 
         html.write_reports(report, Path(tmp) / "feedback")
         phases["HTML report (import + write)"] = time.perf_counter() - began
+        cpu["HTML report (import + write)"] = time.process_time() - cpu_began
     previous_ends = [graded_at] + [st["unconfigure"] for st in stamps[:-1]]
     hooks = {"before_session": sum(st["sessionstart"] - end for st, end in zip(stamps, previous_ends)),
              "collection": sum(st["collected"] - st["sessionstart"] for st in stamps),
              "checks": sum(st["checks"] for st in stamps)}
     runs = [check["evidence"] for exercise in report.to_dict()["exercises"] for check in exercise["checks"]
             if check.get("evidence")]
-    Path(out).write_text(json.dumps({"phases": phases, "hooks": hooks, "runs": _runs(runs), "lines": len(text)}))
+    Path(out).write_text(json.dumps({"phases": phases, "cpu": cpu, "hooks": hooks, "runs": _runs(runs), "lines": len(text)}))
 
 
 def _runs(evidences: list[dict]) -> list[dict]:
@@ -212,6 +218,7 @@ def breakdown(number: int, runs: int, submission: Path) -> None:
     print(f"\n== Breakdown of `grader check {number}`, median of {runs} instrumented runs (seconds; load average "
           f"{os.getloadavg()[0]:.1f})")
     rows: list[tuple[str, float]] = []
+    cpu_of = {name: med([s["cpu"][name] for s in samples]) for name in samples[0]["cpu"]}
     for name in samples[0]["phases"]:
         if name != "session":
             rows.append((name, med([s["phases"][name] for s in samples])))
@@ -227,8 +234,10 @@ def breakdown(number: int, runs: int, submission: Path) -> None:
         ("pytest: the rest (fixtures, reports, teardown)", session - med([h["before_session"] for h in hooks])
          - med([h["collection"] for h in hooks]) - in_runs - explaining),
     ]
+    print(f"  {'':<50} {'wall':>6} {'cpu':>6} (cpu: of the grader's own process)")
     for name, seconds in rows:
-        print(f"  {name:<50} {seconds:6.3f}")
+        print(f"  {name:<50} {seconds:6.3f} {format(cpu_of[name], '6.3f') if name in cpu_of else '':>6}")
+    print(f"  {'(the whole session, cpu of the grader process)':<50} {'':>6} {cpu_of['session']:6.3f}")
     print(f"  {'whole command (wall, from outside)':<50} {med([s['wall'] for s in samples]):6.3f}")
     for index, run in enumerate(samples[0]["runs"]):
         durations = [s["runs"][index]["duration"] for s in samples if index < len(s["runs"])]
