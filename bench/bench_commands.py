@@ -83,10 +83,11 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_command(argv: list[str], cwd: Path, runs: int) -> tuple[list[float], list[float], set[int]]:
+def time_command(argv: list[str], cwd: Path, runs: int, extra_env: dict[str, str] | None = None
+                 ) -> tuple[list[float], list[float], set[int]]:
     """Wall and CPU seconds of `runs` runs of argv as a process of its own, and the exit codes seen."""
     walls, cpus, codes = [], [], set()
-    env = {**os.environ, "NO_COLOR": "1"}
+    env = {**os.environ, "NO_COLOR": "1", **(extra_env or {})}
     for _ in range(runs):
         cpu = _children_cpu()
         started = time.perf_counter()
@@ -102,8 +103,11 @@ def spread(values: list[float]) -> str:
     return f"{min(values):.2f}-{max(values):.2f}"
 
 
-def report_commands(runs: int, only: set[str], submission: Path) -> tuple[bool, dict[str, float]]:
-    """Print the table of whole commands; True when every target is met, and the medians by name."""
+def report_commands(runs: int, only: set[str], submission: Path, baseline: Path | None = None
+                    ) -> tuple[bool, dict[str, float]]:
+    """Print the table of whole commands; True when every target is met, and the medians by name. With a
+    baseline (a folder holding another version's grader/ package), each run of ours alternates with one of
+    it (`python -m grader` with that folder first on PYTHONPATH), so both meet the same load."""
     print(f"== Whole commands, {runs} runs each (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
           "cores at start)")
     print(f"{'command':<44} {'wall med':>8} {'min-max':>11} {'cpu med':>8} {'target':>8}")
@@ -116,7 +120,22 @@ def report_commands(runs: int, only: set[str], submission: Path) -> tuple[bool, 
             argv = [*grader_command(), *command.args]
             if command.args[0] == "check":
                 argv += ["--report-dir", str(Path(tmp) / "feedback")]
-            walls, cpus, codes = time_command(argv, course, runs)
+            if baseline is not None:
+                base_argv = [sys.executable, "-m", "grader", *argv[len(grader_command()):]]
+                walls, cpus, codes, base_walls, base_cpus = [], [], set(), [], []
+                for _ in range(runs):
+                    w, c, k = time_command(argv, course, 1)
+                    walls += w
+                    cpus += c
+                    codes |= k
+                    w, c, _ = time_command(base_argv, course, 1, {"PYTHONPATH": str(baseline)})
+                    base_walls += w
+                    base_cpus += c
+                base_line = (f"{'  (baseline)':<44} {statistics.median(base_walls):8.2f} {spread(base_walls):>11} "
+                             f"{statistics.median(base_cpus):8.2f}")
+            else:
+                base_line = ""
+                walls, cpus, codes = time_command(argv, course, runs)
             median = medians[command.name] = statistics.median(walls)
             target = command.target or (2 * medians["check1"] if "check1" in medians else 0.0)
             met = (not target or median <= target) and codes == {command.code}
@@ -126,6 +145,8 @@ def report_commands(runs: int, only: set[str], submission: Path) -> tuple[bool, 
             print(f"{'grader ' + shown:<44} {median:8.2f} {spread(walls):>11} {statistics.median(cpus):8.2f} "
                   f"{('<=' + format(target, '.2f')) if target else '':>8} {'ok' if met else 'OVER'}{notes}",
                   flush=True)
+            if base_line:
+                print(base_line, flush=True)
     return ok, medians
 
 
@@ -260,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-breakdown", action="store_true")
     parser.add_argument("--no-table", action="store_true")
     parser.add_argument("--submission", type=Path, default=ROOT / "solutions")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                        help="also time another version (DIR/grader/, e.g. from `git archive`), alternating runs")
     parser.add_argument("--inner", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.inner:
@@ -267,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ok = True
     if not args.no_table:
-        ok, _ = report_commands(args.runs, {n for n in args.only.split(",") if n}, args.submission.resolve())
+        ok, _ = report_commands(args.runs, {n for n in args.only.split(",") if n}, args.submission.resolve(),
+                                args.baseline)
     if not args.no_breakdown:
         breakdown(args.breakdown, args.runs, args.submission.resolve())
     return 0 if ok else 1
