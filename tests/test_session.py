@@ -67,3 +67,16 @@ def test_a_failure_only_in_the_reruns_says_which_start_methods() -> None:
     check = merged.exercises[0].checks[0]
     assert check.outcome == FAILED
     assert check.message.startswith("Under spawn and forkserver only (it passes under fork)")
+
+
+def test_reruns_that_leave_out_an_exercise_keep_its_full_verdict() -> None:
+    """Exercises whose every check failed under fork are not re-run: the merge takes them from fork alone."""
+    fork = _one_check_report("fork", PASSED)
+    stub = ExerciseResult(2, "ex02_shapes", "t", "f", [dataclasses.replace(fork.exercises[0].checks[0], exercise=2,
+                                                                           id="ex02::check_y", outcome=FAILED)])
+    fork.exercises.append(stub)
+    reports = [fork, _one_check_report("spawn", FAILED), _one_check_report("forkserver", PASSED)]
+    merged = session.merge_start_methods(reports, "grader check 1 2", reruns=frozenset({"spawn", "forkserver"}))
+    first, second = merged.exercises
+    assert first.checks[0].outcome == FAILED and first.checks[0].message.startswith("Under spawn only")
+    assert second.checks[0].outcome == FAILED and second.checks[0].message == "Two buyers bought the last ticket."

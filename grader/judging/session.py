@@ -64,7 +64,12 @@ def grade(
     if start_method == ALL_METHODS:
         full, *reruns = START_METHODS
         reports = [_grade_once(exercises, submission, seed, full)]
-        reports += [_grade_once(exercises, submission, seed, method, rerun=True) for method in reruns]
+        # A check that failed under the full set keeps that verdict whatever the reruns say (see the merge):
+        # only exercises with a check that passed are tried again (a hang or a stub costs one method, not three).
+        passed = {e.number for e in reports[0].exercises if any(c.outcome == PASSED for c in e.checks)}
+        again = [e for e in exercises if e.number in passed]
+        if again:
+            reports += [_grade_once(again, submission, seed, method, rerun=True) for method in reruns]
         return merge_start_methods(reports, replay_command([e.number for e in exercises], seed, submission,
                                                            ALL_METHODS), reruns=frozenset(reruns))
     return _grade_once(exercises, submission, seed, start_method)
@@ -73,14 +78,16 @@ def grade(
 def merge_start_methods(reports: list[Report], command: str, reruns: frozenset[str] = frozenset()) -> Report:
     """One report from one per start method: a check passes only if it passed under every method, and a
     failure under some methods only says so and explains how they differ. Methods in `reruns` ran fewer
-    trials: a failure under a method that ran them all is never said to pass under those."""
+    trials: a failure under a method that ran them all is never said to pass under those. A report may
+    leave out exercises (the reruns skip those where every check failed already)."""
     merged = Report.from_dict(reports[0].to_dict())
     merged.start_method, merged.command = ALL_METHODS, command
     merged.duration = round(sum(r.duration for r in reports), 3)
-    for e_index, exercise in enumerate(merged.exercises):
+    for exercise in merged.exercises:
+        mine = [next(iter(x for x in r.exercises if x.number == exercise.number), None) for r in reports]
         for c_index, check in enumerate(exercise.checks):
-            verdicts = {r.start_method: r.exercises[e_index].checks[c_index] for r in reports
-                        if c_index < len(r.exercises[e_index].checks)}
+            verdicts = {r.start_method: x.checks[c_index] for r, x in zip(reports, mine)
+                        if x is not None and c_index < len(x.checks)}
             failing = [m for m, c in verdicts.items() if c.outcome != PASSED]
             if not failing:
                 continue
