@@ -52,3 +52,15 @@ def course_root(start: Path | None = None) -> Path:
         if (folder / "exercises").is_dir() and any((folder / "exercises").glob("ex[0-9][0-9]_*.py")):
             return folder
     return PACKAGE_DIR.parent
+
+
+def select(numbers: list[int]) -> list[Exercise]:
+    """The exercises with these numbers (all when empty); ValueError names an unknown number."""
+    course = load_course()
+    if not numbers:
+        return course
+    known = {e.number: e for e in course}
+    unknown = [n for n in numbers if n not in known]
+    if unknown:
+        raise ValueError(f"no exercise {', '.join(map(str, unknown))}: the course has {', '.join(map(str, known))}")
+    return [known[n] for n in dict.fromkeys(numbers)]

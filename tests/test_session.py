@@ -8,7 +8,7 @@ from pathlib import Path
 from conftest import ROOT
 from grader.judging import session
 from grader.course import find_exercise
-from grader.results import ERROR, FAILED, PASSED
+from grader.results import ERROR, FAILED, PASSED, CheckResult, ExerciseResult, Report
 
 LAMBDA_TARGET = (ROOT / "solutions" / "ex01_oversold_ticket.py").read_text().replace(
     "Process(target=buyer, args=(db_path, lock))", "Process(target=lambda: buyer(db_path, lock))")
@@ -100,3 +100,43 @@ def test_results_of_version_1_are_still_read() -> None:
     evidence = report.evidence_of(read)
     assert evidence is not None and evidence.status == "deadlock" and evidence.stacks[0].label == "buyer"
     assert report.version == RESULTS_VERSION == 2
+
+
+def _one_check_report(method: str, outcome: str) -> Report:
+    check = CheckResult(id="ex01::check_x", exercise=1, title="x", outcome=outcome, points=0.0, max_points=1.0,
+                        message="Two buyers bought the last ticket.")
+    return Report(seed=1, start_method=method, submission="s", grader_version="0", command="c",
+                  exercises=[ExerciseResult(1, "ex01_oversold_ticket", "t", "f", [check])])
+
+
+def test_a_failure_under_the_full_method_is_not_said_to_pass_where_fewer_trials_ran() -> None:
+    """spawn and forkserver re-run only the trials that can differ: a race found in fork's full set that their
+    subset missed is no start-method difference, and the verdict must not claim one."""
+    reports = [_one_check_report("fork", FAILED), _one_check_report("spawn", PASSED),
+               _one_check_report("forkserver", PASSED)]
+    merged = session.merge_start_methods(reports, reruns=frozenset({"spawn", "forkserver"}))
+    check = merged.exercises[0].checks[0]
+    assert check.outcome == FAILED and check.message == "Two buyers bought the last ticket."
+
+
+def test_a_failure_only_in_the_reruns_says_which_start_methods() -> None:
+    """The rerun trials are a subset of fork's: failing there and passing under fork is a real difference."""
+    reports = [_one_check_report("fork", PASSED), _one_check_report("spawn", FAILED),
+               _one_check_report("forkserver", FAILED)]
+    merged = session.merge_start_methods(reports, reruns=frozenset({"spawn", "forkserver"}))
+    check = merged.exercises[0].checks[0]
+    assert check.outcome == FAILED
+    assert check.message.startswith("Under spawn and forkserver only (it passes under fork)")
+
+
+def test_reruns_that_leave_out_an_exercise_keep_its_full_verdict() -> None:
+    """Exercises whose every check failed under fork are not re-run: the merge takes them from fork alone."""
+    fork = _one_check_report("fork", PASSED)
+    stub = ExerciseResult(2, "ex02_shapes", "t", "f", [dataclasses.replace(fork.exercises[0].checks[0], exercise=2,
+                                                                           id="ex02::check_y", outcome=FAILED)])
+    fork.exercises.append(stub)
+    reports = [fork, _one_check_report("spawn", FAILED), _one_check_report("forkserver", PASSED)]
+    merged = session.merge_start_methods(reports, reruns=frozenset({"spawn", "forkserver"}))
+    first, second = merged.exercises
+    assert first.checks[0].outcome == FAILED and first.checks[0].message.startswith("Under spawn only")
+    assert second.checks[0].outcome == FAILED and second.checks[0].message == "Two buyers bought the last ticket."

@@ -4,23 +4,22 @@ Exit codes of `check`: 0 every check passed, 1 a check failed, 2 a usage error o
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Callable
 
-from rich.console import Console
-
-from grader.commands import daily, progress
-from grader.judging import session
-from grader.judging.request import METHOD_CHOICES, Request
-from grader.commands import batch, ci  # grader batch / merge (instructors), grader ci / gradescope-bundle (CI)
-from grader.course import course_root
-from grader.lms import export, hidden  # grader export (grades for Canvas, Moodle); checks hidden until due
-from grader.render import jsonfile, terminal
+from grader.commands import daily
+from grader.course import course_root, select
+from grader.judging.request import METHOD_CHOICES
 
 EXIT_USAGE = 2
+# The instructors' and CI's commands, declared with their arguments in their own modules: those import the
+# gradebook, workers and renderers, so they are imported only when one of their commands runs (or the
+# full help is asked for). A student's `grader list` starts without them.
+LAZY_COMMANDS = {"batch": "grader.commands.batch", "merge": "grader.commands.batch",
+                 "ci": "grader.commands.ci", "gradescope-bundle": "grader.commands.ci"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,7 +33,9 @@ def _exercise_numbers(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an exercise number") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; given the arguments, the commands of LAZY_COMMANDS that they do not name are
+    only listed (their modules, and their arguments, are left out)."""
     parser = _Parser(prog="grader", description="Judge the course's concurrency exercises.")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="run the checks of some exercises (all when none is named)")
@@ -57,15 +58,25 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--yes", action="store_true", help="do not ask")
     watch = commands.add_parser("watch", help="re-check whenever you save an exercise")
     watch.add_argument("number", nargs="?", type=_exercise_numbers)
-    batch.add_arguments(commands)
-    ci.add_arguments(commands)
-    export.add_arguments(commands)
+    named = argv[0] if argv else None
+    if argv is None or named is None or named.startswith("-") or named in LAZY_COMMANDS:
+        for module in dict.fromkeys(LAZY_COMMANDS.values()):
+            importlib.import_module(module).add_arguments(commands)
+    else:
+        for name in LAZY_COMMANDS:
+            commands.add_parser(name)  # not run this time: listed among the choices, never parsed
     return parser
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from grader.commands import progress
+    from grader.judging import session
+    from grader.judging.request import Request
+    from grader.lms import hidden  # checks hidden until an assignment's due date
+    from grader.render import jsonfile, terminal
+
     try:
-        exercises = session.select(args.numbers)
+        exercises = select(args.numbers)
     except ValueError as exc:
         print(f"grader: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -74,6 +85,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     request = Request.build(exercises, args.submission, args.seed, args.start_method, report_dir=args.report_dir)
     if terminal.use_color():
+        from rich.console import Console
+
         with Console().status("running the checks..."):
             report = session.judge(request)
     else:
@@ -107,13 +120,19 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": cmd_check, "list": daily.cmd_list, "hint": daily.cmd_hint, "reset": daily.cmd_reset,
     "watch": daily.cmd_watch,
 }
-COMMANDS.update({**batch.COMMANDS, **ci.COMMANDS, **export.COMMANDS})
+
+
+def _command(name: str) -> Callable[[argparse.Namespace], int]:
+    if name in LAZY_COMMANDS:
+        return importlib.import_module(LAZY_COMMANDS[name]).COMMANDS[name]
+    return COMMANDS[name]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return _command(args.command)(args)
     except KeyboardInterrupt:
         print("grader: interrupted", file=sys.stderr)
         return 130
@@ -121,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except Exception:  # noqa: BLE001 - the grader broke: say so, and never exit 0
+        import traceback
+
         print("grader: internal error (not your fault):", file=sys.stderr)
         traceback.print_exc()
         return EXIT_USAGE

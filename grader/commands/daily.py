@@ -3,31 +3,36 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from grader.commands import progress
-from grader.judging import session
-from grader.judging.request import Request
-from grader.course import Exercise, course_root, load_course
-from grader.render import terminal
+from grader.course import Exercise, course_root, load_course, select
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_USAGE = 2
 STATUS_STYLE = {"passed": "green", "failed": "red", progress.NOT_TRIED: "dim"}
+# rich, pytest (grader.judging.session) and the renderers are imported by the commands that use them:
+# `grader hint` needs none of them, and a student waits for every import.
 
 
 def _console() -> Console:
+    from rich.console import Console
+
+    from grader.render import terminal
+
     return Console(no_color=not terminal.use_color(), highlight=False)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Every exercise with its status from the last check, its points, and overall progress."""
+    from rich.table import Table
+
     root = course_root()
     state = progress.load(root)
     course = load_course()
@@ -51,7 +56,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _exercise(number: int) -> Exercise | None:
     """The exercise with this number, or None after one line on stderr naming the numbers there are."""
     try:
-        return session.select([number])[0]
+        return select([number])[0]
     except ValueError as exc:
         print(f"grader: {exc}", file=sys.stderr)
         return None
@@ -78,6 +83,8 @@ def cmd_hint(args: argparse.Namespace) -> int:
 
 def original_stub(root: Path, exercise: Exercise) -> str | None:
     """The stub as the course shipped it: the file as it was first added to the course's git history."""
+    import subprocess
+
     relative = f"exercises/{exercise.filename}"
     try:
         first = subprocess.run(["git", "-C", str(root), "log", "--diff-filter=A", "--format=%H", "--", relative],
@@ -92,6 +99,8 @@ def original_stub(root: Path, exercise: Exercise) -> str | None:
 
 def cmd_reset(args: argparse.Namespace) -> int:
     """Restore the stub, after asking, keeping the student's version as a backup."""
+    import shutil
+
     exercise = _exercise(args.number)
     if exercise is None:
         return EXIT_USAGE
@@ -136,6 +145,10 @@ def _fingerprint(path: Path) -> bytes | None:
 def cmd_watch(args: argparse.Namespace) -> int:
     """Re-check when a file under exercises/ is saved; Ctrl-C ends it cleanly."""
     from watchfiles import watch
+
+    from grader.judging import session
+    from grader.judging.request import Request
+    from grader.render import terminal
 
     root = course_root()
     course = load_course()

@@ -8,7 +8,7 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, TypeVar
 
 import pytest
 
@@ -38,6 +38,7 @@ MAX_SOURCE_BYTES = 2_000_000
 # gate), to compare how often each catches a wrong fix. Never set by the grader's commands.
 PLAIN_ENV = "GRADER_BENCH_PLAIN"
 COURSE_SLEEP_SCALE = 0.001  # course code sleeps seconds to simulate work: judge it in milliseconds
+T = TypeVar("T")
 
 
 # What a check can depend on (check50's dependencies): when one fails, the checks that need it are not
@@ -127,13 +128,23 @@ class Student:
     isolation: str | None = None
     shown: Run | None = None
     runs: list[Run] = field(default_factory=list)
+    # --start-method all runs every trial under one method, then re-runs the checks under the others with only
+    # the trials whose outcome can depend on the start method (what a child inherits, pickles or re-imports).
+    matrix_rerun: bool = False
+
+    def trials(self, every: Sequence[T], rerun: Sequence[T]) -> Sequence[T]:
+        """The trials of a check module: `every` one, or `rerun` (a subset of them, so that a verdict can say
+        "passes under fork" truthfully) when this session is a further start method of the matrix."""
+        return rerun if self.matrix_rerun else every
 
     @classmethod
-    def of(cls, request: Request, exercise: Exercise, start_method: str | None) -> "Student":
-        """The student's file of `exercise` as `request` asks it to be judged, under one start method."""
+    def of(cls, request: Request, exercise: Exercise, start_method: str | None,
+           matrix_rerun: bool = False) -> "Student":
+        """The student's file of `exercise` as `request` asks it to be judged, under one start method (with
+        `matrix_rerun`, only the trials that can differ between start methods)."""
         return cls(exercise=exercise, file=request.file(exercise), shown_as=request.shown_as(exercise),
                    seed=request.seed, start_method=start_method, hide=request.hidden_paths(),
-                   temp_root=request.temp_root, isolation=request.isolation)
+                   temp_root=request.temp_root, isolation=request.isolation, matrix_rerun=matrix_rerun)
 
     def scenario_seed(self, label: str) -> int:
         """A seed per scenario, derived from the session's: the same --seed replays the same delays."""

@@ -27,10 +27,12 @@ BLOCKED_KEY = pytest.StashKey[tuple[str, Stated]]()  # on a check not judged: it
 class Judge:
     """The grading's side of one pytest session: what was asked, and the verdicts as pytest reports them."""
 
-    def __init__(self, request: Request, start_method: str | None) -> None:
-        """Judge `request`'s submission under `start_method` (None: the platform's)."""
+    def __init__(self, request: Request, start_method: str | None, matrix_rerun: bool = False) -> None:
+        """Judge `request`'s submission under `start_method` (None: the platform's); with `matrix_rerun`, a
+        further start method of --start-method all that runs only the trials that can differ."""
         self.request = request
         self.start_method = start_method
+        self.matrix_rerun = matrix_rerun
         self.results: list[CheckResult] = []
         self.runs: list[RunResult] = []  # each run a check was judged from, once
         self.critical_sections: dict[int, CriticalSection] = {}  # declared by the check modules
@@ -171,4 +173,4 @@ def pytest_configure(config: pytest.Config) -> None:
 def student(request: pytest.FixtureRequest) -> Student:
     """The student's file for the exercise of this check module (its EXERCISE number)."""
     judge = request.config.stash[JUDGE_KEY]
-    return Student.of(judge.request, find_exercise(request.module.EXERCISE), judge.start_method)
+    return Student.of(judge.request, find_exercise(request.module.EXERCISE), judge.start_method, judge.matrix_rerun)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import grader
-from grader.course import Exercise, load_course
+from grader.course import Exercise, select  # noqa: F401 - select: where callers found it first
 from grader.judging import startmethods
 from grader.judging.plugin import Judge
 from grader.judging.request import ALL_METHODS, DEFAULT_METHOD, START_METHODS, Request, new_seed  # noqa: F401
@@ -42,35 +42,56 @@ def grade(
     return judge(Request.build(exercises, submission, seed, start_method))
 
 
+# What a grading session does not need of pytest: rewriting asserts (python_files=*.py would rewrite every
+# module of the grader imported after the hook, uncached when bytecode is not written; the checks raise
+# CheckFailed, never a bare assert) and plugins whose imports cost start-up (pdb for --pdb, doctest...).
+SESSION_SPEEDUPS = ("--assert=plain", "-p", "no:debugging", "-p", "no:doctest", "-p", "no:pastebin",
+                    "-p", "no:junitxml", "-p", "no:legacypath", "-p", "no:stepwise", "-p", "no:setuponly",
+                    "-p", "no:setupplan")
+
+
 def judge(request: Request) -> Report:
-    """Every check the request asks for, one pytest session per start method; the report names its files
-    and its replay command as the request says."""
+    """Every check the request asks for; the report names its files and its replay command as the request says.
+
+    Under several start methods (--start-method all) every trial runs under the first; the others run again
+    only the trials that can differ between start methods (Student.trials), and only for exercises with a
+    check that passed under the first: a check that failed keeps that verdict whatever the reruns say, so a
+    hang or a stub costs one method, not three."""
     started = time.monotonic()
-    reports = [_grade_once(request, method) for method in request.start_methods]
-    report = reports[0] if len(reports) == 1 else merge_start_methods(reports)
+    full, *reruns = request.start_methods
+    reports = [_grade_once(request, full)]
+    passed = tuple(e for e in request.exercises
+                   if any(c.outcome == PASSED for x in reports[0].exercises if x.number == e.number for c in x.checks))
+    if reruns and passed:
+        again = dataclasses.replace(request, exercises=passed)
+        reports += [_grade_once(again, method, matrix_rerun=True) for method in reruns]
+    report = reports[0] if len(request.start_methods) == 1 else merge_start_methods(reports, frozenset(reruns))
     report.start_method = request.method_label
     report.command = request.replay_command()
     report.duration = round(time.monotonic() - started, 3)
     return report
 
 
-def merge_start_methods(reports: list[Report]) -> Report:
+def merge_start_methods(reports: list[Report], reruns: frozenset[str] = frozenset()) -> Report:
     """One report from one per start method: a check passes only if it passed under every method, and a
-    failure under some methods only says so and explains how they differ."""
+    failure under some methods only says so and explains how they differ. `reruns` ran fewer trials (and
+    perhaps fewer exercises): a failure under the full set that they did not repeat is not "under X only"."""
     merged = dataclasses.replace(reports[0], exercises=[dataclasses.replace(e, checks=list(e.checks))
                                                         for e in reports[0].exercises])
-    for e_index, exercise in enumerate(merged.exercises):
+    for exercise in merged.exercises:
+        mine = [next((x for x in r.exercises if x.number == exercise.number), None) for r in reports]
         explained = False  # how the start methods differ is said once per exercise
         for c_index, check in enumerate(exercise.checks):
-            verdicts = {r.start_method: r.exercises[e_index].checks[c_index] for r in reports
-                        if c_index < len(r.exercises[e_index].checks)}
+            verdicts = {r.start_method: x.checks[c_index] for r, x in zip(reports, mine)
+                        if x is not None and c_index < len(x.checks)}
             failing = [m for m, c in verdicts.items() if c.outcome != PASSED]
             if not failing:
                 continue
             worst = verdicts[failing[0]]
             exercise.checks[c_index] = worst
             passing = [m for m in verdicts if m not in failing]
-            if passing and worst.outcome == FAILED:
+            fewer_trials = any(m in reruns for m in passing) and any(m not in reruns for m in failing)
+            if passing and worst.outcome == FAILED and not fewer_trials:
                 differences = "" if explained or startmethods.REIMPORTED in worst.message else (
                     " " + " ".join(METHOD_DIFFERENCES[m] for m in failing))
                 explained = True
@@ -81,8 +102,9 @@ def merge_start_methods(reports: list[Report]) -> Report:
     return merged
 
 
-def _grade_once(request: Request, start_method: str | None) -> Report:
-    """One pytest session over the check modules of the request's exercises, under one start method."""
+def _grade_once(request: Request, start_method: str | None, matrix_rerun: bool = False) -> Report:
+    """One pytest session over the check modules of the request's exercises, under one start method (with
+    `matrix_rerun`, only the trials that can differ between start methods)."""
     exercises = list(request.exercises)
     with tempfile.TemporaryDirectory(prefix="grader-session-", dir=request.temp_root) as tmp:
         args = [
@@ -90,10 +112,11 @@ def _grade_once(request: Request, start_method: str | None) -> Report:
             "-p", "grader.judging.plugin", "-p", "pytest_timeout",
             "-c", os.devnull, "--rootdir", tmp, "-p", "no:cacheprovider",
             "-p", "no:unraisableexception",  # its gc.collect() at the end of every session costs 50 ms
+            *SESSION_SPEEDUPS,
             "-o", "python_files=*.py", "-o", "python_functions=check_*", "-o", "timeout_method=signal",
             "-q", "--tb=no",
         ]
-        judge = Judge(request, start_method)
+        judge = Judge(request, start_method, matrix_rerun)
         captured = io.StringIO()
         interrupted = _Interrupted()
         previous = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
@@ -111,7 +134,8 @@ def _grade_once(request: Request, start_method: str | None) -> Report:
     broke = code not in (0, 1)
     if broke and len(exercises) > 1:
         # One exercise's broken check module must not cost the others their verdicts.
-        parts = [_grade_once(dataclasses.replace(request, exercises=(e,)), start_method) for e in exercises]
+        parts = [_grade_once(dataclasses.replace(request, exercises=(e,)), start_method, matrix_rerun)
+                 for e in exercises]
         merged = parts[0]
         merged.exercises = [x for part in parts for x in part.exercises]
         merged.runs = [run for part in parts for run in part.runs]
@@ -149,15 +173,3 @@ def _missing_checks(exercise: Exercise, seed: int, log: str) -> CheckResult:
         message="The grader could not load the checks of this exercise: this is not your fault.",
         traceback=log[-4000:],
     )
-
-
-def select(numbers: list[int]) -> list[Exercise]:
-    """The exercises with these numbers (all when empty); ValueError names an unknown number."""
-    course = load_course()
-    if not numbers:
-        return course
-    known = {e.number: e for e in course}
-    unknown = [n for n in numbers if n not in known]
-    if unknown:
-        raise ValueError(f"no exercise {', '.join(map(str, unknown))}: the course has {', '.join(map(str, known))}")
-    return [known[n] for n in dict.fromkeys(numbers)]
