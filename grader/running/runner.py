@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil
 
-from grader.running import isolation, proctree
+from grader.running import isolation, privileges, proctree
 
 PROBE_DIR = Path(__file__).resolve().parent.parent / "probe"
 DRIVER = PROBE_DIR / "grader_driver.py"
@@ -106,7 +106,7 @@ class _Dirs:
         work, meta = root / "work", root / "meta"
         work.mkdir()
         (root / "tmp").mkdir()
-        for sub in ("events", "stacks", "out", "gate"):
+        for sub in ("events", "stacks", "out", "gate", "errors"):
             (meta / sub).mkdir(parents=True)
         return cls(root, work, meta)
 
@@ -353,6 +353,7 @@ def run(spec: RunSpec) -> RunOutcome:
     _compile_probe()
     dirs = _Dirs.create()
     token = secrets.token_hex(8)
+    identity = privileges.run_identity() if spec.isolate else None
     tree = _Tree()
     popen: subprocess.Popen[bytes] | None = None
     killed = 0
@@ -364,12 +365,15 @@ def run(spec: RunSpec) -> RunOutcome:
         for name, text in spec.meta_files.items():
             (dirs.meta / name).write_text(text)
         argv = [a.replace("{meta}", str(dirs.meta)).replace("{work}", str(dirs.work)) for a in spec.argv]
+        privileges.hand_over(dirs.root, [dirs.work, dirs.root / "tmp", *(p for p in dirs.meta.iterdir() if p.is_dir())],
+                             identity)
         level = isolation.detect() if spec.isolate else isolation.NONE
         # The keeper (pid 1 of the run's pid namespace) starts the student's program and reaps its orphans;
         # -I keeps the probe out of the keeper itself.
         student = [sys.executable, "-s", *argv]
-        command = level.wrap([sys.executable, "-I", str(KEEPER), str(dirs.meta / "main-exit.json"), "--", *student],
-                             dirs.root, spec.hide)
+        keeper = [sys.executable, "-I", str(KEEPER), str(dirs.meta / "main-exit.json"),
+                  *isolation.keeper_options(identity), "--", *student]
+        command = level.wrap(keeper, dirs.root, spec.hide)
         with open(dirs.meta / "out" / "main.out", "wb") as out, open(dirs.meta / "out" / "main.err", "wb") as err:
             started = time.monotonic()
             popen = subprocess.Popen(
@@ -404,10 +408,11 @@ def run(spec: RunSpec) -> RunOutcome:
             leftovers=leftovers,
             files=_collect_files(dirs.work, set(spec.copy)),
             lines_at_exit=lines_at_exit,
-            probe_errors=[p.read_text() for p in dirs.meta.glob("probe-error-*.txt")],
+            probe_errors=[p.read_text() for p in (*dirs.meta.glob("probe-error-*.txt"),
+                                                  *dirs.meta.glob("errors/probe-error-*.txt"))],
             seed=spec.seed,
             killed=killed,
-            isolation=level.description,
+            isolation=isolation.describe(level, identity),
         )
     finally:
         # Whatever happened above (an exception, pytest-timeout interrupting us), the tree dies here.
@@ -416,6 +421,7 @@ def run(spec: RunSpec) -> RunOutcome:
             popen.kill()
             popen.wait()
         proctree.reap_orphans({popen.pid} if popen else set())
+        privileges.sweep(identity)
         shutil.rmtree(dirs.root, ignore_errors=True)
 
 
