@@ -31,8 +31,41 @@ REASONS = {
     "not_utf8": ["Python cannot read"],
     "symlink_out": ["link to a file outside"],
     "huge_source": ["MB"],
+    "rewrites_checkout": ["got a ticket"],
 }
-NEEDS_BWRAP = {"writes_outside", "reads_solutions"}
+# Cases that would change files outside the run (or read the solutions) where nothing stops them: run only at
+# a level that protects the checkout (see unprotected_reason).
+NEEDS_BWRAP = {"writes_outside", "reads_solutions", "rewrites_checkout"}
+
+
+def unprotected_reason() -> str | None:
+    """Why student code could change the checkout at the level the grader picks now, or None when it cannot
+    (bubblewrap's read-only view, or an unprivileged uid when the grader is root)."""
+    from grader.running import isolation, privileges
+
+    if isolation.detect().name == "bwrap" or privileges.run_identity() is not None:
+        return None
+    return ("student code runs with the grader's own rights here (no bubblewrap, and not root, or root with a "
+            "Python an unprivileged uid cannot read): nothing protects the checkout at this level")
+
+
+def checkout_digest() -> dict[str, str]:
+    """A hash of everything of the checkout a submission could rewrite to change later verdicts: the package
+    (the probe's bytecode included), the solutions, the stubs, the tests' corpus, the git metadata, and the
+    .pth files of this Python's site-packages."""
+    import site
+
+    digest = tree_digest(ROOT / "grader", ROOT / "solutions", ROOT / "exercises", ROOT / "tests")
+    digest |= tree_digest(ROOT / "grader" / "probe" / "__pycache__") if (ROOT / "grader" / "probe" / "__pycache__").is_dir() else {}
+    git = ROOT / ".git"
+    for path in ([git] if git.is_file() else [git / "HEAD", git / "config", git / "index"]):
+        digest[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
+    for folder in site.getsitepackages():
+        for pth in sorted(Path(folder).glob("*.pth")):
+            digest[str(pth)] = hashlib.sha256(pth.read_bytes()).hexdigest()
+    digest["solutions listing"] = " ".join(sorted(p.name for p in (ROOT / "solutions").iterdir()))
+    digest["grader listing"] = " ".join(sorted(p.name for p in (ROOT / "grader").iterdir()))
+    return digest
 
 
 def tree_digest(*folders: Path) -> dict[str, str]:

@@ -9,12 +9,13 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
 
-from hostile_support import (HOSTILE, NEEDS_BWRAP, REASONS, ROOT, RUN_TIMEOUT, submission, tagged_processes,
-                             tree_digest)
+from hostile_support import (HOSTILE, NEEDS_BWRAP, REASONS, ROOT, RUN_TIMEOUT, checkout_digest, submission,
+                             tagged_processes, tree_digest, unprotected_reason)
 from grader.running import isolation
 from grader.judging import session
 from grader.course import find_exercise
@@ -61,8 +62,8 @@ def test_every_case_has_a_folder_or_a_builder() -> None:
 @pytest.mark.parametrize("case", sorted(REASONS))
 def test_hostile_submission_fails_and_nothing_escapes(case: str, tmp_path: Path, canary: Path,
                                                       listener: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
-    if case in NEEDS_BWRAP and isolation.detect().name != "bwrap":
-        pytest.skip("bubblewrap is not installed: student code could change files outside its run")
+    if case in NEEDS_BWRAP and unprotected_reason():
+        pytest.skip(unprotected_reason())
     marker = f"HOSTILE_RUN_MARKER={secrets.token_hex(8)}"
     monkeypatch.setenv("HOSTILE_RUN_MARKER", marker.split("=", 1)[1])
     protected = [ROOT / "grader", ROOT / "solutions"]
@@ -88,6 +89,33 @@ def test_hostile_submission_fails_and_nothing_escapes(case: str, tmp_path: Path,
     if isolation.detect().name == "bwrap":
         assert tree_digest(*protected) == before
         assert canary.read_text() == canary_text
+
+
+@pytest.fixture
+def fresh_isolation() -> Iterator[None]:
+    """isolation.detect() is cached per process: forget it around a test that forces a level."""
+    isolation.detect.cache_clear()
+    yield
+    isolation.detect.cache_clear()
+
+
+@pytest.mark.parametrize("level", ["default", "none"])
+def test_a_submission_cannot_change_the_checkout(level: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 fresh_isolation: None) -> None:
+    """The README's test command, run as root in CI with or without bubblewrap: a submission that rewrites
+    grader modules, the probe's bytecode, the solutions, course.toml, .git and site-packages changes nothing."""
+    if level == "none":
+        monkeypatch.setenv("GRADER_ISOLATION", "none")
+    reason = unprotected_reason()
+    if reason:
+        pytest.skip(reason)
+    before = checkout_digest()
+
+    report = session.grade([find_exercise(1)], submission("rewrites_checkout", tmp_path))
+
+    assert checkout_digest() == before
+    failed = [c for c in report.all_checks() if c.outcome == FAILED]
+    assert report.exit_code() == 1 and any("got a ticket" in c.message for c in failed), [c.message for c in failed]
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> None:
