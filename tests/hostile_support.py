@@ -32,6 +32,7 @@ REASONS = {
     "symlink_out": ["link to a file outside"],
     "huge_source": ["MB"],
     "rewrites_checkout": ["got a ticket"],
+    "stops_parents": ["did not end"],
 }
 # Cases that would change files outside the run (or read the solutions) where nothing stops them: run only at
 # a level that protects the checkout (see unprotected_reason).
@@ -47,6 +48,20 @@ def unprotected_reason() -> str | None:
         return None
     return ("student code runs with the grader's own rights here (no bubblewrap, and not root, or root with a "
             "Python an unprivileged uid cannot read): nothing protects the checkout at this level")
+
+
+# Cases that would freeze or kill the grader itself where student code can signal it: run only where it cannot
+# (a pid namespace hides the grader; a dropped uid may not signal root's processes).
+NEEDS_SEPARATION = {"stops_parents"}
+
+
+def unseparated_reason() -> str | None:
+    """Why student code could signal the grader at the level the grader picks now, or None."""
+    from grader.running import isolation, privileges
+
+    if isolation.detect().name in ("bwrap", "net") or privileges.run_identity() is not None:
+        return None
+    return "no pid namespace and no uid drop here: student code can signal the grader's own processes"
 
 
 def checkout_digest() -> dict[str, str]:

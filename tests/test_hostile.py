@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import secrets
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,8 +17,9 @@ from typing import Iterator
 import psutil
 import pytest
 
-from hostile_support import (HOSTILE, NEEDS_BWRAP, REASONS, ROOT, RUN_TIMEOUT, checkout_digest, submission,
-                             tagged_processes, tree_digest, unprotected_reason)
+from hostile_support import (HOSTILE, NEEDS_BWRAP, NEEDS_SEPARATION, REASONS, ROOT, RUN_TIMEOUT, checkout_digest, submission,
+                             tagged_processes, tree_digest, unprotected_reason,
+                             unseparated_reason)
 from grader.running import isolation
 from grader.judging import session
 from grader.course import find_exercise
@@ -64,6 +68,8 @@ def test_hostile_submission_fails_and_nothing_escapes(case: str, tmp_path: Path,
                                                       listener: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
     if case in NEEDS_BWRAP and unprotected_reason():
         pytest.skip(unprotected_reason())
+    if case in NEEDS_SEPARATION and unseparated_reason():
+        pytest.skip(unseparated_reason())
     marker = f"HOSTILE_RUN_MARKER={secrets.token_hex(8)}"
     monkeypatch.setenv("HOSTILE_RUN_MARKER", marker.split("=", 1)[1])
     protected = [ROOT / "grader", ROOT / "solutions"]
@@ -154,3 +160,38 @@ def test_in_a_batch_hostile_students_change_nothing_for_the_others(tmp_path: Pat
         if student != "honest":
             assert float(row["total"]) < 10, (student, row)
     assert not (tmp_path / "ex01_oversold_ticket.py").exists() and not (klass.parent / "ex01_oversold_ticket.py").exists()
+
+
+def _grader_command(*args: str) -> list[str]:
+    return [sys.executable, "-c", "import sys; from grader.commands.cli import main; sys.exit(main())", *args]
+
+
+@pytest.mark.parametrize("level, sig", [("default", signal.SIGKILL), ("none", signal.SIGKILL),
+                                        ("default", signal.SIGTERM)])
+def test_a_killed_grader_leaves_no_process_of_the_run(level: str, sig: signal.Signals, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch, fresh_isolation: None) -> None:
+    """`grader check` killed (a cancelled CI job, a killed worker) during a hang: 2 s later no process of the run
+    is left (parent-death signals, the keeper as pid 1 or subreaper); SIGTERM is handled like Ctrl-C."""
+    if level == "none":
+        monkeypatch.setenv("GRADER_ISOLATION", "none")
+    marker = secrets.token_hex(8)
+    monkeypatch.setenv("HOSTILE_RUN_MARKER", marker)
+    folder = submission("busy_child", tmp_path)
+    grader = subprocess.Popen(_grader_command("check", "1", "--submission", str(folder)), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while len([p for p in tagged_processes(f"HOSTILE_RUN_MARKER={marker}") if p != grader.pid]) < 3:
+            assert grader.poll() is None and time.monotonic() < deadline, "the run never started"
+            time.sleep(0.05)
+        grader.send_signal(sig)
+        code = grader.wait(timeout=30)
+    finally:
+        if grader.poll() is None:
+            grader.kill()
+            grader.wait()
+    time.sleep(2)
+    assert tagged_processes(f"HOSTILE_RUN_MARKER={marker}") == []
+    if sig == signal.SIGTERM:
+        assert code == 128 + signal.SIGTERM and b"stopped by SIGTERM" in grader.stderr.read()
+    grader.stderr.close()

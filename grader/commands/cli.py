@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -107,9 +109,22 @@ COMMANDS.update({**batch.COMMANDS, **ci.COMMANDS})
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM and SIGHUP (a cancelled CI job, a closed terminal) stop the grader like Ctrl-C: every run is
+    # killed on the way out. Handlers can be set in the main thread only.
+    received: list[int] = []
+
+    def terminate(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP) if in_main_thread}
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
+        if received:
+            print(f"grader: stopped by {signal.Signals(received[0]).name}", file=sys.stderr)
+            return 128 + received[0]
         print("grader: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head`: the reader left, nothing is wrong
@@ -119,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         print("grader: internal error (not your fault):", file=sys.stderr)
         traceback.print_exc()
         return EXIT_USAGE
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
