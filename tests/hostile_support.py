@@ -33,6 +33,8 @@ REASONS = {
     "huge_source": ["MB"],
     "rewrites_checkout": ["got a ticket"],
     "stops_parents": ["did not end"],
+    "fills_disk": ["wrote more than"],
+    "thread_bomb": ["can't start new thread"],
 }
 # Cases that would change files outside the run (or read the solutions) where nothing stops them: run only at
 # a level that protects the checkout (see unprotected_reason).
@@ -62,6 +64,19 @@ def unseparated_reason() -> str | None:
     if isolation.detect().name in ("bwrap", "net") or privileges.run_identity() is not None:
         return None
     return "no pid namespace and no uid drop here: student code can signal the grader's own processes"
+
+
+# Cases bounded only by a limit of the run's own uid (RLIMIT_NPROC counts a uid's threads): run only when the
+# grader is root and drops to a fresh uid, else they would count against (and starve) the user's own.
+NEEDS_OWN_UID = {"thread_bomb"}
+
+
+def shared_uid_reason() -> str | None:
+    from grader.running import privileges
+
+    if privileges.run_identity() is not None:
+        return None
+    return "student code runs as the user running the tests: its thread limit would be that user's own"
 
 
 def checkout_digest() -> dict[str, str]:

@@ -17,9 +17,9 @@ from typing import Iterator
 import psutil
 import pytest
 
-from hostile_support import (HOSTILE, NEEDS_BWRAP, NEEDS_SEPARATION, REASONS, ROOT, RUN_TIMEOUT, checkout_digest, submission,
-                             tagged_processes, tree_digest, unprotected_reason,
-                             unseparated_reason)
+from hostile_support import (HOSTILE, NEEDS_BWRAP, NEEDS_OWN_UID, NEEDS_SEPARATION, REASONS, ROOT, RUN_TIMEOUT,
+                             checkout_digest, shared_uid_reason, submission, tagged_processes, tree_digest,
+                             unprotected_reason, unseparated_reason)
 from grader.running import isolation
 from grader.judging import session
 from grader.course import find_exercise
@@ -70,6 +70,8 @@ def test_hostile_submission_fails_and_nothing_escapes(case: str, tmp_path: Path,
         pytest.skip(unprotected_reason())
     if case in NEEDS_SEPARATION and unseparated_reason():
         pytest.skip(unseparated_reason())
+    if case in NEEDS_OWN_UID and shared_uid_reason():
+        pytest.skip(shared_uid_reason())
     marker = f"HOSTILE_RUN_MARKER={secrets.token_hex(8)}"
     monkeypatch.setenv("HOSTILE_RUN_MARKER", marker.split("=", 1)[1])
     protected = [ROOT / "grader", ROOT / "solutions"]

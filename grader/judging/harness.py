@@ -143,6 +143,11 @@ def bad_input(run: Run, shown_as: str) -> None:
         raise CheckFailed(
             "Your program printed more output than the grader keeps (several megabytes) and was stopped: "
             "is a print inside an endless loop?", run=run)
+    if status == runner.DISK_LIMIT:
+        raise CheckFailed(
+            f"Your program wrote more than {isolation.DISK_LIMIT // 2**20} MB of files (in its folder, /tmp or "
+            "/dev/shm) and was stopped. The exercise needs a few small files: is a write inside an endless loop?",
+            run=run)
     if status == runner.PROCESS_LIMIT:
         raise CheckFailed(
             "Your program started far more processes than the exercise needs and was stopped (runaway "

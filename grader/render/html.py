@@ -32,6 +32,7 @@ STATUS_WORDS = MappingProxyType({
     "self_deadlock": "stopped by the grader: a process acquired a lock it already held",
     "kept_alive": "stopped by the grader: the main program's code had finished but the program never exited",
     "output_limit": "stopped by the grader: too much output", "process_limit": "stopped by the grader: too many processes",
+    "disk_limit": "stopped by the grader: too much written to disk",
 })
 OUTPUT_HEAD = 2000
 OUTPUT_TAIL = 4000

@@ -40,8 +40,8 @@ class Isolation:
                       *_private_scratch()]
             hide = _hideable([*hidden, Path(tempfile.gettempdir())])
             for path in hide:  # a private /tmp stays writable by everyone, as the real one
-                world_writable = path == Path("/tmp") and _private_scratch()
-                prefix += [*(["--perms", "1777"] if world_writable else []), "--tmpfs", str(path)]
+                private_tmp = path == Path("/tmp") and _private_scratch()  # bwrap >= 0.5: --perms, --size
+                prefix += [*(["--perms", "1777", "--size", str(DISK_LIMIT)] if private_tmp else []), "--tmpfs", str(path)]
             # What the run needs from inside a hidden folder (a virtualenv in the home folder, the probe in a
             # checkout under /tmp) comes back read-only on top of the empty folder.
             for needed in _needed():
@@ -108,16 +108,23 @@ def _private_scratch() -> tuple[str, ...]:
     return ()
 
 
-def keeper_options(identity: Identity | None) -> list[str]:
-    """The keeper's options for a run: the unprivileged identity and its hard limits, when there is one."""
+def keeper_options(identity: Identity | None, level: Isolation, writable: list[Path]) -> list[str]:
+    """The keeper's options for a run: the disk it may fill (its writable folders, and with its own uid what
+    it puts in /tmp and /dev/shm); the unprivileged identity and its hard limits when there is one; a private
+    /dev/shm where the keeper may mount one (root in the net level's mount namespace)."""
+    options = ["--disk", str(DISK_LIMIT), *(a for path in writable for a in ("--watch", str(path)))]
     if identity is None:
-        return []
+        return options
     # RLIMIT_NPROC counts every thread of the uid: the run's own, since the uid is.
-    return [*identity.keeper_args(), "--limit", f"nproc={THREAD_LIMIT}", "--limit", f"fsize={FILE_SIZE_LIMIT}"]
+    options += [*identity.keeper_args(), "--limit", f"nproc={THREAD_LIMIT}", "--limit", f"fsize={FILE_SIZE_LIMIT}"]
+    if level.name == "net":
+        options += ["--shm", str(SHM_SIZE)]
+    return options
 
 
 THREAD_LIMIT = 512  # threads and processes of one run, together (only enforced once the uid is dropped)
-FILE_SIZE_LIMIT = 64 * 1024 * 1024
+FILE_SIZE_LIMIT = 64 * 1024 * 1024  # bytes of one file (RLIMIT_FSIZE)
+DISK_LIMIT = 256 * 1024 * 1024  # bytes a run may write in all (its folder, /tmp, /dev/shm): the keeper watches
 
 
 def describe(level: Isolation, identity: Identity | None) -> str:

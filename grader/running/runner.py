@@ -41,6 +41,7 @@ SELF_DEADLOCK = "self_deadlock"
 KEPT_ALIVE = "kept_alive"
 OUTPUT_LIMIT = "output_limit"
 PROCESS_LIMIT = "process_limit"
+DISK_LIMIT = "disk_limit"  # the keeper stopped the run: it wrote more than isolation.DISK_LIMIT bytes
 
 
 @dataclass
@@ -365,14 +366,14 @@ def run(spec: RunSpec) -> RunOutcome:
         for name, text in spec.meta_files.items():
             (dirs.meta / name).write_text(text)
         argv = [a.replace("{meta}", str(dirs.meta)).replace("{work}", str(dirs.work)) for a in spec.argv]
-        privileges.hand_over(dirs.root, [dirs.work, dirs.root / "tmp", *(p for p in dirs.meta.iterdir() if p.is_dir())],
-                             identity)
+        writable = [dirs.work, dirs.root / "tmp", *(p for p in dirs.meta.iterdir() if p.is_dir())]
+        privileges.hand_over(dirs.root, writable, identity)
         level = isolation.detect() if spec.isolate else isolation.NONE
         # The keeper (pid 1 of the run's pid namespace) starts the student's program and reaps its orphans;
         # -I keeps the probe out of the keeper itself.
         student = [sys.executable, "-s", *argv]
         keeper = [sys.executable, "-I", str(KEEPER), str(dirs.meta / "main-exit.json"),
-                  *isolation.keeper_options(identity), "--", *student]
+                  *isolation.keeper_options(identity, level, writable), "--", *student]
         command = level.wrap(keeper, dirs.root, spec.hide)
         with open(dirs.meta / "out" / "main.out", "wb") as out, open(dirs.meta / "out" / "main.err", "wb") as err:
             started = time.monotonic()
@@ -381,6 +382,8 @@ def run(spec: RunSpec) -> RunOutcome:
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
             )
         status, lines_at_exit = _supervise(spec, popen, tree, dirs, started)
+        if (dirs.meta / "limit.json").exists():  # the keeper stopped a run that filled the disk
+            status = DISK_LIMIT
         leftovers: list[dict[str, Any]] = []
         if status == EXITED:
             leftovers = _settle(tree, dirs)
