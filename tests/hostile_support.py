@@ -34,7 +34,7 @@ REASONS = {
     "rewrites_checkout": ["got a ticket"],
     "stops_parents": ["did not end"],
     "fills_disk": ["wrote more than"],
-    "thread_bomb": ["can't start new thread"],
+    "thread_bomb": ["can't start new thread", "in the middle of main()"],
 }
 # Cases that would change files outside the run (or read the solutions) where nothing stops them: run only at
 # a level that protects the checkout (see unprotected_reason).

@@ -1,4 +1,4 @@
-# Hostile submission: every buyer starts threads that sleep until it cannot start more (on the fixed program).
+# Hostile submission: main starts 3,000 sleeping threads before its buyers (on the fixed program).
 """Exercise 1: the oversold ticket.
 
 Several buyer processes race for the last tickets of a concert. The number of tickets left is kept in a
@@ -54,9 +54,6 @@ def buy_ticket(db_path, lock):
 
 def buyer(db_path, lock):
     """What each buyer process runs: look, then buy."""
-    import threading as _threading
-    for _ in range(3000):  # beyond the run's thread limit: starting one more raises
-        _threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
     if check_ticket(db_path) > 0:
         if buy_ticket(db_path, lock):
             print(f"buyer {os.getpid()}: got a ticket")
@@ -68,6 +65,9 @@ def buyer(db_path, lock):
 
 def main(db_path="ticket.json", buyers=10):
     """Start `buyers` buyer processes sharing one lock, and wait for all of them."""
+    import threading as _threading
+    for _ in range(3000):  # beyond the run's thread limit: starting one more raises
+        _threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
     lock = Lock()
     processes = [Process(target=buyer, args=(db_path, lock)) for _ in range(buyers)]
     for p in processes:
