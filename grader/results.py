@@ -103,6 +103,7 @@ class Report:
     exercises: list[ExerciseResult] = field(default_factory=list)
     duration: float = 0.0
     version: int = RESULTS_VERSION
+    isolation: str = ""  # the isolation student code ran under (isolation.in_force): stated in every format
 
     @property
     def score(self) -> float:
@@ -134,7 +135,7 @@ class Report:
         exercises = [_exercise_from_dict(e) for e in data.get("exercises", [])]
         fields = {k: data[k] for k in ("seed", "start_method", "submission", "grader_version", "command")}
         return cls(**fields, exercises=exercises, duration=data.get("duration", 0.0),
-                   version=data.get("version", RESULTS_VERSION))
+                   version=data.get("version", RESULTS_VERSION), isolation=data.get("isolation", ""))
 
 
 def check_from_dict(data: dict[str, Any]) -> CheckResult:

@@ -16,6 +16,7 @@ import pytest
 
 import grader
 from grader.course import Exercise, course_root, load_course
+from grader.running import isolation
 from grader.results import ERROR, FAILED, PASSED, CheckResult, ExerciseResult, Report, check_from_dict
 
 
@@ -131,6 +132,7 @@ def _grade_once(
         seed=seed, start_method=start_method or "default", submission=str(folder),
         grader_version=grader.__version__,
         command=replay_command([e.number for e in exercises], seed, submission, start_method),
+        isolation=isolation.in_force(),
     )
     for exercise in exercises:
         mine = [c for c in checks if c.exercise == exercise.number]

@@ -54,7 +54,7 @@ def _suite(report: Report, exercise: ExerciseResult, stamp: str) -> ET.Element:
     _properties(suite, {"exercise": exercise.number, "title": exercise.title, "points": f"{exercise.score:g}",
                         "max_points": f"{exercise.max_score:g}", "seed": report.seed,
                         "start_method": report.start_method, "grader_version": report.grader_version,
-                        "replay": report.command})
+                        "replay": report.command, "isolation": report.isolation})
     for check in exercise.checks:
         suite.append(_case(exercise, check))
     return suite

@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader.running import privileges
 from grader.running.privileges import Identity
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the grader package
@@ -131,7 +132,13 @@ def describe(level: Isolation, identity: Identity | None) -> str:
     """The isolation in force for one run, in the words of the report (results.json, JUnit, summaries)."""
     if identity is None:
         return level.description
-    return f"{level.description}; student code ran as unprivileged uid {identity.uid}, not as root"
+    return f"{level.description}; student code ran as an unprivileged uid of its own, not as root"
+
+
+def in_force() -> str:
+    """The isolation this grader process gives student runs: its short name, then its description."""
+    identity = privileges.run_identity()
+    return f"{level_name(detect(), identity)}: {describe(detect(), identity)}"
 
 
 def level_name(level: Isolation, identity: Identity | None) -> str:

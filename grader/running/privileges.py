@@ -85,6 +85,9 @@ def run_identity() -> Identity | None:
     identity = _choose()
     # The check uses a fixed uid of the same range, so that it is made once per process, not once per run.
     if not _can_run_python(*((HIGH_BASE - 1,) * 2 if identity.uid >= HIGH_BASE else (identity.uid, identity.gid))):
+        if os.environ.get("GRADER_REQUIRE_UID_DROP") == "1":  # Gradescope: never student code as root
+            raise RuntimeError(f"student code would run as root: an unprivileged uid cannot run {sys.executable} "
+                               f"or read {PROBE_DIR} (make them readable by all: chmod -R a+rX)")
         return None
     return identity
 
