@@ -51,10 +51,14 @@ class Isolation:
             prefix += ["--bind", str(run_root), str(run_root)]
             return [*prefix, "--", *argv]
         if self.name == "net":
-            return [*_dies_with_parent(), "unshare", "--net", "--pid", "--mount", "--mount-proc", "--fork",
-                    "--kill-child", "--", *argv]
+            return [*_dies_with_parent(), "unshare", *_NET_UNSHARE, "--", *argv]
         return argv
 
+
+# A normal user needs a user namespace for the others (the student is then "root" in it, with the user's own
+# rights outside: files stay unprotected at this level, processes and network do not).
+_NET_UNSHARE = (*(("--user", "--map-root-user") if hasattr(os, "geteuid") and os.geteuid() != 0 else ()),
+                "--net", "--pid", "--mount", "--mount-proc", "--fork", "--kill-child")
 
 NONE = Isolation("none", "none: student code ran with the grader's user rights and network access")
 NET = Isolation("net", "network and pid namespaces: no network; files were not protected (bubblewrap is not "
@@ -163,8 +167,7 @@ def detect() -> Isolation:
         return NONE
     if shutil.which("bwrap") and _works(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--unshare-net", "--"]):
         return BWRAP
-    if shutil.which("unshare") and _works(["unshare", "--net", "--pid", "--mount", "--mount-proc", "--fork",
-                                           "--kill-child", "--"]):
+    if shutil.which("unshare") and _works(["unshare", *_NET_UNSHARE, "--"]):
         return NET
     return NONE
 
