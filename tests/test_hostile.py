@@ -3,12 +3,15 @@ the grader survives with bounded memory, no process survives, and nothing outsid
 from __future__ import annotations
 
 import csv
+import glob
 import io
+import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -197,3 +200,55 @@ def test_a_killed_grader_leaves_no_process_of_the_run(level: str, sig: signal.Si
     if sig == signal.SIGTERM:
         assert code == 128 + signal.SIGTERM and b"stopped by SIGTERM" in grader.stderr.read()
     grader.stderr.close()
+
+
+_VICTIM = """
+import pathlib, time
+pathlib.Path("secret.txt").write_text("mine")
+deadline = time.monotonic() + 25
+while not pathlib.Path("stop").exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+
+_INTRUDER = """
+import glob, os, pathlib
+found = []
+for path in glob.glob(os.environ["VICTIM_PATTERN"]):
+    try:
+        found.append(pathlib.Path(path).read_text())
+    except OSError:
+        pass
+    try:
+        pathlib.Path(path).write_text("owned")
+    except OSError:
+        pass
+print("found", found)
+"""
+
+
+def test_a_run_cannot_read_or_write_another_runs_folder(monkeypatch: pytest.MonkeyPatch, fresh_isolation: None) -> None:
+    """Two runs at once, as in `grader batch -j 2`: the second cannot read or rewrite the first one's files (its
+    own uid's folders, mode 0700, or bubblewrap's private /tmp)."""
+    from grader.running import runner
+
+    reason = unprotected_reason()
+    if reason:
+        pytest.skip(reason)
+    pattern = str(Path(tempfile.gettempdir()) / "grader-run-*" / "work" / "secret.txt")
+    victim_outcome: list[runner.RunOutcome] = []
+    victim = threading.Thread(target=lambda: victim_outcome.append(runner.run(runner.RunSpec(
+        argv=["-c", _VICTIM], timeout=30, exit_grace=None))))
+    victim.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not glob.glob(pattern) and time.monotonic() < deadline:  # we are root or its owner: we see it
+            time.sleep(0.05)
+        assert glob.glob(pattern), "the victim's run never started"
+        monkeypatch.setenv("VICTIM_PATTERN", pattern)
+        intruder = runner.run(runner.RunSpec(argv=["-c", _INTRUDER], timeout=30))
+    finally:
+        for secret in glob.glob(pattern):
+            Path(secret).with_name("stop").write_text("")
+        victim.join()
+    assert intruder.output["main"]["out"] == "found []\n", intruder.output
+    assert victim_outcome[0].files.get("secret.txt") == "mine"
