@@ -9,6 +9,7 @@ Levels (each in its own process, forced with GRADER_ISOLATION / GRADER_NO_UID_DR
   userns    network, pid and mount namespaces (unshare; the "net" level)
   bwrap     bubblewrap's read-only view, private /tmp and /dev/shm
   uid       no namespaces, student code as a fresh unprivileged uid (the grader is root)
+  userns+uid namespaces and the uid drop; the keeper hides the solutions, checks and tests
   bwrap+uid bubblewrap and the uid drop (the default as root)
 A case that would change the checkout or freeze this process where nothing stops it is not run at that
 level: it shows as "unsafe" (the level does not stop that class of attack; see the README's threat model).
@@ -30,15 +31,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from hostile_support import (NEEDS_BWRAP, NEEDS_OWN_UID, NEEDS_SEPARATION, REASONS, RUN_TIMEOUT,  # noqa: E402
-                             checkout_digest, shared_uid_reason, submission, tagged_processes, unprotected_reason,
-                             unseparated_reason)
+from hostile_support import (NEEDS_BWRAP, NEEDS_HIDING, NEEDS_OWN_UID, NEEDS_SEPARATION, REASONS,  # noqa: E402
+                             RUN_TIMEOUT, checkout_digest, shared_uid_reason, submission, tagged_processes,
+                             unhidden_reason, unprotected_reason, unseparated_reason)
 
 LEVELS = {
     "none": {"GRADER_ISOLATION": "none", "GRADER_NO_UID_DROP": "1"},
     "userns": {"GRADER_ISOLATION": "net", "GRADER_NO_UID_DROP": "1"},
     "bwrap": {"GRADER_ISOLATION": "bwrap", "GRADER_NO_UID_DROP": "1"},
     "uid": {"GRADER_ISOLATION": "none"},
+    "userns+uid": {"GRADER_ISOLATION": "net"},
     "bwrap+uid": {"GRADER_ISOLATION": "bwrap"},
 }
 
@@ -47,6 +49,8 @@ def _unsafe(case: str) -> str | None:
     """Why this case is not run at the level in force (it would damage the checkout or this process)."""
     if case in NEEDS_BWRAP and unprotected_reason():
         return "checkout unprotected"
+    if case in NEEDS_HIDING and unhidden_reason():
+        return "solutions readable"
     if case in NEEDS_SEPARATION and unseparated_reason():
         return "grader reachable"
     if case in NEEDS_OWN_UID and shared_uid_reason():

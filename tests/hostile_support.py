@@ -39,6 +39,18 @@ REASONS = {
 # Cases that would change files outside the run (or read the solutions) where nothing stops them: run only at
 # a level that protects the checkout (see unprotected_reason).
 NEEDS_BWRAP = {"writes_outside", "reads_solutions", "rewrites_checkout"}
+# Cases that read what only a mount namespace can hide from a uid that may read world-readable files.
+NEEDS_HIDING = {"reads_solutions"}
+
+
+def unhidden_reason() -> str | None:
+    """Why student code could read the solutions at the level the grader picks now, or None."""
+    from grader.running import isolation, privileges
+
+    level = isolation.detect().name
+    if level == "bwrap" or (level == "net" and privileges.run_identity() is not None):
+        return None
+    return "no mount namespace here to hide the solutions (they are world-readable files)"
 
 
 def unprotected_reason() -> str | None:

@@ -20,9 +20,9 @@ from typing import Iterator
 import psutil
 import pytest
 
-from hostile_support import (HOSTILE, NEEDS_BWRAP, NEEDS_OWN_UID, NEEDS_SEPARATION, REASONS, ROOT, RUN_TIMEOUT,
-                             checkout_digest, shared_uid_reason, submission, tagged_processes, tree_digest,
-                             unprotected_reason, unseparated_reason)
+from hostile_support import (HOSTILE, NEEDS_BWRAP, NEEDS_HIDING, NEEDS_OWN_UID, NEEDS_SEPARATION, REASONS, ROOT,
+                             RUN_TIMEOUT, checkout_digest, shared_uid_reason, submission, tagged_processes,
+                             tree_digest, unhidden_reason, unprotected_reason, unseparated_reason)
 from grader.running import isolation
 from grader.judging import session
 from grader.course import find_exercise
@@ -71,6 +71,8 @@ def test_hostile_submission_fails_and_nothing_escapes(case: str, tmp_path: Path,
                                                       listener: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
     if case in NEEDS_BWRAP and unprotected_reason():
         pytest.skip(unprotected_reason())
+    if case in NEEDS_HIDING and unhidden_reason():
+        pytest.skip(unhidden_reason())
     if case in NEEDS_SEPARATION and unseparated_reason():
         pytest.skip(unseparated_reason())
     if case in NEEDS_OWN_UID and shared_uid_reason():

@@ -1,6 +1,6 @@
 """The keeper: the first process of a student run, started as pid 1 of a new pid namespace where the kernel
 allows one. Usage: ``python -I grader_keeper.py STATUS_FILE [--user UID:GID] [--limit NAME=N]... [--disk BYTES --watch DIR...]
-[--shm BYTES] -- COMMAND...``.
+[--shm BYTES] [--hide DIR]... -- COMMAND...``.
 
 It runs COMMAND (the student's main program), reaps every orphan of the run, and writes the main
 program's exit status to STATUS_FILE the moment it ends. As the namespace's init it cannot be killed by
@@ -15,7 +15,8 @@ the student's signals. It dies with its parent (PR_SET_PDEATHSIG): when the grad
 
 With --disk, the keeper watches the run's writable folders (--watch) and, with --user, what that uid put in
 /dev/shm and /tmp: past BYTES (or 20,000 files) it writes LIMIT_FILE beside STATUS_FILE and kills the run.
-With --shm (own mount namespace, as root), /dev/shm becomes a private tmpfs of that size.
+With --shm (own mount namespace, as root), /dev/shm becomes a private tmpfs of that size; each --hide folder
+is covered by an empty read-only tmpfs.
 Standard library only; it imports nothing from grader.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
+MS_RDONLY, MS_NOSUID, MS_NODEV = 1, 2, 4
 LIMIT_FILE = "limit.json"
 MAX_FILES = 20000
 DISK_POLL = 0.2
@@ -107,6 +109,7 @@ class Options:
         self.disk: int | None = None
         self.watch: list[str] = []
         self.shm: int | None = None
+        self.hide: list[str] = []
         self.command: list[str] = []
 
 
@@ -129,6 +132,8 @@ def _parse(args: list[str]) -> Options | None:
                 options.watch.append(value)
             elif option == "--shm":
                 options.shm = int(value)
+            elif option == "--hide":
+                options.hide.append(value)
             else:
                 return None
     except ValueError:
@@ -196,6 +201,14 @@ def _watch_disk(options: Options) -> None:
         time.sleep(DISK_POLL)
 
 
+def _hide(paths: list[str]) -> None:
+    """Cover each folder with an empty read-only tmpfs (root in our own mount namespace): the solutions, the
+    checks, the tests, the course's history."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for path in paths:
+        libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, b"size=4k,mode=755")
+
+
 def _private_shm(size: int) -> None:
     """A private, size-limited /dev/shm, when we may mount (root in our own mount namespace)."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -227,6 +240,8 @@ def main() -> int:
     status_path, user, limits, command = options.status_path, options.user, options.limits, options.command
     if options.shm is not None:
         _private_shm(options.shm)
+    if options.hide:
+        _hide(options.hide)
     if os.getpid() != 1:
         # No pid namespace here: be the subreaper at least, so that orphans still come to us, and end the run
         # ourselves when the grader dies.

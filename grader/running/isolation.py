@@ -113,10 +113,12 @@ def _private_scratch() -> tuple[str, ...]:
     return ()
 
 
-def keeper_options(identity: Identity | None, level: Isolation, writable: list[Path]) -> list[str]:
+def keeper_options(identity: Identity | None, level: Isolation, writable: list[Path],
+                   hidden: list[Path] = []) -> list[str]:  # noqa: B006 - never mutated
     """The keeper's options for a run: the disk it may fill (its writable folders, and with its own uid what
-    it puts in /tmp and /dev/shm); the unprivileged identity and its hard limits when there is one; a private
-    /dev/shm where the keeper may mount one (root in the net level's mount namespace)."""
+    it puts in /tmp and /dev/shm); the unprivileged identity and its hard limits when there is one; where the
+    keeper may mount (root in the net level's mount namespace) a private /dev/shm and empty folders over the
+    hidden ones that hold nothing the run needs (the solutions, the checks, the tests, .git)."""
     options = ["--disk", str(DISK_LIMIT), *(a for path in writable for a in ("--watch", str(path)))]
     if identity is None:
         return options
@@ -124,6 +126,10 @@ def keeper_options(identity: Identity | None, level: Isolation, writable: list[P
     options += [*identity.keeper_args(), "--limit", f"nproc={THREAD_LIMIT}", "--limit", f"fsize={FILE_SIZE_LIMIT}"]
     if level.name == "net":
         options += ["--shm", str(SHM_SIZE)]
+        keep = [*_needed(), *writable]
+        for path in _hideable(hidden):
+            if not any(path == k or path in k.parents for k in keep):
+                options += ["--hide", str(path)]
     return options
 
 
@@ -136,7 +142,13 @@ def describe(level: Isolation, identity: Identity | None) -> str:
     """The isolation in force for one run, in the words of the report (results.json, JUnit, summaries)."""
     if identity is None:
         return level.description
-    return f"{level.description}; student code ran as an unprivileged uid of its own, not as root"
+    dropped = "student code ran as an unprivileged uid of its own, not as root: the grader's and the course's files " \
+              "were read-only to it"
+    if level.name == "net":
+        return f"network, pid and mount namespaces: no network, solutions, checks and tests hidden; {dropped}"
+    if level.name == "none":
+        return f"no namespaces (network open, solutions readable); {dropped}"
+    return f"{level.description}; {dropped}"
 
 
 def in_force() -> str:

@@ -373,7 +373,7 @@ def run(spec: RunSpec) -> RunOutcome:
         # -I keeps the probe out of the keeper itself.
         student = [sys.executable, "-s", *argv]
         keeper = [sys.executable, "-I", str(KEEPER), str(dirs.meta / "main-exit.json"),
-                  *isolation.keeper_options(identity, level, writable), "--", *student]
+                  *isolation.keeper_options(identity, level, writable, spec.hide), "--", *student]
         command = level.wrap(keeper, dirs.root, spec.hide)
         with open(dirs.meta / "out" / "main.out", "wb") as out, open(dirs.meta / "out" / "main.err", "wb") as err:
             started = time.monotonic()
