@@ -9,13 +9,16 @@ whatever it left in /tmp and /dev/shm is removed (those are shared with the host
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,11 +95,41 @@ def run_identity() -> Identity | None:
     return identity
 
 
-def hand_over(root: Path, writable: list[Path], identity: Identity | None) -> None:
+def _reachable(folder: Path) -> bool:
+    """Whether another uid can reach into `folder` (it and every folder above it searchable)."""
+    try:
+        return all(p.stat().st_mode & 0o001 for p in (folder, *folder.parents))
+    except OSError:
+        return False
+
+
+def runs_parent(identity: Identity | None) -> str | None:
+    """Where the run folders go: the temporary folder as usual, unless the run's uid could not reach it (a
+    batch's private folder, mode 0700): then a folder of this grader process in /tmp, mode 0711 (searchable,
+    not listable; each run in it is private to its uid anyway)."""
+    if identity is None or _reachable(Path(tempfile.gettempdir())):
+        return None
+    return _private_runs_folder()
+
+
+def _private_runs_folder() -> str:
+    """/tmp/grader-runs-EUID, made once and kept (like /tmp/.X11-unix), checked to be ours and not a link."""
+    folder = f"/tmp/grader-runs-{os.geteuid()}"
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o711)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise RuntimeError(f"{folder} is not the grader's own folder (made by another user?): remove it")
+    os.chmod(folder, 0o711)
+    return folder
+
+
+def hand_over(root: Path, writable: list[Path], identity: Identity | None) -> Identity | None:
     """Give the run's folder to its identity: `root` stays root's (mode 0711: no listing), each of `writable`
-    and everything below it becomes the run uid's, mode 0700 for folders, so no other run can look in."""
-    if identity is None:
-        return
+    and everything below it becomes the run uid's, mode 0700 for folders, so no other run can look in.
+    Returns the identity to run as: None when the run's folder cannot be reached by another uid."""
+    if identity is None or not _reachable(root.parent):
+        return None
     os.chmod(root, 0o711)
     for top in writable:
         for folder, dirs, files in os.walk(top):
@@ -104,6 +137,7 @@ def hand_over(root: Path, writable: list[Path], identity: Identity | None) -> No
             os.chmod(folder, 0o700)
             for name in files:
                 os.chown(os.path.join(folder, name), identity.uid, identity.gid, follow_symlinks=False)
+    return identity
 
 
 def _uid_of(pid: str) -> int | None:

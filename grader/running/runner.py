@@ -102,8 +102,8 @@ class _Dirs:
     meta: Path
 
     @classmethod
-    def create(cls) -> "_Dirs":
-        root = Path(tempfile.mkdtemp(prefix="grader-run-"))
+    def create(cls, parent: str | None = None) -> "_Dirs":
+        root = Path(tempfile.mkdtemp(prefix="grader-run-", dir=parent))
         work, meta = root / "work", root / "meta"
         work.mkdir()
         (root / "tmp").mkdir()
@@ -352,9 +352,9 @@ def run(spec: RunSpec) -> RunOutcome:
     """Run student code as `spec` says and return what was observed. Never leaves a process behind."""
     proctree.become_subreaper()
     _compile_probe()
-    dirs = _Dirs.create()
-    token = secrets.token_hex(8)
     identity = privileges.run_identity() if spec.isolate else None
+    dirs = _Dirs.create(privileges.runs_parent(identity))
+    token = secrets.token_hex(8)
     tree = _Tree()
     popen: subprocess.Popen[bytes] | None = None
     killed = 0
@@ -367,7 +367,7 @@ def run(spec: RunSpec) -> RunOutcome:
             (dirs.meta / name).write_text(text)
         argv = [a.replace("{meta}", str(dirs.meta)).replace("{work}", str(dirs.work)) for a in spec.argv]
         writable = [dirs.work, dirs.root / "tmp", *(p for p in dirs.meta.iterdir() if p.is_dir())]
-        privileges.hand_over(dirs.root, writable, identity)
+        identity = privileges.hand_over(dirs.root, writable, identity)
         level = isolation.detect() if spec.isolate else isolation.NONE
         # The keeper (pid 1 of the run's pid namespace) starts the student's program and reaps its orphans;
         # -I keeps the probe out of the keeper itself.
