@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import pytest
 
-from grader.running import isolation, runner
+from grader.running import isolation, limits, runner
 from grader.course import Exercise, course_root
 from grader.judging.evidence import Run, explain_hang
 from grader.results import Location
@@ -145,7 +145,7 @@ def bad_input(run: Run, shown_as: str) -> None:
             "is a print inside an endless loop?", run=run)
     if status == runner.DISK_LIMIT:
         raise CheckFailed(
-            f"Your program wrote more than {isolation.DISK_LIMIT // 2**20} MB of files (in its folder, /tmp or "
+            f"Your program wrote more than {limits.DISK_LIMIT // 2**20} MB of files (in its folder, /tmp or "
             "/dev/shm) and was stopped. The exercise needs a few small files: is a write inside an endless loop?",
             run=run)
     if status == runner.PROCESS_LIMIT:

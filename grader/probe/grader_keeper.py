@@ -1,6 +1,6 @@
 """The keeper: the first process of a student run, started as pid 1 of a new pid namespace where the kernel
-allows one. Usage: ``python -I grader_keeper.py STATUS_FILE [--user UID:GID] [--limit NAME=N]... [--disk BYTES --watch DIR...]
-[--shm BYTES] [--hide DIR]... -- COMMAND...``.
+allows one. Usage: ``python -I grader_keeper.py STATUS_FILE [--user UID:GID] [--limit NAME=N]... [--shm BYTES] [--hide DIR]...
+-- COMMAND...``.
 
 It runs COMMAND (the student's main program), reaps every orphan of the run, and writes the main
 program's exit status to STATUS_FILE the moment it ends. As the namespace's init it cannot be killed by
@@ -13,8 +13,7 @@ umask 077 and the --limit hard limits (nproc, fsize, nofile...), which an unpriv
 RLIMIT_NPROC counts every thread of the uid, which is the run's own. The keeper stays root, out of the reach of
 the student's signals. It dies with its parent (PR_SET_PDEATHSIG): when the grader is killed, the run ends.
 
-With --disk, the keeper watches the run's writable folders (--watch) and, with --user, what that uid put in
-/dev/shm and /tmp: past BYTES (or 20,000 files) it writes LIMIT_FILE beside STATUS_FILE and kills the run.
+It stays blocked in waitpid(): a keeper that polled would look like activity to the grader's deadlock watch.
 With --shm (own mount namespace, as root), /dev/shm becomes a private tmpfs of that size; each --hide folder
 is covered by an empty read-only tmpfs.
 Standard library only; it imports nothing from grader.
@@ -32,9 +31,6 @@ from typing import Any
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
 MS_RDONLY, MS_NOSUID, MS_NODEV = 1, 2, 4
-LIMIT_FILE = "limit.json"
-MAX_FILES = 20000
-DISK_POLL = 0.2
 _LIMITS = {"nproc": "RLIMIT_NPROC", "fsize": "RLIMIT_FSIZE", "nofile": "RLIMIT_NOFILE", "core": "RLIMIT_CORE"}
 
 
@@ -106,8 +102,6 @@ class Options:
         self.status_path = status_path
         self.user: tuple[int, int] | None = None
         self.limits: dict[str, int] = {}
-        self.disk: int | None = None
-        self.watch: list[str] = []
         self.shm: int | None = None
         self.hide: list[str] = []
         self.command: list[str] = []
@@ -126,10 +120,6 @@ def _parse(args: list[str]) -> Options | None:
             elif option == "--limit":
                 name, _, number = value.partition("=")
                 options.limits[name] = int(number)
-            elif option == "--disk":
-                options.disk = int(value)
-            elif option == "--watch":
-                options.watch.append(value)
             elif option == "--shm":
                 options.shm = int(value)
             elif option == "--hide":
@@ -142,63 +132,6 @@ def _parse(args: list[str]) -> Options | None:
         return None
     options.command = rest[1:]
     return options
-
-
-def _usage(folders: list[str], uid: int | None) -> tuple[int, int]:
-    """Bytes and files in `folders`, and in what `uid` owns at the top of /dev/shm and /tmp."""
-    size = files = 0
-    tops = [os.path.join(shared, entry) for shared in ("/dev/shm", "/tmp") if uid is not None
-            for entry in _listdir(shared)]
-    for top in tops:
-        try:
-            if os.lstat(top).st_uid != uid:
-                continue
-        except OSError:
-            continue
-        folders = [*folders, top]
-    for folder in folders:
-        try:
-            info = os.lstat(folder)
-        except OSError:
-            continue
-        size += info.st_blocks * 512
-        files += 1
-        if not os.path.isdir(folder) or os.path.islink(folder):
-            continue
-        for root, dirs, names in os.walk(folder):
-            for name in [*dirs, *names]:
-                try:
-                    size += os.lstat(os.path.join(root, name)).st_blocks * 512
-                except OSError:
-                    continue
-                files += 1
-                if files > MAX_FILES:
-                    return size, files
-    return size, files
-
-
-def _listdir(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
-
-
-def _watch_disk(options: Options) -> None:
-    """Kill the run once it fills more disk than allowed (a thread of the keeper)."""
-    import time
-
-    assert options.disk is not None
-    uid = options.user[0] if options.user else None
-    while True:
-        size, files = _usage(options.watch, uid)
-        if size > options.disk or files > MAX_FILES:
-            path = os.path.join(os.path.dirname(options.status_path), LIMIT_FILE)
-            with open(path, "w") as f:
-                json.dump({"limit": "disk", "bytes": size, "files": files, "allowed": options.disk}, f)
-            _kill_descendants()
-            return
-        time.sleep(DISK_POLL)
 
 
 def _hide(paths: list[str]) -> None:
@@ -234,8 +167,8 @@ def _child_setup(limits: dict[str, int]) -> Any:
 def main() -> int:
     options = _parse(sys.argv[1:])
     if options is None:
-        print("usage: grader_keeper.py STATUS_FILE [--user UID:GID] [--limit NAME=N]... [--disk BYTES --watch DIR]... "
-              "[--shm BYTES] -- COMMAND...", file=sys.stderr)
+        print("usage: grader_keeper.py STATUS_FILE [--user UID:GID] [--limit NAME=N]... [--shm BYTES] [--hide DIR]... "
+              "-- COMMAND...", file=sys.stderr)
         return 2
     status_path, user, limits, command = options.status_path, options.user, options.limits, options.command
     if options.shm is not None:
@@ -255,10 +188,6 @@ def main() -> int:
         extra = {"user": user[0], "group": user[1], "extra_groups": [], "umask": 0o077}
     main_child = subprocess.Popen(command, restore_signals=True, preexec_fn=_child_setup(limits) if limits else None,
                                   **extra)
-    if options.disk is not None:  # started after the child: preexec_fn is safe only while we have one thread
-        import threading
-
-        threading.Thread(target=_watch_disk, args=(options,), daemon=True).start()
     # Ignored only after the start: an ignored signal would be inherited by the student's program.
     # Only the grader, from outside, ends the keeper (with SIGKILL).
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.running import privileges
+from grader.running import limits, privileges
 from grader.running.privileges import Identity
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the grader package
@@ -115,11 +115,10 @@ def _private_scratch() -> tuple[str, ...]:
 
 def keeper_options(identity: Identity | None, level: Isolation, writable: list[Path],
                    hidden: list[Path] = []) -> list[str]:  # noqa: B006 - never mutated
-    """The keeper's options for a run: the disk it may fill (its writable folders, and with its own uid what
-    it puts in /tmp and /dev/shm); the unprivileged identity and its hard limits when there is one; where the
+    """The keeper's options for a run: the unprivileged identity and its hard limits when there is one; where the
     keeper may mount (root in the net level's mount namespace) a private /dev/shm and empty folders over the
     hidden ones that hold nothing the run needs (the solutions, the checks, the tests, .git)."""
-    options = ["--disk", str(DISK_LIMIT), *(a for path in writable for a in ("--watch", str(path)))]
+    options: list[str] = []
     if identity is None:
         return options
     # RLIMIT_NPROC counts every thread of the uid: the run's own, since the uid is.
@@ -135,7 +134,7 @@ def keeper_options(identity: Identity | None, level: Isolation, writable: list[P
 
 THREAD_LIMIT = 512  # threads and processes of one run, together (only enforced once the uid is dropped)
 FILE_SIZE_LIMIT = 64 * 1024 * 1024  # bytes of one file (RLIMIT_FSIZE)
-DISK_LIMIT = 256 * 1024 * 1024  # bytes a run may write in all (its folder, /tmp, /dev/shm): the keeper watches
+DISK_LIMIT = limits.DISK_LIMIT
 
 
 def describe(level: Isolation, identity: Identity | None) -> str:

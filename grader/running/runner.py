@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil
 
-from grader.running import isolation, privileges, proctree
+from grader.running import isolation, limits, privileges, proctree
 
 PROBE_DIR = Path(__file__).resolve().parent.parent / "probe"
 DRIVER = PROBE_DIR / "grader_driver.py"
@@ -41,7 +41,7 @@ SELF_DEADLOCK = "self_deadlock"
 KEPT_ALIVE = "kept_alive"
 OUTPUT_LIMIT = "output_limit"
 PROCESS_LIMIT = "process_limit"
-DISK_LIMIT = "disk_limit"  # the keeper stopped the run: it wrote more than isolation.DISK_LIMIT bytes
+DISK_LIMIT = "disk_limit"  # it wrote more than limits.DISK_LIMIT bytes (its folders, its uid's /tmp, /dev/shm)
 
 
 @dataclass
@@ -381,9 +381,8 @@ def run(spec: RunSpec) -> RunOutcome:
                 command, cwd=dirs.work, env=_environment(spec, dirs, token),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
             )
-        status, lines_at_exit = _supervise(spec, popen, tree, dirs, started)
-        if (dirs.meta / "limit.json").exists():  # the keeper stopped a run that filled the disk
-            status = DISK_LIMIT
+        disk = limits.DiskWatch(writable, identity.uid if identity else None)
+        status, lines_at_exit = _supervise(spec, popen, tree, dirs, started, disk)
         leftovers: list[dict[str, Any]] = []
         if status == EXITED:
             leftovers = _settle(tree, dirs)
@@ -429,7 +428,8 @@ def run(spec: RunSpec) -> RunOutcome:
 
 
 def _supervise(
-    spec: RunSpec, popen: subprocess.Popen[bytes], tree: _Tree, dirs: _Dirs, started: float
+    spec: RunSpec, popen: subprocess.Popen[bytes], tree: _Tree, dirs: _Dirs, started: float,
+    disk: limits.DiskWatch | None = None,
 ) -> tuple[str, dict[str, int]]:
     """Watch the run until the main process exits or a rule stops it; returns the status."""
     watch = proctree.DeadlockWatch(quiet=spec.deadlock_quiet)
@@ -449,6 +449,8 @@ def _supervise(
             return PROCESS_LIMIT, {}
         if _output_size(dirs.meta / "out") > spec.output_limit:
             return OUTPUT_LIMIT, {}
+        if disk is not None and disk.exceeded(now):
+            return DISK_LIMIT, {}
         for event in tail.new():
             if event["ev"] == "proc_start" and event.get("target") == "_run_server":
                 servers.add(event["pid"])
