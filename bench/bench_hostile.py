@@ -81,21 +81,27 @@ def one_level(cases: list[str], cost_runs: int) -> dict[str, object]:
             rows.append({"case": case, "verdict": "unsafe", "why": why})
             continue
         canary.write_text("canary")
-        before = checkout_digest() | {"canary": canary.read_text()}
+        before = checkout_digest()
         marker = secrets.token_hex(8)
         os.environ["HOSTILE_RUN_MARKER"] = marker
         with tempfile.TemporaryDirectory() as tmp:
             started = time.monotonic()
             report = session.grade([find_exercise(1)], submission(case, Path(tmp)))
             elapsed = time.monotonic() - started
-        after = checkout_digest() | {"canary": canary.read_text() if canary.exists() else "gone"}
-        changed = sum(before.get(k) != after.get(k) for k in set(before) | set(after))
+        after = checkout_digest()
+        changed_keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        # The home folder is shared with whatever else runs on the machine (other test runs rewrite the same
+        # canary): only what the hostile cases write there ("owned") counts.
+        if canary.exists() and canary.read_text() == "owned":
+            changed_keys.append(str(canary))
+        changed = len(changed_keys)
         left = len(tagged_processes(f"HOSTILE_RUN_MARKER={marker}"))
         failed = [c for c in report.all_checks() if c.outcome == "failed"]
         working, _ = _trivial_run()
         rows.append({"case": case, "verdict": "failed" if report.exit_code() == 1 else f"exit {report.exit_code()}",
                      "time": elapsed, "left": left, "changed": changed, "working": working,
                      "reason_ok": any(p in c.message for c in failed for p in REASONS[case]),
+                     "changed_keys": changed_keys,
                      "said": failed[0].message[:60] if failed else "(no failing check!)"})
     canary.unlink(missing_ok=True)
     _trivial_run()  # warm: the first run pays for the probe's compilation and the level's detection
@@ -134,6 +140,8 @@ def main() -> int:
                 continue
             print(f"{row['case']:<20} {row['verdict']:<8} {row['time']:7.2f} {row['left']:5d} {row['changed']:8d} "
                   f"{'yes' if row['working'] else 'NO':>6}  {row['said']}")
+            if row["changed"]:
+                print(f"{'':<20} changed: {', '.join(row['changed_keys'])}")
             bad += (row["verdict"] != "failed" or row["left"] or row["changed"] or not row["working"]
                     or row["time"] > RUN_TIMEOUT + 2 + 3)
         if result["cost"] is not None:
