@@ -42,6 +42,7 @@ SELF_DEADLOCK = "self_deadlock"
 KEPT_ALIVE = "kept_alive"
 OUTPUT_LIMIT = "output_limit"
 PROCESS_LIMIT = "process_limit"
+DISK_LIMIT = "disk_limit"  # it wrote more than running.limits.DISK_LIMIT bytes (its folders, its uid's /tmp, /dev/shm)
 HANG_STATUSES = frozenset({TIMEOUT, DEADLOCK, SELF_DEADLOCK, KEPT_ALIVE})  # the grader had to stop a hang
 
 
@@ -144,6 +145,7 @@ class Report:
     duration: float = 0.0
     version: int = RESULTS_VERSION
     runs: list[RunResult] = field(default_factory=list)
+    isolation: str = ""  # the isolation student code ran under (isolation.in_force): stated in every format
 
     @property
     def score(self) -> float:
@@ -187,7 +189,7 @@ class Report:
         exercises = [_exercise_from_dict(e, runs, data.get("start_method", "")) for e in data.get("exercises", [])]
         fields = {k: data[k] for k in ("seed", "start_method", "submission", "grader_version", "command")}
         return cls(**fields, exercises=exercises, duration=data.get("duration", 0.0), version=RESULTS_VERSION,
-                   runs=runs)
+                   runs=runs, isolation=data.get("isolation", ""))
 
 
 def evidence_from_dict(data: dict[str, Any]) -> Evidence:

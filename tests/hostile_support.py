@@ -31,8 +31,83 @@ REASONS = {
     "not_utf8": ["Python cannot read"],
     "symlink_out": ["link to a file outside"],
     "huge_source": ["MB"],
+    "rewrites_checkout": ["got a ticket"],
+    "stops_parents": ["did not end"],
+    "fills_disk": ["wrote more than"],
+    "thread_bomb": ["can't start new thread", "in the middle of main()"],
 }
-NEEDS_BWRAP = {"writes_outside", "reads_solutions"}
+# Cases that would change files outside the run (or read the solutions) where nothing stops them: run only at
+# a level that protects the checkout (see unprotected_reason).
+NEEDS_BWRAP = {"writes_outside", "reads_solutions", "rewrites_checkout"}
+# Cases that read what only a mount namespace can hide from a uid that may read world-readable files.
+NEEDS_HIDING = {"reads_solutions"}
+
+
+def unhidden_reason() -> str | None:
+    """Why student code could read the solutions at the level the grader picks now, or None."""
+    from grader.running import isolation, privileges
+
+    level = isolation.detect().name
+    if level == "bwrap" or (level == "net" and privileges.run_identity() is not None):
+        return None
+    return "no mount namespace here to hide the solutions (they are world-readable files)"
+
+
+def unprotected_reason() -> str | None:
+    """Why student code could change the checkout at the level the grader picks now, or None when it cannot
+    (bubblewrap's read-only view, or an unprivileged uid when the grader is root)."""
+    from grader.running import isolation, privileges
+
+    if isolation.detect().name == "bwrap" or privileges.run_identity() is not None:
+        return None
+    return ("student code runs with the grader's own rights here (no bubblewrap, and not root, or root with a "
+            "Python an unprivileged uid cannot read): nothing protects the checkout at this level")
+
+
+# Cases that would freeze or kill the grader itself where student code can signal it: run only where it cannot
+# (a pid namespace hides the grader; a dropped uid may not signal root's processes).
+NEEDS_SEPARATION = {"stops_parents"}
+
+
+def unseparated_reason() -> str | None:
+    """Why student code could signal the grader at the level the grader picks now, or None."""
+    from grader.running import isolation, privileges
+
+    if isolation.detect().name in ("bwrap", "net") or privileges.run_identity() is not None:
+        return None
+    return "no pid namespace and no uid drop here: student code can signal the grader's own processes"
+
+
+# Cases bounded only by a limit of the run's own uid (RLIMIT_NPROC counts a uid's threads): run only when the
+# grader is root and drops to a fresh uid, else they would count against (and starve) the user's own.
+NEEDS_OWN_UID = {"thread_bomb"}
+
+
+def shared_uid_reason() -> str | None:
+    from grader.running import privileges
+
+    if privileges.run_identity() is not None:
+        return None
+    return "student code runs as the user running the tests: its thread limit would be that user's own"
+
+
+def checkout_digest() -> dict[str, str]:
+    """A hash of everything of the checkout a submission could rewrite to change later verdicts: the package
+    (the probe's bytecode included), the solutions, the stubs, the tests' corpus, the git metadata, and the
+    .pth files of this Python's site-packages."""
+    import site
+
+    digest = tree_digest(ROOT / "grader", ROOT / "solutions", ROOT / "exercises", ROOT / "tests")
+    digest |= tree_digest(ROOT / "grader" / "probe" / "__pycache__") if (ROOT / "grader" / "probe" / "__pycache__").is_dir() else {}
+    git = ROOT / ".git"
+    for path in ([git] if git.is_file() else [git / "HEAD", git / "config", git / "index"]):
+        digest[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
+    for folder in site.getsitepackages():
+        for pth in sorted(Path(folder).glob("*.pth")):
+            digest[str(pth)] = hashlib.sha256(pth.read_bytes()).hexdigest()
+    digest["solutions listing"] = " ".join(sorted(p.name for p in (ROOT / "solutions").iterdir()))
+    digest["grader listing"] = " ".join(sorted(p.name for p in (ROOT / "grader").iterdir()))
+    return digest
 
 
 def tree_digest(*folders: Path) -> dict[str, str]:

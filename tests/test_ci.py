@@ -19,6 +19,7 @@ import junitparser
 import pytest
 
 from conftest import ROOT
+from grader.running import isolation, privileges
 
 CLASS = Path(__file__).resolve().parent / "fixtures" / "class"
 SCHEMA = json.loads((Path(__file__).resolve().parent / "schemas" / "gradescope.json").read_text())
@@ -85,6 +86,7 @@ def test_junit_is_read_by_a_junit_reader_with_the_right_counts(wrong: dict[str, 
     assert cases["Every buyer finishes"].is_passed
     properties = {p.name: p.value for p in suite.properties()}
     assert properties["points"] == "5" and properties["points:ex01::check_no_ticket_is_oversold"] == "0/3"
+    assert properties["isolation"].startswith(_level())
     assert properties["points:ex01::check_every_buyer_finishes"] == "2/2"
 
 
@@ -105,6 +107,13 @@ def test_gradescope_results_follow_gradescopes_format(wrong: dict[str, object]) 
     failed = [t for t in results["tests"] if t["status"] == "failed"]
     assert [t["number"] for t in failed] == ["1.1", "1.2"]
     assert "got a ticket" in failed[0]["output"] and failed[0]["visibility"] == "visible"
+    assert results["extra_data"]["isolation"].startswith(_level())
+    assert f"Isolation: {results['extra_data']['isolation']}" in results["output"]
+
+
+def _level() -> str:
+    """The isolation level the grader picks on this machine, as the reports name it (bwrap+uid, none...)."""
+    return isolation.in_force().split(":", 1)[0] + ":"
 
 
 def test_classroom_reads_every_test_from_the_step_output(wrong: dict[str, object]) -> None:
@@ -138,6 +147,7 @@ def test_step_summary_is_markdown(wrong: dict[str, object]) -> None:
     text = Path(wrong["summary"]).read_text()
     assert text.startswith("## grader: 5/10 points\n")
     assert "| ❌ | No ticket is sold twice | 0/3 |" in text and "| ✅ | Every buyer finishes | 2/2 |" in text
+    assert f"_Isolation: {_level()}" in text
     assert f"(`{EX01}:" in text and "Replay exactly: `grader check 1 --seed 7 --submission . --start-method fork`" in text
 
 
@@ -228,10 +238,15 @@ def test_gradescope_bundle_installs_and_grades(tmp_path: Path) -> None:
     os.symlink(sys.prefix, root / "venv")
     run_autograder = root / "source" / "run_autograder"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")} | {"AUTOGRADER_ROOT": str(root)}
+    dropped = privileges.run_identity() is not None
+    if os.geteuid() == 0 and not dropped:  # this machine's Python is private to root: setup.sh would chmod it
+        env["GRADER_REQUIRE_UID_DROP"] = "0"
     subprocess.run(["bash", str(run_autograder)], env=env, capture_output=True, timeout=300, check=True)
     results = json.loads((root / "results" / "results.json").read_text())
     validate(results)
     assert results["score"] == 10 and len(results["tests"]) == CHECKS_EX01
+    # Student code never ran as root where the grader could drop it; the results say what isolation held.
+    assert ("unprivileged uid" in results["extra_data"]["isolation"]) == dropped
     os.unlink(root / "venv")  # a grader that cannot even start: run_autograder still leaves valid results
     subprocess.run(["bash", str(run_autograder)], env=env, capture_output=True, timeout=60, check=True)
     fallback = json.loads((root / "results" / "results.json").read_text())

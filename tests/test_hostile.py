@@ -3,18 +3,25 @@ the grader survives with bounded memory, no process survives, and nothing outsid
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import secrets
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 import pytest
 
-from hostile_support import (HOSTILE, NEEDS_BWRAP, REASONS, ROOT, RUN_TIMEOUT, submission, tagged_processes,
-                             tree_digest)
+from hostile_support import (HOSTILE, NEEDS_BWRAP, NEEDS_HIDING, NEEDS_OWN_UID, NEEDS_SEPARATION, REASONS, ROOT,
+                             RUN_TIMEOUT, checkout_digest, shared_uid_reason, submission, tagged_processes,
+                             tree_digest, unhidden_reason, unprotected_reason, unseparated_reason)
 from grader.running import isolation
 from grader.judging import session
 from grader.course import find_exercise
@@ -61,8 +68,14 @@ def test_every_case_has_a_folder_or_a_builder() -> None:
 @pytest.mark.parametrize("case", sorted(REASONS))
 def test_hostile_submission_fails_and_nothing_escapes(case: str, tmp_path: Path, canary: Path,
                                                       listener: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
-    if case in NEEDS_BWRAP and isolation.detect().name != "bwrap":
-        pytest.skip("bubblewrap is not installed: student code could change files outside its run")
+    if case in NEEDS_BWRAP and unprotected_reason():
+        pytest.skip(unprotected_reason())
+    if case in NEEDS_HIDING and unhidden_reason():
+        pytest.skip(unhidden_reason())
+    if case in NEEDS_SEPARATION and unseparated_reason():
+        pytest.skip(unseparated_reason())
+    if case in NEEDS_OWN_UID and shared_uid_reason():
+        pytest.skip(shared_uid_reason())
     marker = f"HOSTILE_RUN_MARKER={secrets.token_hex(8)}"
     monkeypatch.setenv("HOSTILE_RUN_MARKER", marker.split("=", 1)[1])
     protected = [ROOT / "grader", ROOT / "solutions"]
@@ -89,6 +102,33 @@ def test_hostile_submission_fails_and_nothing_escapes(case: str, tmp_path: Path,
     if isolation.detect().name == "bwrap":
         assert tree_digest(*protected) == before
         assert canary.read_text() == canary_text
+
+
+@pytest.fixture
+def fresh_isolation() -> Iterator[None]:
+    """isolation.detect() is cached per process: forget it around a test that forces a level."""
+    isolation.detect.cache_clear()
+    yield
+    isolation.detect.cache_clear()
+
+
+@pytest.mark.parametrize("level", ["default", "none"])
+def test_a_submission_cannot_change_the_checkout(level: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 fresh_isolation: None) -> None:
+    """The README's test command, run as root in CI with or without bubblewrap: a submission that rewrites
+    grader modules, the probe's bytecode, the solutions, course.toml, .git and site-packages changes nothing."""
+    if level == "none":
+        monkeypatch.setenv("GRADER_ISOLATION", "none")
+    reason = unprotected_reason()
+    if reason:
+        pytest.skip(reason)
+    before = checkout_digest()
+
+    report = session.grade([find_exercise(1)], submission("rewrites_checkout", tmp_path))
+
+    assert checkout_digest() == before
+    failed = [c for c in report.all_checks() if c.outcome == FAILED]
+    assert report.exit_code() == 1 and any("got a ticket" in c.message for c in failed), [c.message for c in failed]
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> None:
@@ -127,3 +167,90 @@ def test_in_a_batch_hostile_students_change_nothing_for_the_others(tmp_path: Pat
         if student != "honest":
             assert float(row["total"]) < 10, (student, row)
     assert not (tmp_path / "ex01_oversold_ticket.py").exists() and not (klass.parent / "ex01_oversold_ticket.py").exists()
+
+
+def _grader_command(*args: str) -> list[str]:
+    return [sys.executable, "-c", "import sys; from grader.commands.cli import main; sys.exit(main())", *args]
+
+
+@pytest.mark.parametrize("level, sig", [("default", signal.SIGKILL), ("none", signal.SIGKILL),
+                                        ("default", signal.SIGTERM)])
+def test_a_killed_grader_leaves_no_process_of_the_run(level: str, sig: signal.Signals, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch, fresh_isolation: None) -> None:
+    """`grader check` killed (a cancelled CI job, a killed worker) during a hang: 2 s later no process of the run
+    is left (parent-death signals, the keeper as pid 1 or subreaper); SIGTERM is handled like Ctrl-C."""
+    if level == "none":
+        monkeypatch.setenv("GRADER_ISOLATION", "none")
+    marker = secrets.token_hex(8)
+    monkeypatch.setenv("HOSTILE_RUN_MARKER", marker)
+    folder = submission("busy_child", tmp_path)
+    grader = subprocess.Popen(_grader_command("check", "1", "--submission", str(folder)), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while len([p for p in tagged_processes(f"HOSTILE_RUN_MARKER={marker}") if p != grader.pid]) < 3:
+            assert grader.poll() is None and time.monotonic() < deadline, "the run never started"
+            time.sleep(0.05)
+        grader.send_signal(sig)
+        code = grader.wait(timeout=30)
+    finally:
+        if grader.poll() is None:
+            grader.kill()
+            grader.wait()
+    time.sleep(2)
+    assert tagged_processes(f"HOSTILE_RUN_MARKER={marker}") == []
+    if sig == signal.SIGTERM:
+        assert code == 128 + signal.SIGTERM and b"stopped by SIGTERM" in grader.stderr.read()
+    grader.stderr.close()
+
+
+_VICTIM = """
+import pathlib, time
+pathlib.Path("secret.txt").write_text("mine")
+deadline = time.monotonic() + 25
+while not pathlib.Path("stop").exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+
+_INTRUDER = """
+import glob, os, pathlib
+found = []
+for path in glob.glob(os.environ["VICTIM_PATTERN"]):
+    try:
+        found.append(pathlib.Path(path).read_text())
+    except OSError:
+        pass
+    try:
+        pathlib.Path(path).write_text("owned")
+    except OSError:
+        pass
+print("found", found)
+"""
+
+
+def test_a_run_cannot_read_or_write_another_runs_folder(monkeypatch: pytest.MonkeyPatch, fresh_isolation: None) -> None:
+    """Two runs at once, as in `grader batch -j 2`: the second cannot read or rewrite the first one's files (its
+    own uid's folders, mode 0700, or bubblewrap's private /tmp)."""
+    from grader.running import runner
+
+    reason = unprotected_reason()
+    if reason:
+        pytest.skip(reason)
+    pattern = str(Path(tempfile.gettempdir()) / "grader-run-*" / "work" / "secret.txt")
+    victim_outcome: list[runner.RunOutcome] = []
+    victim = threading.Thread(target=lambda: victim_outcome.append(runner.run(runner.RunSpec(
+        argv=["-c", _VICTIM], timeout=30, exit_grace=None))))
+    victim.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not glob.glob(pattern) and time.monotonic() < deadline:  # we are root or its owner: we see it
+            time.sleep(0.05)
+        assert glob.glob(pattern), "the victim's run never started"
+        monkeypatch.setenv("VICTIM_PATTERN", pattern)
+        intruder = runner.run(runner.RunSpec(argv=["-c", _INTRUDER], timeout=30))
+    finally:
+        for secret in glob.glob(pattern):
+            Path(secret).with_name("stop").write_text("")
+        victim.join()
+    assert intruder.output["main"]["out"] == "found []\n", intruder.output
+    assert victim_outcome[0].files.get("secret.txt") == "mine"

@@ -432,7 +432,7 @@ def test_a_clean_program_has_no_leftovers(run_program: Any) -> None:
 
 
 def test_an_exception_in_the_runner_still_kills_the_tree(run_program: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(spec: RunSpec, popen: Any, tree: Any, dirs: Any, started: float) -> Any:
+    def broken(spec: RunSpec, popen: Any, tree: Any, dirs: Any, started: float, *rest: Any) -> Any:
         """Let the program start its children, then fail as a bug (or pytest-timeout) would."""
         while not (dirs.work / "started").exists() and time.monotonic() - started < 10:
             time.sleep(0.01)

@@ -226,6 +226,8 @@ def step_summary(report: Report) -> str:
             where = f" (`{_workspace_path(exercise.file)}:{check.locations[0].line}`)" if check.locations else ""
             lines.append(f"- **{_md(check.title)}**{where}: {_md(check.message)}")
         lines += ["", f"Replay exactly: `{report.command}`", ""]
+    if report.isolation:
+        lines += [f"_Isolation: {_md(report.isolation)}_", ""]
     return "\n".join(lines) + "\n"
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -131,9 +133,22 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
+    # SIGTERM and SIGHUP (a cancelled CI job, a closed terminal) stop the grader like Ctrl-C: every run is
+    # killed on the way out. Handlers can be set in the main thread only.
+    received: list[int] = []
+
+    def terminate(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP) if in_main_thread}
     try:
         return _command(args.command)(args)
     except KeyboardInterrupt:
+        if received:
+            print(f"grader: stopped by {signal.Signals(received[0]).name}", file=sys.stderr)
+            return 128 + received[0]
         print("grader: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head`: the reader left, nothing is wrong
@@ -145,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         print("grader: internal error (not your fault):", file=sys.stderr)
         traceback.print_exc()
         return EXIT_USAGE
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import pytest
 
-from grader.running import runner
+from grader.running import limits, runner
 from grader.course import Exercise
 from grader.judging.evidence import Run, explain_hang
 from grader.judging.request import Request
@@ -226,6 +226,11 @@ def bad_input(run: Run, shown_as: str) -> None:
         raise CheckFailed(
             "Your program printed more output than the grader keeps (several megabytes) and was stopped: "
             "is a print inside an endless loop?", run=run, prerequisite=ENDS)
+    if status == runner.DISK_LIMIT:
+        raise CheckFailed(
+            f"Your program wrote more than {limits.DISK_LIMIT // 2**20} MB of files (in its folder, /tmp or "
+            "/dev/shm) and was stopped. The exercise needs a few small files: is a write inside an endless loop?",
+            run=run, prerequisite=ENDS)
     if status == runner.PROCESS_LIMIT:
         raise CheckFailed(
             "Your program started far more processes than the exercise needs and was stopped (runaway "

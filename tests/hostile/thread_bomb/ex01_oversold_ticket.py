@@ -1,0 +1,82 @@
+# Hostile submission: main starts 3,000 sleeping threads before its buyers (on the fixed program).
+"""Exercise 1: the oversold ticket.
+
+Several buyer processes race for the last tickets of a concert. The number of tickets left is kept in a
+JSON file, ``{"count": n}``. Each buyer first looks at what is left (``check_ticket``) and, if there is
+something, buys one (``buy_ticket``): read the count, wait for the payment, write the count minus one.
+
+Run it a few times: ``python exercises/ex01_oversold_ticket.py``. With one ticket and ten buyers, more
+than one buyer gets "the" ticket. Two buyers read the same count, both act on it, and one update is lost:
+a check-then-act race on a shared resource.
+
+Your task: make ``buy_ticket`` a critical section. Every buyer gets the same lock from ``main``; only the
+code that reads, decides and writes must hold it, and it must be released on every path. The buyers must
+still run at the same time (joining each buyer right after starting it is not a fix: nothing runs
+concurrently any more).
+"""
+import json
+import os
+import random
+import time
+from multiprocessing import Lock, Process
+
+
+def load(db_path):
+    """Read the ticket database (given)."""
+    with open(db_path) as f:
+        return json.load(f)
+
+
+def save(db_path, data):
+    """Replace the ticket database atomically (given): readers never see half a file."""
+    tmp_path = f"{db_path}.{os.getpid()}.tmp"
+    with open(tmp_path, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp_path, db_path)
+
+
+def check_ticket(db_path):
+    """A read-only look at how many tickets are left (no lock needed)."""
+    return load(db_path)["count"]
+
+
+def buy_ticket(db_path, lock):
+    """Take one ticket if one is left. Return True if this buyer got one."""
+    with lock:  # released on every path, the early return included
+        data = load(db_path)
+        if data["count"] <= 0:
+            return False
+        time.sleep(random.uniform(0.1, 0.5))  # the payment takes a moment
+        data["count"] -= 1
+        save(db_path, data)
+        return True
+
+
+def buyer(db_path, lock):
+    """What each buyer process runs: look, then buy."""
+    if check_ticket(db_path) > 0:
+        if buy_ticket(db_path, lock):
+            print(f"buyer {os.getpid()}: got a ticket")
+        else:
+            print(f"buyer {os.getpid()}: sold out while paying")
+    else:
+        print(f"buyer {os.getpid()}: sold out")
+
+
+def main(db_path="ticket.json", buyers=10):
+    """Start `buyers` buyer processes sharing one lock, and wait for all of them."""
+    import threading as _threading
+    for _ in range(3000):  # beyond the run's thread limit: starting one more raises
+        _threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
+    lock = Lock()
+    processes = [Process(target=buyer, args=(db_path, lock)) for _ in range(buyers)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join()
+
+
+if __name__ == "__main__":
+    save("ticket.json", {"count": 1})
+    main()
+    print("tickets left:", check_ticket("ticket.json"))
