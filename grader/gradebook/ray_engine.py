@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -49,6 +50,7 @@ MARGIN = 60.0  # seconds a grading program may take beyond the time limit (start
 POLL = 0.2
 AF_UNIX_LIMIT = 107  # bytes of a Unix socket's path
 RAY_ROOM = 90  # bytes that Ray's sockets add to the temporary root: grader-ray-x/session_<date>_<pid>/sockets/…
+BATCH_KEEP = 86400.0  # seconds after its last task on a node that a batch's private folders there are removed
 GRADING_ROOM = 80  # bytes that a grading's sockets (forkserver, Manager) add: grader-ray-tasks-uid/pid-x/tmp/pymp-…
 PROGRAM = "grader.gradebook.ray_engine"
 
@@ -68,7 +70,7 @@ class RayEngine:
         from grader.commands.batch import grader_fingerprint
 
         ray = _import_ray()
-        fingerprint = grader_fingerprint()
+        fingerprint, batch = grader_fingerprint(), secrets.token_hex(6)
         with self._cluster(ray, workers):
             host_class = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=MAX_RETRIES)(GradingHost)
             count = max(1, int(ray.cluster_resources().get("CPU", workers)))  # -j for a cluster of our own
@@ -78,7 +80,7 @@ class RayEngine:
                 while queue and idle:
                     job, host = queue.popleft(), idle.pop()
                     files, links = pack(job.args[0].collected.folder)
-                    pending[host.grade.remote(task_spec(job.args[0], time_limit), ray.put(files), links)] = (job, host)
+                    pending[host.grade.remote(task_spec(job.args[0], time_limit, batch), ray.put(files), links)] = (job, host)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL)
                 for ref in ready:
                     job, host = pending.pop(ref)
@@ -149,10 +151,10 @@ def short_temp_root(room: int) -> str:
     return root if len(root) + room <= AF_UNIX_LIMIT else "/tmp"
 
 
-def task_spec(task: Any, time_limit: float) -> dict[str, Any]:
+def task_spec(task: Any, time_limit: float, batch: str) -> dict[str, Any]:
     """What the grading program needs of a StudentTask, as plain data (its files travel apart, as bytes)."""
     collected = task.collected
-    return {"name": task.submission.name, "entry": str(task.submission.path), "kind": task.submission.kind,
+    return {"batch": batch, "name": task.submission.name, "entry": str(task.submission.path), "kind": task.submission.kind,
             "digest": task.digest, "seed": task.seed, "numbers": list(task.numbers),
             "start_method": task.start_method, "time_limit": time_limit, "found": dict(collected.found),
             "digests": dict(collected.digests), "notes": list(collected.notes),
@@ -236,15 +238,10 @@ class GradingHost:
     def grade(self, spec: dict[str, Any], files: dict[str, bytes], links: dict[str, str]) -> dict[str, Any]:
         """Unpack a student's files into a private folder of this node, have the host grade them, and return the
         student's folder it wrote (or why there is none)."""
-        base = Path(short_temp_root(GRADING_ROOM)) / f"grader-ray-tasks-{os.getuid()}"
-        base.mkdir(mode=0o700, exist_ok=True)
-        _remove_stale(base)
-        own = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))  # the student's; their runs see only it
-        out = own.with_name(own.name + ".book")  # a sibling: hidden from the runs like every other student's
+        own, out = _private_folders(spec["batch"])
         started = time.monotonic()
         try:
             _unpack(files, links, own / FILES_DIR)
-            out.mkdir()
             if self.host.poll() is not None:  # it ended (a bug of ours): a new one, for this student on
                 self.host = _start_host()
             ended = _ask_host(self.host, {"spec": spec, "own": str(own), "out": str(out)},
@@ -260,8 +257,8 @@ class GradingHost:
             files_back, links_back = _gather(folder)
             return {**outcome, "result": result, "files": files_back, "links": links_back}
         finally:
-            shutil.rmtree(own, ignore_errors=True)
-            shutil.rmtree(out, ignore_errors=True)
+            _empty(own)
+            _empty(out)
 
 
 def _start_host() -> subprocess.Popen[bytes]:
@@ -320,12 +317,39 @@ def _gather(folder: Path) -> tuple[dict[str, bytes], dict[str, str]]:
     return files, links
 
 
-def _remove_stale(base: Path) -> None:
-    """Remove the private folders left on this node by a worker that was killed (its pid is gone)."""
-    for folder in base.iterdir():
-        pid = folder.name.split("-", 1)[0]
+def _private_folders(batch: str) -> tuple[Path, Path]:
+    """This worker's folders on its node for the batch: one for the student's files and runs, one where their
+    grading writes their folder. Every grading hides the others' (their siblings) from its runs, so none is
+    ever removed while the batch may run: they are emptied after each student, and a batch's folders go when
+    no task of it has started for BATCH_KEEP seconds."""
+    root = Path(short_temp_root(GRADING_ROOM)) / f"grader-ray-tasks-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    for other in root.iterdir():
+        with contextlib.suppress(OSError):
+            if other.name != batch and time.time() - other.stat().st_mtime > BATCH_KEEP:
+                shutil.rmtree(other, ignore_errors=True)
+    base = root / batch
+    base.mkdir(mode=0o700, exist_ok=True)
+    os.utime(base)
+    for folder in base.iterdir():  # a worker that was killed left its student's files: emptied, kept
+        pid = folder.name.split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
+            _empty(folder)
+    own, out = base / str(os.getpid()), base / f"{os.getpid()}.book"
+    for folder in (own, out):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        _empty(folder)
+    return own, out
+
+
+def _empty(folder: Path) -> None:
+    """Remove what a folder holds, keeping the folder itself (another grading's isolation may name it)."""
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
