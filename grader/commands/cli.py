@@ -21,7 +21,8 @@ EXIT_USAGE = 2
 # gradebook, workers and renderers, so they are imported only when one of their commands runs (or the
 # full help is asked for). A student's `grader list` starts without them.
 LAZY_COMMANDS = {"batch": "grader.commands.batch", "merge": "grader.commands.batch",
-                 "ci": "grader.commands.ci", "gradescope-bundle": "grader.commands.ci"}
+                 "ci": "grader.commands.ci", "gradescope-bundle": "grader.commands.ci",
+                 "export": "grader.lms.export"}
 
 
 class _Parser(argparse.ArgumentParser):

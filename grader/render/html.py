@@ -252,20 +252,10 @@ def _environment() -> jinja2.Environment:
     Built once per process: compiling the templates costs more than rendering a page. Jinja2 still reloads a
     template whose file changed, so an instructor's restyling shows at the next render."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("grader", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             bytecode_cache=_bytecode_cache())
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["points"] = lambda value: f"{float(value):g}"
     env.globals["verdicts"] = VERDICTS
     return env
-
-
-def _bytecode_cache() -> jinja2.BytecodeCache | None:
-    """Compiled templates kept between processes (jinja2's private per-user folder in the temp dir, keyed by
-    each template's source): compiling them costs a one-shot `grader check` more than rendering its pages."""
-    try:
-        return jinja2.FileSystemBytecodeCache()
-    except (OSError, RuntimeError):  # no safe cache folder (jinja2 refuses one it does not own): compile
-        return None
 
 
 def _counts(checks: list[CheckResult]) -> dict[str, int]:
