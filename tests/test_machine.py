@@ -110,3 +110,22 @@ def test_a_helper_seen_before_its_exec_is_not_starting_for_ever() -> None:
     assert watch.starting([20]) == [20]  # between fork and exec: it may be a spawned child
     cmdlines[20] = ["python", "-c", "from multiprocessing.forkserver import main; main(3, 4, [])"]
     assert watch.starting([20]) == []
+
+
+def test_a_process_asleep_before_student_code_is_stuck_not_starting() -> None:
+    """A slow start is runnable or reading from disk; one asleep with its CPU time still is stuck in the
+    student's program (a Manager shut down under a child unpickling its proxy) and is judged as blocked."""
+    main = ["python", "-s", "driver.py", "plan.json"]
+    spawned = ["python", "-c", "from multiprocessing.spawn import spawn_main", SPAWNED_CHILD_MARK]
+    stats = {30: ("S", 0.10), 31: ("R", 0.10)}
+    now = [100.0]
+    watch = startup.StartupWatch(main, {30: spawned, 31: spawned}.get, lambda pid: pid, stats.get,
+                                 clock=lambda: now[0])
+    assert watch.starting([30, 31]) == [30, 31]
+    now[0] += startup.STALLED_AFTER / 2
+    stats[30] = ("S", 0.12)  # asleep between two reads of its imports: it used CPU, it is starting
+    assert watch.starting([30, 31]) == [30, 31]
+    now[0] += startup.STALLED_AFTER + 0.1
+    assert watch.starting([30, 31]) == [31]  # 30 slept without CPU: stuck; 31 waits for a CPU: starting
+    stats[30] = ("R", 0.12)
+    assert watch.starting([30, 31]) == [30, 31]  # it moves again

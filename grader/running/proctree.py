@@ -100,7 +100,7 @@ def _thread_blocked_forever(task_dir: str, arch: str) -> bool:
     return value == 0  # a NULL timeout pointer
 
 
-def _read_stat(pid: int) -> tuple[str, float] | None:
+def read_stat(pid: int) -> tuple[str, float] | None:
     """A process's state letter and CPU seconds from /proc/PID/stat in one read, or None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -139,7 +139,7 @@ _STATE_LETTER = {psutil.STATUS_ZOMBIE: "Z", psutil.STATUS_DEAD: "X", psutil.STAT
 def sample_pids(pids: list[int], servers: frozenset[int] | set[int] = frozenset()) -> TreeSample:
     """`sample` on Linux, read straight from /proc: the runner takes one every poll of every run, and
     psutil's objects cost several reads of the same file each."""
-    return _sample([(pid, _read_stat(pid)) for pid in pids], servers)
+    return _sample([(pid, read_stat(pid)) for pid in pids], servers)
 
 
 def _sample(stats: list[tuple[int, tuple[str, float] | None]], servers: frozenset[int] | set[int]) -> TreeSample:

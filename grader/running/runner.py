@@ -393,7 +393,7 @@ def run(spec: RunSpec) -> RunOutcome:
                 command, cwd=dirs.work, env=_environment(spec, dirs, token),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
             )
-        starts = tree.starts = startup.StartupWatch(student, _cmdline, proctree.ns_pid)
+        starts = tree.starts = startup.StartupWatch(student, _cmdline, proctree.ns_pid, proctree.read_stat)
         disk = limits.DiskWatch(writable, identity.uid if identity else None)
         status, lines_at_exit = _supervise(spec, popen, tree, dirs, started, disk)
         leftovers: list[dict[str, Any]] = []
@@ -456,7 +456,7 @@ def _supervise(
     A process still starting (interpreter start-up, imports) is neither blocked nor hung: while one is, no
     deadlock is called."""
     watch = proctree.DeadlockWatch(quiet=spec.deadlock_quiet)
-    starts = tree.starts or startup.StartupWatch([], _cmdline, proctree.ns_pid)
+    starts = tree.starts or startup.StartupWatch([], _cmdline, proctree.ns_pid, proctree.read_stat)
     tail = _EventTail(dirs.meta / "events")
     main_done_at: float | None = None
     waiting_at: float | None = None  # main's code done, with non-daemonic children to wait for

@@ -8,6 +8,7 @@ a multiprocessing child (after its bootstrap and the start gate), `proc_start` o
 is loaded, the student's module comes next) and of a bare os.fork() child (it runs on at once)."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -16,6 +17,12 @@ from grader.probe import grader_events
 # proc_start targets that are the student's code itself: the main program, a bare os.fork() child.
 _RUNS_AT_ONCE = ("__main__", "os.fork")
 SPAWNED_CHILD_MARK = "--multiprocessing-fork"  # in the command line of every spawned multiprocessing child
+# A process still before the student's code that sleeps this long without using any CPU is not slow to start:
+# it is stuck (e.g. unpickling a Manager proxy whose server the program already shut down). It counts as
+# blocked, like any other process, so the student's own bug is judged as such. A slow start on a loaded
+# machine is runnable (waiting for a CPU) or reading its imports from disk, never asleep with its CPU time still.
+STALLED_AFTER = 1.0
+_PROGRESSING = ("R", "D")
 
 
 @dataclass
@@ -23,11 +30,16 @@ class StartupWatch:
     """Follows the probe's events and the tree's command lines; answers which processes are still starting.
 
     `main_command` is the student's main program as the runner starts it; `cmdline` reads a process's
-    command line (host pid), `ns_pid` maps a host pid to the pid the probe records."""
+    command line (host pid), `ns_pid` maps a host pid to the pid the probe records; `stat` (a process's state
+    letter and CPU seconds), when given, lets a process that stopped making progress before the student's code
+    count as stuck rather than starting (STALLED_AFTER)."""
 
     main_command: list[str]
     cmdline: Callable[[int], list[str] | None]
     ns_pid: Callable[[int], int]
+    stat: Callable[[int], tuple[str, float] | None] | None = None
+    clock: Callable[[], float] = time.monotonic
+    progress: dict[int, tuple[float, float]] = field(default_factory=dict)  # host pid -> (CPU seconds, seen at)
     reached: dict[int, bool] = field(default_factory=dict)  # probe pid -> whether it reached student code
     candidate: dict[int, bool] = field(default_factory=dict)  # host pid -> a student process that must start
     probe_pids: dict[int, int] = field(default_factory=dict)  # host pid -> probe pid (fixed for a process's life)
@@ -63,6 +75,20 @@ class StartupWatch:
             if probe_pid is None:
                 probe_pid = self.probe_pids[pid] = self.ns_pid(pid)
             reached = self.reached.get(probe_pid)
-            if reached is False or (reached is None and self._is_candidate(pid)):
+            if (reached is False or (reached is None and self._is_candidate(pid))) and not self._stalled(pid):
                 found.append(probe_pid)
         return found
+
+    def _stalled(self, pid: int) -> bool:
+        """Whether a process before the student's code has slept STALLED_AFTER seconds without using CPU."""
+        if self.stat is None:
+            return False
+        now, seen = self.clock(), self.stat(pid)
+        if seen is None:
+            return False
+        state, cpu = seen
+        last = self.progress.get(pid)
+        if last is None or cpu != last[0] or state in _PROGRESSING:
+            self.progress[pid] = (cpu, now)
+            return False
+        return now - last[1] > STALLED_AFTER
