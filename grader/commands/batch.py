@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import psutil
+
 import grader
 from grader.course import Exercise
 from grader.gradebook.book import (FILES_DIR, RESULT_FILE, STAGING, BatchError, Gradebook, StudentResult, atomic_write,
@@ -263,19 +265,9 @@ def _remove_stale_copies() -> None:
     """Remove the temporary copies left by a batch that was killed (its pid is gone): students' files."""
     for folder in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
         pid = folder.name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
-
-def _alive(pid: int) -> bool:
-    """Whether a process with this pid exists (then its copies may be in use)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _check_folders(options: BatchOptions) -> None:

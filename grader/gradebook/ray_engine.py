@@ -333,7 +333,7 @@ def _private_folders(batch: str) -> tuple[Path, Path]:
     os.utime(base)
     for folder in base.iterdir():  # a worker that was killed left its student's files: emptied, kept
         pid = folder.name.split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
             _empty(folder)
     own, out = base / str(os.getpid()), base / f"{os.getpid()}.book"
     for folder in (own, out):
@@ -351,16 +351,6 @@ def _empty(folder: Path) -> None:
             else:
                 entry.unlink(missing_ok=True)
 
-
-def _alive(pid: int) -> bool:
-    """Whether a process with this pid exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ---- the grading host program, and one student's grading forked from it -------------------------------------------
