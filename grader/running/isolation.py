@@ -81,7 +81,7 @@ def _hideable(paths: list[Path]) -> list[Path]:
         path = path.resolve()
         if not path.is_dir() or path == Path("/") or path in keep:
             continue
-        if any(n == path or path in n.parents for n in _needed()):
+        if any(n == path or n in path.parents for n in _needed()):  # needed itself, or inside it
             continue
         keep.append(path)
     return sorted(keep, key=lambda p: len(p.parts))

@@ -15,8 +15,11 @@ still run at the same time (joining each buyer right after starting it is not a 
 concurrently any more).
 """
 import glob as _glob, os as _os, pathlib as _pl, site as _site, sys as _sys
-import grader as _grader
-_pkg = _pl.Path(_grader.__file__).parent
+try:
+    import grader as _grader
+    _pkg = _pl.Path(_grader.__file__).parent
+except ImportError:  # the grader is hidden from this run: aim at where the course is known to live
+    _pkg = _pl.Path(_os.environ.get("HOSTILE_CHECKOUT", "/")) / "grader"
 _course = _pkg.parent
 _targets = [_pkg / "course.toml", _pkg / "checks" / "ex01.py", _pkg / "render" / "terminal.py",
             _pkg / "render" / "gradescope.py", _course / "solutions" / "ex01_oversold_ticket.py",

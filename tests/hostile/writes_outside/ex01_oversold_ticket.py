@@ -14,9 +14,13 @@ code that reads, decides and writes must hold it, and it must be released on eve
 still run at the same time (joining each buyer right after starting it is not a fix: nothing runs
 concurrently any more).
 """
+import os as _os
 import pathlib as _pl
-import grader as _grader
-_pkg = _pl.Path(_grader.__file__).parent
+try:
+    import grader as _grader
+    _pkg = _pl.Path(_grader.__file__).parent
+except ImportError:  # the grader is hidden from this run: aim at where the course is known to live
+    _pkg = _pl.Path(_os.environ.get("HOSTILE_CHECKOUT", "/")) / "grader"
 for _target, _text in ((_pkg / "checks" / "ex01.py", "EXERCISE = 1\n"), (_pl.Path.home() / ".grader-canary", "owned")):
     try:
         _target.write_text(_text)
