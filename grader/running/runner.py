@@ -473,7 +473,8 @@ def _supervise(
         pids = tree.pids()
         # The judged clock stops while a process starts (a loaded machine's slow imports), so that every limit
         # below counts only the time the student's code had; the wall clock is the outer safety limit.
-        if starts.starting(pids):
+        starting = bool(starts.starting(pids))  # once per poll: it reads /proc for each process not yet marked
+        if starting:
             paused += wall - last
         last = wall
         now = wall - paused
@@ -510,7 +511,7 @@ def _supervise(
         if (spec.exit_grace is not None and main_done_at is not None and now - main_done_at > spec.exit_grace) or (
                 spec.waiting_grace is not None and waiting_at is not None and now - waiting_at > spec.waiting_grace):
             return KEPT_ALIVE, {n: _count_lines(dirs.work / n) for n in spec.watch_files}
-        if starts.starting(pids):
+        if starting:  # as of this poll's start: a process marked since is judged at the next poll
             watch.update(now, proctree.TreeSample(frozenset(pids), 0.0, False, len(pids)))  # not blocked: starting
         elif watch.update(now, tree.sample(pids, servers)):
             return DEADLOCK, {}
