@@ -9,7 +9,7 @@ import pytest
 
 from grader.judging import witness
 from grader.judging.evidence import Run, Step, capital
-from grader.judging.harness import ENDS, VIRTUAL_TIME, CheckFailed, Student, check, crashed_children, require_ended
+from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children, require_ended, scheduled
 from grader.probe import grader_events
 from grader.results import CriticalSection
 
@@ -69,7 +69,7 @@ def tickets(student: Student) -> TicketRuns:
     steps = [{"call": "main", "args": [f"tickets-{i}.json", b], "label": f"{t} tickets, {b} buyers"}
              for i, (t, b) in enumerate(settings)]
     run = student.run_steps("tickets", steps, contract=CONTRACT, spy=["buy_ticket", "buyer"], files=files,
-                            timeout=40, step_timeout=8, **VIRTUAL_TIME)
+                            timeout=40, step_timeout=8, **scheduled())
     trials = [
         _trial(run, step, *settings[step.index], db=f"tickets-{step.index}.json") for step in run.steps
         if step.finished and step.error is None

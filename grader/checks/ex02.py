@@ -11,7 +11,7 @@ import pytest
 
 from grader.running import runner
 from grader.judging.evidence import Proc, Run, Step, dedupe, explain_hang
-from grader.judging.harness import ENDS, RACE_DELAYS, VIRTUAL_TIME, CheckFailed, Student, check
+from grader.judging.harness import ENDS, CheckFailed, Student, check, scheduled
 from grader.results import Location
 from grader.probe import grader_events
 
@@ -60,13 +60,10 @@ FALSY_NOTE = ("0, '' and False are items too: test for the sentinel itself (`ite
 IDENTITY_NOTE = ("What comes off a queue is a pickled copy, never the same object, so `is` never matches an "
                  "object() sentinel: pick a sentinel that compares by value (None, a string) and compare it "
                  "with `is None` or `==`.")
-# Slow producers, modelled: a student's get() with a timeout gives up after QUEUE_PATIENCE of an empty queue,
-# whatever its timeout, and main()'s first put of each call (its first sentinel) is held back longer than
-# that, so a consumer that returns on queue.Empty returns without its sentinel in every run.
+# Slow producers, modelled: under the controlled scheduler a student's get() with a timeout gives up after
+# QUEUE_PATIENCE seconds of the run's virtual time on an empty queue, whatever its timeout, as it would behind
+# a producer slower than the timeout: a consumer that returns on queue.Empty returns early in every run.
 QUEUE_PATIENCE = 0.005
-# Each consumer process also lingers 20-30 ms after consumer() returns: a main() that does not join its
-# consumers returns while they are still there, whatever the machine's load does to the timing.
-RUN_DELAYS = {**RACE_DELAYS, "held_put": (0.02, 0.03), "return:consumer": (0.02, 0.03)}
 CUT_NOTE = (f"(The grader makes a get() with a timeout give up after {QUEUE_PATIENCE * 1000:.0f} ms on an empty "
             "queue, whatever its timeout: that is what it would do behind a producer slower than the timeout.)")
 SLOW_PRODUCER_NOTE = ("An empty queue only means that no item has arrived yet: a slow producer would lose the "
@@ -205,7 +202,7 @@ def shapes(student: Student) -> ShapeRuns:
     shapes = tuple(student.trials(SHAPES, RERUN_SHAPES))
     steps = [{"call": "main", "args": shape.plan_args(), "label": shape.label} for shape in shapes]
     run = student.run_steps("shapes", steps, contract=CONTRACT, spy=["consume", "consumer"], timeout=15,
-                            delays=RUN_DELAYS, queue_patience=QUEUE_PATIENCE, **VIRTUAL_TIME)
+                            **scheduled(patience=QUEUE_PATIENCE))
     by_pid: dict[int, list[dict[str, Any]]] = {}
     for event in run.outcome.events:
         by_pid.setdefault(event["pid"], []).append(event)

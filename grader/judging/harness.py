@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import pytest
 
-from grader.running import limits, runner
+from grader.running import conductor, limits, runner
 from grader.course import Exercise
 from grader.judging.evidence import Run, explain_hang
 from grader.judging.request import Request
@@ -33,12 +33,21 @@ RACE_DELAYS: dict[str, tuple[float, float]] = {
 # opens stay open. Checks whose verdicts were measured with it on pass these rules to run_steps.
 MIN_SLEEP = 0.004
 VIRTUAL_TIME: dict[str, Any] = {"virtual_time": True, "min_sleep": MIN_SLEEP}
+# Set by the benches only: run every check under the controlled scheduler with this strategy ("pos", "pct"),
+# to measure an exercise whose checks do not ask for it yet.
+SCHEDULE_ENV = "GRADER_BENCH_SCHEDULE"
 MAX_SOURCE_BYTES = 2_000_000
 # Set by bench/bench_peer.py: run the checks as a plain harness would (no delays, no time scaling, no start
 # gate), to compare how often each catches a wrong fix. Never set by the grader's commands.
 PLAIN_ENV = "GRADER_BENCH_PLAIN"
 COURSE_SLEEP_SCALE = 0.001  # course code sleeps seconds to simulate work: judge it in milliseconds
 T = TypeVar("T")
+
+
+def scheduled(**rules: Any) -> dict[str, Any]:
+    """The rules of a run under the controlled scheduler (running/conductor.py): the grader picks the
+    interleaving at every synchronisation point and owns the clock, instead of injecting random delays."""
+    return {"schedule": conductor.Rules(**rules), "delays": {}, "queue_patience": None, "virtual_time": False}
 
 
 # What a check can depend on (check50's dependencies): when one fails, the checks that need it are not
@@ -196,7 +205,10 @@ class Student:
               rules: dict[str, Any]) -> runner.RunSpec:
         if os.environ.get(PLAIN_ENV):  # bench/bench_peer.py only: the plain harness it measures the grader against
             rules.update(sleep_scale=1.0, delays={}, queue_patience=None, virtual_time=False, min_sleep=0.0,
-                         start_gate=False)
+                         start_gate=False, schedule=None)
+        strategy = os.environ.get(SCHEDULE_ENV)
+        if strategy in conductor.STRATEGIES and not os.environ.get(PLAIN_ENV) and "schedule" not in rules:
+            rules.update(scheduled(strategy=strategy))
         rules.setdefault("sleep_scale", COURSE_SLEEP_SCALE)
         rules.setdefault("delays", RACE_DELAYS)
         rules.setdefault("hide", self.hide)

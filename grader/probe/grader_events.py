@@ -63,3 +63,18 @@ EVENTS_TRUNCATED = "events_truncated"  # this process emitted more events than a
 
 LOCK_EVENTS = (ACQUIRE_WAIT, ACQUIRED, ACQUIRE_FAILED, RELEASED, RELEASE_ERROR, SELF_DEADLOCK)
 QUEUE_EVENTS = (Q_PUT, Q_PUT_DONE, Q_PUT_RAISE, Q_GET_WAIT, Q_GET, Q_GET_RAISE, Q_TASK_DONE, Q_JOIN_WAIT, Q_JOINED)
+
+# The controlled scheduler's protocol (grader_turns.py in student processes, running/conductor.py in the
+# grader): one JSON line per message over each student thread's own connection to the conductor.
+TURN_HELLO = "hello"  # a thread joins the schedule (pid, tid, name, thread, parent)
+TURN_STEP = "step"  # at a synchronisation point: wait for the turn (point, res)
+TURN_BLOCK = "block"  # a non-blocking try on res failed: wait until res is signalled (deadline)
+TURN_GET = "get"  # a blocking get on queue res: the turn only when the conductor knows an item is there (deadline)
+TURN_SLEEP = "sleep"  # wait until the run's virtual time reaches `until`
+TURN_SIGNAL = "signal"  # res may have changed (delta: items put on or taken off a queue); no reply
+TURN_SPAWNED = "spawned"  # this thread started a student process (child); no reply
+TURN_OFF = "off"  # leaving the schedule for a call the conductor does not model (a join, a wait); no reply
+TURN_BYE = "bye"  # the thread ends; no reply
+# Replies: {"go": 1, "off": offset} the turn (offset: virtual minus real seconds); {"timeout": 1} the wait's
+# deadline passed first; {"real": 1} make the real blocking call, off the schedule (the conductor cannot tell
+# what would unblock it: a deadlock then shows as one, with real stacks).

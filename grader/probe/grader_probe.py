@@ -27,6 +27,7 @@ from typing import Any, Callable
 # The event vocabulary, from this folder: on the path in student processes; a module of the package when the
 # grader's own tests import the probe as grader.probe.grader_probe.
 grader_events = importlib.import_module(f"{__package__}.grader_events" if __package__ else "grader_events")
+grader_turns = importlib.import_module(f"{__package__}.grader_turns" if __package__ else "grader_turns")
 
 CONFIG_ENV = "GRADER_PROBE"
 ROOT_ENV = "GRADER_PROBE_ROOT"
@@ -90,6 +91,10 @@ class Probe:
         epoch = config.get("epoch") or {}
         self.epoch_monotonic = float(epoch.get("monotonic", _monotonic()))
         self.epoch_wall = float(epoch.get("wall", _real_clocks["time"]()))
+        # The controlled scheduler (see grader_turns.py): when the grader runs one, every student thread waits
+        # for its turn at each point below instead of sleeping a random delay there.
+        turns = config.get("turns")
+        self.turns = grader_turns.Turns(turns["socket"], self.epoch_monotonic) if turns else None
         self.fd = -1
         self.pid = 0
         self.count = 0
@@ -127,6 +132,8 @@ class Probe:
         self.hold_put = False  # a hold is the parent's own: a forked producer must not inherit it
         self.name = name
         self.rng = random.Random(f"{self.seed}/{name}/{pid if name == 'forked' else ''}")
+        if self.turns is not None:
+            self.turns.reset_after_fork({"name": name})
         path = os.path.join(self.meta, "events", f"{pid}.jsonl")
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         # faulthandler needs a file that stays open; one file per pid so that dumps never interleave.
@@ -148,6 +155,11 @@ class Probe:
         """Name this process (a multiprocessing child knows its name only at bootstrap) and reseed."""
         self.name = name
         self.rng = random.Random(f"{self.seed}/{name}")
+        if self.turns is not None:
+            self.turns.identity = {"name": name}
+            # The student's own random choices (course code sleeps random.randint(0, 3)) follow the seed too,
+            # so that --seed replays the same run.
+            random.seed(f"{self.seed}/{name}")
 
     # ---- events -------------------------------------------------------------------------------
     def emit(self, kind: str, /, **fields: Any) -> None:
@@ -223,8 +235,13 @@ class Probe:
         return (_monotonic() - self.epoch_monotonic) / self.sleep_scale
 
     # ---- delays -------------------------------------------------------------------------------
-    def delay(self, point: str) -> None:
-        """Sleep a seeded random time at a point where races open (real time, never scaled)."""
+    def delay(self, point: str, res: str | None = None) -> None:
+        """At a point where races open: under the scheduler, wait for the turn (in the student's threads);
+        else sleep a seeded random time (real time, never scaled)."""
+        if self.turns is not None:
+            if self.where() is not None:
+                self.turns.step(point, res)
+            return
         low_high = self.delays.get(point)
         if not low_high:
             return
@@ -263,6 +280,8 @@ def _patch_time(probe: Probe) -> None:
     @functools.wraps(_real_sleep)
     def sleep(seconds: float) -> None:
         seconds = float(seconds)
+        if probe.turns is not None and probe.student_frame(sys._getframe(1)) and probe.turns.sleep(seconds):
+            return  # the conductor woke it at the virtual time asked for
         if probe.min_sleep and seconds > 0 and probe.student_frame(sys._getframe(1)):
             _real_sleep(probe.real_seconds(seconds))
         else:
@@ -308,7 +327,7 @@ def _patch_virtual_time(probe: Probe) -> None:
     agree. Only calls made by the student's own code are changed: multiprocessing's and threading's internal
     waits and clocks stay real. The clocks are one mapping of the real monotonic clock (shared by every process
     of the machine) from the run's epoch, so every process of the run reads the same virtual time."""
-    if not probe.virtual_time:
+    if not probe.virtual_time and probe.turns is None:
         return
     import multiprocessing.connection as connection
     import queue
@@ -325,11 +344,14 @@ def _patch_virtual_time(probe: Probe) -> None:
 
         return now
 
+    turns = probe.turns
+    elapsed = turns.now if turns is not None else probe.virtual_elapsed
+
     def mono() -> float:
-        return probe.epoch_monotonic + probe.virtual_elapsed()
+        return probe.epoch_monotonic + elapsed()
 
     def wall() -> float:
-        return probe.epoch_wall + probe.virtual_elapsed()
+        return probe.epoch_wall + elapsed()
 
     for name, virtual in (("time", wall), ("monotonic", mono), ("perf_counter", mono),
                           ("time_ns", lambda: int(wall() * 1e9)), ("monotonic_ns", lambda: int(mono() * 1e9)),
@@ -354,7 +376,22 @@ def _patch_virtual_time(probe: Probe) -> None:
     for owner, attr, position, name in timed:
         real = getattr(owner, attr, None)
         if real is not None:
-            probe.install(owner, attr, _timed(probe, real, position, name))
+            blocking = turns is not None and attr != "__init__"
+            probe.install(owner, attr, (_off_schedule if blocking else _timed)(probe, real, position, name))
+
+
+def _off_schedule(probe: Probe, real: Callable[..., Any], position: int, name: str = "timeout") -> Callable[..., Any]:
+    """`real` (a wait the conductor does not model: a join, an Event or Condition wait) made off the schedule
+    when the student calls it, with its timeout in virtual time; the thread asks for the turn again after."""
+
+    @functools.wraps(real)
+    def waits(*args: Any, **kwargs: Any) -> Any:
+        if probe.turns is None or not probe.student_frame(sys._getframe(1)):
+            return real(*args, **kwargs)
+        args, kwargs = _scale_timeout(probe, args, kwargs, position, name)
+        return probe.turns.off(real, *args, **kwargs)
+
+    return waits
 
 
 def _patch_files(probe: Probe) -> None:
@@ -409,15 +446,24 @@ def _recording_lock(
     def acquire(block: bool = True, timeout: float | None = None) -> bool:
         if student_only and not probe.called_by_student():
             return real_acquire(block) if timeout is None else real_acquire(block, timeout)
-        if timeout is not None and probe.virtual_time and probe.student_frame(sys._getframe(1)):
+        asked = timeout  # in the student's (virtual) seconds
+        if timeout is not None and (probe.virtual_time or probe.turns) and probe.student_frame(sys._getframe(1)):
             (timeout,), _ = _scale_timeout(probe, (timeout,), {}, 0, "timeout")
         where = probe.where()
         key = (lock, threading.get_ident())
         if not reentrant and block and timeout in (None, -1) and probe.held.get(key):
             probe.emit(grader_events.SELF_DEADLOCK, lock=lock, where=where, held_since=probe.held[key][-1])
-        probe.delay("lock")
+        probe.delay("lock", lock)
         probe.emit(grader_events.ACQUIRE_WAIT, lock=lock, kind=kind, where=where)
-        got = real_acquire(block, timeout) if timeout is not None else real_acquire(block)
+        got: bool | None = None
+        if probe.turns is not None and block and where is not None:  # the conductor decides who gets it
+            got = probe.turns.acquire(lock, lambda: bool(real_acquire(False)),
+                                      None if asked is None or asked < 0 else asked)
+            if got is None:  # the real call, off the schedule: nothing the conductor knows of will release it
+                got = real_acquire(block, timeout) if timeout is not None else real_acquire(block)
+                probe.turns.step("lock", lock)
+        if got is None:
+            got = real_acquire(block, timeout) if timeout is not None else real_acquire(block)
         if got:
             probe.held.setdefault(key, []).append(where)
             probe.emit(grader_events.ACQUIRED, lock=lock, kind=kind, where=where)
@@ -440,7 +486,9 @@ def _recording_lock(
             raise
         if stack:
             stack.pop()
-        probe.delay("lock")
+        if probe.turns is not None:
+            probe.turns.signal(lock)  # a thread waiting for it may try again
+        probe.delay("lock", lock)
 
     return acquire, release
 
@@ -501,6 +549,22 @@ class _ProbedThreadLock:
         return getattr(self._real, name)
 
 
+def _schedule_thread(probe: Probe, thread: Any) -> None:
+    """Make a student thread wait for its turn before its first line, and leave the schedule when it ends."""
+    turns = probe.turns
+    run = thread.run
+
+    def scheduled_run() -> None:
+        assert turns is not None
+        turns.step("run")
+        try:
+            run()
+        finally:
+            turns.bye()
+
+    thread.run = scheduled_run
+
+
 def _patch_threads(probe: Probe) -> None:
     """Record threads the student starts (daemon flag, target, where) and their locks."""
     real_lock, real_rlock = threading.Lock, threading.RLock
@@ -523,6 +587,8 @@ def _patch_threads(probe: Probe) -> None:
         where = probe.where() if probe.called_by_student() else None
         if where is not None:
             self._grader_where = where
+            if probe.turns is not None and _student_target(probe, self):
+                _schedule_thread(probe, self)
         original_start(self)
         if where is not None:
             target = getattr(self, "_target", None)
@@ -555,8 +621,13 @@ def _patch_managers(probe: Probe) -> None:
 
     @functools.wraps(original_callmethod)
     def _callmethod(self: Any, methodname: str, args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> Any:
-        if (methodname in reads or methodname in writes) and probe.where() is not None:
+        student = probe.where() is not None
+        waits = getattr(getattr(self, "_token", None), "typeid", "") in _MANAGER_WAITS
+        if (methodname in reads or methodname in writes) and student and not waits:
             probe.delay("write" if methodname in writes else "read")
+        elif student and waits and probe.turns is not None:  # it may wait in the server for another
+            probe.delay("queue")  # process (a Manager queue's get, an Event's wait): off the schedule
+            return probe.turns.off(original_callmethod, self, methodname, args, kwds or {})
         return original_callmethod(self, methodname, args, kwds or {})
 
     def recording(method: str) -> Callable[..., Any]:
@@ -575,6 +646,11 @@ def _patch_managers(probe: Probe) -> None:
     probe.install(managers.AcquirerProxy, "release", recording("release"))
     probe.install(managers.AcquirerProxy, "__enter__", lambda self: self.acquire())
     probe.install(managers.AcquirerProxy, "__exit__", lambda self, *exc_info: self.release())
+
+
+# Manager types whose proxy calls may wait in the server for another process (a get on an empty queue...).
+_MANAGER_WAITS = frozenset({"Queue", "JoinableQueue", "Event", "Condition", "Barrier", "Semaphore",
+                            "BoundedSemaphore", "Pool"})
 
 
 def _when_imported(module_name: str, patch: Callable[[], None]) -> None:
@@ -650,6 +726,45 @@ def _cut_timeout(args: tuple[Any, ...], kwargs: dict[str, Any], patience: float 
     return patience if seconds > patience else None
 
 
+def _scheduled_get(probe: Probe, real: Callable[..., Any], queue_obj: Any, queue: str, where: Any,
+                   args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A student's get() under the scheduler: it blocks only when the conductor knows the queue is empty, and
+    its timeout runs in virtual time (a producer slower than the timeout makes it give up, as it would)."""
+    import queue as queue_module
+
+    turns = probe.turns
+    assert turns is not None
+    block = kwargs.get("block", args[0] if args else True)
+    timeout = kwargs.get("timeout", args[1] if len(args) > 1 else None)
+    try:
+        timeout = None if timeout is None else float(timeout)
+    except (TypeError, ValueError):
+        return real(queue_obj, *args, **kwargs)  # the real get() says what is wrong with it
+    plain = bool(block) and not (len(args) > 2 or set(kwargs) - {"block", "timeout"})
+    verdict, cut = turns.get(queue, timeout) if plain else ("real", None)
+    try:
+        if verdict == "timeout":
+            raise queue_module.Empty
+        if verdict == "go":  # the item is on its way through the pipe: wait for it, as long as the student would
+            patience = None if timeout is None else max(probe.real_seconds(timeout), 1.0)
+            item = real(queue_obj) if not args and not kwargs and patience is None else real(queue_obj, True, patience)
+        else:  # off the schedule: the real call, then back in turn
+            if plain and timeout is not None:
+                args, kwargs = (True, probe.real_seconds(timeout)), {}
+            try:
+                item = real(queue_obj, *args, **kwargs)
+            finally:
+                if block:
+                    turns.step("queue", queue)
+            turns.signal(queue, -1)
+    except BaseException as exc:
+        probe.emit(grader_events.Q_GET_RAISE, queue=queue, where=where, error=type(exc).__name__,
+                   **({"cut": cut} if cut is not None else {}))
+        raise
+    probe.emit(grader_events.Q_GET, queue=queue, item=_describe(item), where=where)
+    return item
+
+
 def _patch_queues(probe: Probe) -> None:
     """Record queue puts and gets (item, where, and a get that gave up with queue.Empty), with small delays."""
     from multiprocessing import queues
@@ -661,7 +776,7 @@ def _patch_queues(probe: Probe) -> None:
             if probe.hold_put:
                 probe.hold_put = False
                 probe.delay("held_put")
-            probe.delay("queue")
+            probe.delay("queue", _queue_id(self))
             # A bounded queue's put can block: then say when it went through, so a hang can be explained.
             bounded = getattr(self, "_maxsize", None) not in (None, _UNBOUNDED)
             probe.emit(grader_events.Q_PUT, queue=_queue_id(self), item=_describe(obj), where=where, bounded=bounded)
@@ -674,6 +789,8 @@ def _patch_queues(probe: Probe) -> None:
                 raise
             if bounded:
                 probe.emit(grader_events.Q_PUT_DONE, queue=_queue_id(self), where=where)
+            if probe.turns is not None and where is not None:
+                probe.turns.signal(_queue_id(self), 1)  # one more item: a consumer waiting for it may take it
             return result
 
         return put
@@ -683,7 +800,10 @@ def _patch_queues(probe: Probe) -> None:
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
             where = probe.where()
             probe.emit(before, queue=_queue_id(self), where=where)
-            result = real(self, *args, **kwargs)
+            if probe.turns is not None and where is not None:
+                result = probe.turns.off(real, self, *args, **kwargs) if after else real(self, *args, **kwargs)
+            else:
+                result = real(self, *args, **kwargs)
             if after:
                 probe.emit(after, queue=_queue_id(self), where=where)
             return result
@@ -695,9 +815,11 @@ def _patch_queues(probe: Probe) -> None:
         def get(self: Any, *args: Any, **kwargs: Any) -> Any:
             where = probe.where()
             queue = _queue_id(self)
-            probe.delay("queue")
+            probe.delay("queue", queue)
             probe.emit(grader_events.Q_GET_WAIT, queue=queue, where=where, args=[_safe_repr(a) for a in args],
                        kwargs={k: _safe_repr(v) for k, v in kwargs.items()})
+            if probe.turns is not None and where is not None:
+                return _scheduled_get(probe, real, self, queue, where, args, kwargs)
             cut = _cut_timeout(args, kwargs, probe.queue_patience)
             if cut is not None and not probe.called_by_student():  # the frame walk only where a cut applies
                 cut = None
@@ -722,6 +844,15 @@ def _patch_queues(probe: Probe) -> None:
     probe.install(queues.JoinableQueue, "task_done", wrap_joinable(queues.JoinableQueue.task_done, grader_events.Q_TASK_DONE, ""))
     probe.install(queues.JoinableQueue, "join", wrap_joinable(queues.JoinableQueue.join, grader_events.Q_JOIN_WAIT,
                                                                 grader_events.Q_JOINED))
+
+
+def _student_target(probe: Probe, runnable: Any) -> bool:
+    """Whether a Process or Thread runs the student's code (its target, or its run() override): only those
+    are scheduled (a Manager's server, a queue's feeder thread run Python's own code, free)."""
+    target = getattr(runnable, "_target", None)
+    function = target if target is not None else getattr(type(runnable), "run", None)
+    code = getattr(function, "__code__", None)
+    return code is not None and code.co_filename.startswith(probe.workdir + os.sep)
 
 
 def _target_name(process: Any) -> str:
@@ -802,8 +933,13 @@ def _patch_processes(probe: Probe) -> None:
         except AttributeError:  # a class with __slots__: the name is then read after start, as before
             pass
         gate.starting()
+        scheduled = probe.turns is not None and where is not None and _student_target(probe, self)
+        if scheduled:
+            probe.turns.step("start")
         original_start(self)
         gate.started(self.pid)
+        if scheduled:
+            probe.turns.spawned(self.pid)  # the conductor waits for it to arrive before it decides
         probe.emit(grader_events.SPAWN, child=self.pid, name=self.name, daemon=bool(self.daemon), target=_target_name(self),
                    where=where)
 
@@ -821,11 +957,16 @@ def _patch_processes(probe: Probe) -> None:
         if parent:
             gate.wait(parent)
         probe.emit(grader_events.PROC_RUN)  # the mark: this process reaches the student's code now (see running/startup.py)
+        scheduled = probe.turns is not None and _student_target(probe, self)
+        if scheduled:
+            probe.turns.step("run")  # the student's code runs when the conductor says
         code = 1
         try:
             code = original_bootstrap(self, *args, **kwargs)
             return code
         finally:
+            if scheduled:
+                probe.turns.bye()
             tampered = probe.tampered()
             if tampered:
                 probe.emit(grader_events.TAMPER, replaced=tampered)

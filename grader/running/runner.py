@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from grader.running import isolation, limits, privileges, proctree, rundir, startup
+from grader.running import conductor, isolation, limits, privileges, proctree, rundir, startup
 # The statuses of a run are defined with the results model; the runner decides them, the checks read them here.
 from grader.results import (DEADLOCK, DISK_LIMIT, EXITED, KEPT_ALIVE, OUTPUT_LIMIT, PROCESS_LIMIT,  # noqa: F401
                             SELF_DEADLOCK, TIMEOUT)
@@ -36,6 +36,7 @@ OUTER_LIMIT = 3  # x the run's timeout, of wall-clock time: the limit whatever t
 OUTPUT_KEEP = 64 * 1024  # bytes of each captured stream kept for feedback
 _INFRA_MARKERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 _DROP_ENV_PREFIXES = ("PYTHON", "GRADER_", "COV_CORE", "COVERAGE_", "PYTEST_")
+TURNS_SOCKET = "turns.sock"  # the conductor's socket, in the run's meta folder (a short path: see rundir)
 
 
 
@@ -75,6 +76,8 @@ class RunSpec:
     min_sleep: float = 0.0  # a student's sleep or timed wait lasts at least this long (or what it asked) in real time
     start_gate: bool = True  # children wait until their siblings have started (see the probe's _Gate)
     startup_delay: float = 0.0  # tests only: each child sleeps this long before the student's code (a busy machine)
+    # The controlled scheduler (running/conductor.py): its rules, or None for seeded delays at the same points.
+    schedule: conductor.Rules | None = None
 
 
 @dataclass
@@ -98,6 +101,7 @@ class RunOutcome:
     # then the machine was too busy, and the run says nothing about the student's code.
     starting: list[int] = field(default_factory=list)
     too_busy: bool = False  # stopped by the outer wall-clock limit after long start-ups: the machine's fault
+    schedule: dict[str, Any] | None = None  # what the controlled scheduler did (conductor.Schedule), if one ran
 
 
 @dataclass
@@ -117,7 +121,7 @@ class _Dirs:
         return cls(root, work, meta)
 
 
-def _environment(spec: RunSpec, dirs: _Dirs, token: str) -> dict[str, str]:
+def _environment(spec: RunSpec, dirs: _Dirs, token: str, epoch: float) -> dict[str, str]:
     """The student's environment: ours minus Python and test-runner settings, plus the probe's config."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_ENV_PREFIXES)}
     config = {
@@ -133,7 +137,8 @@ def _environment(spec: RunSpec, dirs: _Dirs, token: str) -> dict[str, str]:
         **({} if spec.start_gate else {"gate": {"quiet": 0.0, "max": 0.0, "poll": 0.001}}),
         "virtual_time": spec.virtual_time,
         "min_sleep": spec.min_sleep,
-        "epoch": {"monotonic": time.monotonic(), "wall": time.time()},  # one clock for every process of the run
+        "epoch": {"monotonic": epoch, "wall": time.time()},  # one clock for every process of the run
+        **({"turns": {"socket": str(dirs.meta / TURNS_SOCKET)}} if spec.schedule else {}),
         "limits": {"core": 0, "as": spec.memory_limit, "fsize": 64 * 1024 * 1024, "nproc": 4096},
     }
     env.update(
@@ -369,6 +374,8 @@ def run(spec: RunSpec) -> RunOutcome:
     tree = _Tree()
     popen: subprocess.Popen[bytes] | None = None
     killed = 0
+    stack = contextlib.ExitStack()
+    scheduler: conductor.Conductor | None = None
     try:
         for name, source in spec.copy.items():
             shutil.copyfile(source, dirs.work / name)
@@ -387,15 +394,19 @@ def run(spec: RunSpec) -> RunOutcome:
         keeper = [sys.executable, "-I", "-S", str(KEEPER), str(dirs.meta / "main-exit.json"),
                   *isolation.keeper_options(identity, level, writable, spec.hide), "--", *student]
         command = level.wrap(keeper, dirs.root, spec.hide)
+        epoch = time.monotonic()
+        if spec.schedule is not None:
+            scheduler = stack.enter_context(conductor.Conductor(dirs.meta / TURNS_SOCKET, spec.seed, epoch,
+                                                                 spec.schedule))
         with open(dirs.meta / "out" / "main.out", "wb") as out, open(dirs.meta / "out" / "main.err", "wb") as err:
             started = time.monotonic()
             popen = subprocess.Popen(
-                command, cwd=dirs.work, env=_environment(spec, dirs, token),
+                command, cwd=dirs.work, env=_environment(spec, dirs, token, epoch),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
             )
         starts = tree.starts = startup.StartupWatch(student, _cmdline, proctree.ns_pid, proctree.read_stat)
         disk = limits.DiskWatch(writable, identity.uid if identity else None)
-        status, lines_at_exit = _supervise(spec, popen, tree, dirs, started, disk)
+        status, lines_at_exit = _supervise(spec, popen, tree, dirs, started, disk, scheduler)
         leftovers: list[dict[str, Any]] = []
         still_starting: list[int] = []
         too_busy = False
@@ -435,10 +446,12 @@ def run(spec: RunSpec) -> RunOutcome:
             isolation=isolation.describe(level, identity),
             starting=still_starting,
             too_busy=too_busy,
+            schedule=scheduler.schedule.as_dict() if scheduler is not None else None,
         )
     finally:
         # Whatever happened above (an exception, pytest-timeout interrupting us), the tree dies here.
         proctree.kill_tree(lambda: tree.processes() + _tagged(token))
+        stack.close()  # then the conductor stops
         if popen is not None and popen.poll() is None:
             popen.kill()
             popen.wait()
@@ -449,7 +462,7 @@ def run(spec: RunSpec) -> RunOutcome:
 
 def _supervise(
     spec: RunSpec, popen: subprocess.Popen[bytes], tree: _Tree, dirs: _Dirs, started: float,
-    disk: limits.DiskWatch | None = None,
+    disk: limits.DiskWatch | None = None, scheduler: conductor.Conductor | None = None,
 ) -> tuple[str, dict[str, int]]:
     """Watch the run until the main process exits or a rule stops it; returns the status.
 
@@ -511,8 +524,10 @@ def _supervise(
         if (spec.exit_grace is not None and main_done_at is not None and now - main_done_at > spec.exit_grace) or (
                 spec.waiting_grace is not None and waiting_at is not None and now - waiting_at > spec.waiting_grace):
             return KEPT_ALIVE, {n: _count_lines(dirs.work / n) for n in spec.watch_files}
-        if starting:  # as of this poll's start: a process marked since is judged at the next poll
-            watch.update(now, proctree.TreeSample(frozenset(pids), 0.0, False, len(pids)))  # not blocked: starting
+        if starting or (scheduler is not None and scheduler.holds_run(spec.poll * 2)):
+            # as of this poll's start: a process marked since is judged at the next poll; threads waiting for
+            # their turn, or for a timer of the scheduler's, are not deadlocked
+            watch.update(now, proctree.TreeSample(frozenset(pids), 0.0, False, len(pids)))
         elif watch.update(now, tree.sample(pids, servers)):
             return DEADLOCK, {}
         if now - started > spec.timeout:

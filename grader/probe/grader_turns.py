@@ -1,0 +1,155 @@
+"""A student process's side of the grader's controlled scheduler: each student thread asks the conductor
+(running/conductor.py, in the grader, out of the student's reach) for its turn at every synchronisation point
+the probe sees, so the grader, not the operating system, decides the interleaving.
+
+Standard library only and nothing of the grader (it runs inside student processes). It never raises into
+student code: when the conductor cannot be reached, the process runs free, as without a scheduler.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+grader_events = importlib.import_module(f"{__package__}.grader_events" if __package__ else "grader_events")
+
+_monotonic = time.monotonic
+_dumps = json.dumps
+_loads = json.loads
+NO_DEADLINE = None
+
+
+class Turns:
+    """This process's connections to the conductor, one per student thread (threads ask concurrently)."""
+
+    def __init__(self, path: str, epoch: float) -> None:
+        self.path = path
+        self.epoch = epoch  # the run's real monotonic time at virtual time 0
+        self.offset = 0.0  # virtual minus real seconds, as the conductor last said (it only grows)
+        self.local = threading.local()
+        self.sockets: list[socket.socket] = []
+        self.dead = False
+        self.identity: dict[str, Any] = {}
+
+    # ---- time ------------------------------------------------------------------------------------
+    def now(self) -> float:
+        """The run's virtual time in seconds: real time plus every jump the conductor made while no thread
+        could run (the same mapping in every process of the run)."""
+        return _monotonic() - self.epoch + self.offset
+
+    # ---- connection ------------------------------------------------------------------------------
+    def reset_after_fork(self, identity: dict[str, Any]) -> None:
+        """In a fork child: drop the parent's connections (they are the parent's threads'), keep the clock."""
+        for sock in self.sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self.sockets = []
+        self.local = threading.local()
+        self.identity = identity
+
+    def _connection(self) -> Any:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self.path)
+            self.sockets.append(sock)
+            conn = self.local.conn = (sock, sock.makefile("rb"))
+            thread = threading.current_thread()
+            self._send(sock, {"op": grader_events.TURN_HELLO, "pid": os.getpid(), "tid": threading.get_ident(),
+                              "thread": thread.name, "main": thread is threading.main_thread(), **self.identity})
+        return conn
+
+    @staticmethod
+    def _send(sock: socket.socket, message: dict[str, Any]) -> None:
+        sock.sendall((_dumps(message) + "\n").encode())
+
+    def ask(self, message: dict[str, Any], reply: bool = True) -> dict[str, Any] | None:
+        """Send one message; with `reply`, wait for the conductor's answer. None: run free (no conductor)."""
+        if self.dead:
+            return None
+        try:
+            sock, reader = self._connection()
+            self._send(sock, message)
+            if not reply:
+                return {}
+            line = reader.readline()
+            if not line:
+                raise OSError("the conductor closed the connection")
+            answer = _loads(line)
+        except (OSError, ValueError):
+            self.dead = True  # the grader is gone or the run is ending: never hang student code on it
+            return None
+        self.offset = max(self.offset, float(answer.get("off", self.offset)))
+        return answer
+
+    # ---- the points --------------------------------------------------------------------------------
+    def step(self, point: str, res: str | None = None) -> None:
+        """Wait here until the conductor gives this thread the turn."""
+        self.ask({"op": grader_events.TURN_STEP, "point": point, "res": res})
+
+    def signal(self, res: str, delta: int = 0) -> None:
+        """Say that `res` may have changed (a lock released, `delta` items put on or taken off a queue)."""
+        self.ask({"op": grader_events.TURN_SIGNAL, "res": res, "delta": delta}, reply=False)
+
+    def spawned(self, child: int) -> None:
+        """Say that this thread started a student process: the conductor waits for it to arrive."""
+        self.ask({"op": grader_events.TURN_SPAWNED, "child": child}, reply=False)
+
+    def bye(self) -> None:
+        """This thread ends: leave the schedule."""
+        conn = getattr(self.local, "conn", None)
+        if conn is None or self.dead:
+            return
+        try:
+            self._send(conn[0], {"op": grader_events.TURN_BYE})
+            conn[0].close()
+        except OSError:
+            pass
+        self.local.conn = None
+
+    def deadline(self, timeout: float | None) -> float | None:
+        """The virtual time at which a wait of `timeout` seconds (None: forever) gives up."""
+        return None if timeout is None else self.now() + max(0.0, float(timeout))
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep `seconds` of virtual time; False when there is no conductor (then the caller sleeps)."""
+        answer = self.ask({"op": grader_events.TURN_SLEEP, "until": self.now() + max(0.0, seconds)})
+        return answer is not None
+
+    def acquire(self, res: str, try_once: Callable[[], bool], timeout: float | None) -> bool | None:
+        """A blocking acquire under the scheduler: try without blocking; if taken, wait until `res` is
+        signalled (or the deadline) and try again. True/False: acquired or timed out; None: make the real
+        call (no conductor, or nothing the conductor knows of will release it)."""
+        until = self.deadline(timeout)
+        while True:
+            if try_once():
+                return True
+            answer = self.ask({"op": grader_events.TURN_BLOCK, "res": res, "deadline": until})
+            if answer is None or answer.get("real"):
+                return None
+            if answer.get("timeout"):
+                return False
+
+    def get(self, res: str, timeout: float | None) -> tuple[str, float | None]:
+        """A blocking get on queue `res`: "go" (an item is there: take it), "timeout" or "real", and the
+        patience the conductor cut the timeout to, if it did."""
+        answer = self.ask({"op": grader_events.TURN_GET, "res": res, "deadline": self.deadline(timeout)})
+        if answer is None or answer.get("real"):
+            return "real", None
+        return ("timeout" if answer.get("timeout") else "go"), answer.get("cut")
+
+    def off(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Make a call the conductor does not model (a join, a wait) off the schedule, then ask for the turn
+        again before any more of the student's code runs."""
+        if self.ask({"op": grader_events.TURN_OFF}, reply=False) is None:
+            return call(*args, **kwargs)
+        try:
+            return call(*args, **kwargs)
+        finally:
+            self.step("back")

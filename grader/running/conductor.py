@@ -1,0 +1,390 @@
+"""The controlled scheduler: the grader, not the operating system, decides how the student's threads
+interleave. Every student thread, in every process, stops at each synchronisation point the probe sees and
+goes on only when the conductor gives it the turn; between two points one student thread runs.
+
+The conductor knows who can run (a thread waiting for a lock someone holds, or for an item on a queue it
+knows is empty, cannot), picks with a seeded strategy, and owns the run's virtual time: time jumps to the
+next timer when no thread can run, so no real time is spent waiting and a window a student's sleep opens
+stays open for every other thread. Where it cannot tell what would unblock a thread, it lets the thread make
+the real call (a deadlock then shows as one, with real stacks): a wrong guess can cost determinism, never a
+correct program its verdict.
+
+Strategies (both seeded; the same seed gives the same decisions while the processes arrive in the same order):
+- "pos": partial-order sampling (Yuan et al., CAV 2018, as in Fray): every pending step gets a random
+  priority when it becomes pending; the highest runs.
+- "pct": probabilistic concurrency testing (Burckhardt et al., ASPLOS 2010): random thread priorities and
+  d-1 random change points; a bug of depth d is hit with probability >= 1/(n * k^(d-1)) per run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import selectors
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader.probe import grader_events as ev
+
+# Thread states
+FREE = "free"  # running outside the schedule (before its first point, in an unmodelled call, or too long)
+READY = "ready"  # at a point, waiting for the turn
+TURN = "turn"  # holds the turn
+BLOCKED = "blocked"  # waiting for a resource to be signalled (or its deadline)
+SLEEPING = "sleeping"  # waiting for virtual time to reach its deadline
+
+STRATEGIES = ("pos", "pct")
+DECISIONS_KEPT = 400  # of the schedule, kept in the outcome for the witness and replay checks
+
+
+@dataclass
+class Rules:
+    """How the conductor schedules one run (plain data: it goes into the RunSpec and the report)."""
+
+    strategy: str = "pos"
+    depth: int = 3  # pct: the bug depth it aims at (d - 1 priority change points)
+    steps_hint: int = 400  # pct: the expected number of steps, where change points are drawn
+    budget: float = 0.05  # real seconds a thread may hold the turn without reaching a point (then it runs free)
+    quiet: float = 0.004  # real seconds with no message before virtual time may jump or a wait become real
+    arrival_wait: float = 2.0  # real seconds to wait for a started process to arrive before deciding without it
+    max_steps: int = 200_000  # then the schedule steps aside (a livelock is the runner's to call)
+    # A get() with a timeout gives up after this much virtual time on an empty queue, whatever its timeout:
+    # as behind a producer slower than the timeout (None: the timeout as written).
+    patience: float | None = None
+
+
+@dataclass
+class _Thread:
+    key: tuple[int, int]
+    name: str
+    sock: socket.socket
+    state: str = FREE
+    point: str = ""
+    res: str | None = None
+    waiting_get: bool = False
+    until: float | None = None
+    pending: dict[str, Any] = field(default_factory=dict)
+    priority: float = 0.0
+    since: float = 0.0
+    taken: int = 0
+    cut: float | None = None  # the wait's deadline was brought forward to the rules' patience
+    buffer: bytes = b""
+
+
+@dataclass
+class Schedule:
+    """What the conductor did in one run: enough to state the detection bound and to compare replays."""
+
+    strategy: str
+    seed: int
+    steps: int = 0
+    threads: int = 0
+    jumps: int = 0
+    jumped: float = 0.0
+    real_waits: int = 0
+    freed: int = 0
+    decisions: list[str] = field(default_factory=list)
+    failure: str | None = None  # the conductor failed (a bug of ours): the run went on unscheduled
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "seed": self.seed, "steps": self.steps, "threads": self.threads,
+                "jumps": self.jumps, "jumped": round(self.jumped, 6), "real_waits": self.real_waits,
+                "freed": self.freed, "decisions": list(self.decisions), "failure": self.failure}
+
+
+def bound(steps: int, threads: int, depth: int) -> float:
+    """PCT's guarantee: the probability of hitting a bug of `depth` in one run of `steps` and `threads`."""
+    if steps <= 0 or threads <= 0:
+        return 0.0
+    return 1.0 / (steps * threads ** (depth - 1))
+
+
+class Conductor:
+    """Serves one run's scheduler socket from a thread of the grader; `with Conductor(...)` runs it."""
+
+    def __init__(self, path: Path, seed: int, epoch: float, rules: Rules) -> None:
+        self.path = path
+        self.rules = rules
+        self.epoch = epoch
+        self.rng = random.Random(f"turns/{seed}/{rules.strategy}")  # pct's change points
+        self.schedule = Schedule(rules.strategy, seed)
+        self.offset = 0.0
+        self.threads: dict[socket.socket, _Thread] = {}
+        self.counts: dict[str, int] = {}  # items known to be on each queue
+        self.expected: dict[int, tuple[tuple[int, int], float]] = {}  # child pid -> (starting thread, since)
+        self.arrived: set[int] = set()
+        self.last_message = time.monotonic()
+        self.change_points: set[int] = set()
+        if rules.strategy == "pct":
+            self.change_points = {self.rng.randint(1, max(1, rules.steps_hint)) for _ in range(rules.depth - 1)}
+        self.failure: str | None = None
+        self._stop = threading.Event()
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(str(path))
+        os.chmod(path, 0o666)  # the run's uid (dropped privileges) must connect
+        self._server.listen(256)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._server, selectors.EVENT_READ)
+        self._thread = threading.Thread(target=self._serve, name="grader-conductor", daemon=True)
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    def __enter__(self) -> "Conductor":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for sock in [*self.threads, self._server]:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self._selector.close()
+
+    def holds_run(self, since: float) -> bool:
+        """Whether the run is still moving by the conductor's own account: a thread holds or waits for the
+        turn, a timer is pending, or a message came in the last `since` seconds. Student threads waiting for
+        their turn look blocked to the operating system; while this holds, that is no deadlock."""
+        if time.monotonic() - self.last_message < since:
+            return True
+        return any(t.state in (READY, TURN, SLEEPING) or (t.state == BLOCKED and t.until is not None)
+                   for t in list(self.threads.values()))
+
+    def vt(self) -> float:
+        return time.monotonic() - self.epoch + self.offset
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for key, _ in self._selector.select(timeout=self._wait()):
+                    if key.fileobj is self._server:
+                        self._accept()
+                    else:
+                        self._read(key.fileobj)  # type: ignore[arg-type]
+                self._decide()
+            except Exception as exc:  # noqa: BLE001 - a bug of ours must never hang the student's program
+                if self.failure is None:
+                    self.failure = f"{type(exc).__name__}: {exc}"
+                    self.schedule.failure = self.failure
+
+    def _passive(self) -> None:
+        """After a failure of the conductor: every thread runs free, every wait is the real call."""
+        for thread in list(self.threads.values()):
+            if thread.state in (READY, TURN, BLOCKED, SLEEPING):
+                real = thread.state == BLOCKED
+                thread.state = FREE
+                self._reply(thread, {"real": 1} if real else {"go": 1})
+
+    def _wait(self) -> float:
+        """How long the loop may sleep before something needs deciding without a message."""
+        return min(self.rules.quiet, 0.02)
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self._server.accept()
+        except OSError:
+            return
+        sock.setblocking(False)
+        self._selector.register(sock, selectors.EVENT_READ)
+        self.threads[sock] = _Thread(key=(0, 0), name="?", sock=sock)
+
+    def _read(self, sock: socket.socket) -> None:
+        thread = self.threads.get(sock)
+        if thread is None:
+            return
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._gone(thread)
+            return
+        self.last_message = time.monotonic()
+        thread.buffer += data
+        while b"\n" in thread.buffer:
+            line, thread.buffer = thread.buffer.split(b"\n", 1)
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                self._handle(thread, message)
+
+    def _gone(self, thread: _Thread) -> None:
+        self.threads.pop(thread.sock, None)
+        try:
+            self._selector.unregister(thread.sock)
+        except (KeyError, ValueError):
+            pass
+        try:
+            thread.sock.close()
+        except OSError:
+            pass
+
+    # ---- messages ----------------------------------------------------------------------------------
+    def _handle(self, thread: _Thread, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == ev.TURN_HELLO:
+            pid, tid = int(message.get("pid", 0)), int(message.get("tid", 0))
+            thread.key = (pid, tid)
+            process = str(message.get("name", pid))
+            thread.name = process if message.get("main") else f"{process}/{message.get('thread', tid)}"
+            thread.priority = self._priority(thread.name)
+            self.expected.pop(pid, None)
+            self.arrived.add(pid)
+            self.schedule.threads += 1
+        elif op == ev.TURN_STEP:
+            self._ready(thread, str(message.get("point", "")), message.get("res"))
+        elif op == ev.TURN_BLOCK:
+            thread.state, thread.res, thread.waiting_get = BLOCKED, message.get("res"), False
+            thread.until = _number(message.get("deadline"))
+        elif op == ev.TURN_GET:
+            res = str(message.get("res"))
+            if thread.state == TURN and self.counts.get(res, 0) > 0:
+                self.counts[res] -= 1
+                self._reply(thread, {"go": 1})  # keeps the turn: the item is there
+            else:
+                thread.state, thread.res, thread.waiting_get = BLOCKED, res, True
+                thread.until = _number(message.get("deadline"))
+                patience = self.rules.patience
+                if patience is not None and thread.until is not None and thread.until > self.vt() + patience:
+                    thread.until, thread.cut = self.vt() + patience, patience
+        elif op == ev.TURN_SLEEP:
+            thread.state, thread.res, thread.until = SLEEPING, None, _number(message.get("until")) or 0.0
+        elif op == ev.TURN_SIGNAL:
+            res = str(message.get("res"))
+            delta = int(message.get("delta") or 0)
+            if delta:
+                self.counts[res] = max(0, self.counts.get(res, 0) + delta)
+            for other in self.threads.values():
+                if other.state == BLOCKED and other.res == res:  # retry (a get keeps its deadline)
+                    other.state = READY
+        elif op == ev.TURN_SPAWNED:
+            child = int(message.get("child") or 0)
+            if child and child not in self.arrived:
+                self.expected[child] = (thread.key, time.monotonic())
+        elif op == ev.TURN_OFF:
+            thread.state = FREE
+        elif op == ev.TURN_BYE:
+            self._gone(thread)
+
+    def _ready(self, thread: _Thread, point: str, res: Any, keep_priority: bool = False) -> None:
+        """The thread waits at a point; under POS its pending step gets a fresh priority (drawn from the seed,
+        its name and how many steps it took, so not from the order in which threads happened to arrive)."""
+        thread.state, thread.point, thread.res, thread.until, thread.waiting_get = READY, point, res, None, False
+        thread.cut = None
+        thread.taken += 1
+        if self.rules.strategy == "pos" and not keep_priority:
+            thread.priority = random.Random(f"{self.schedule.seed}/{thread.name}/{thread.taken}").random()
+
+    def _priority(self, name: str) -> float:
+        """A thread's PCT priority, from the seed and its name (not from when it happened to arrive)."""
+        return random.Random(f"{self.schedule.seed}/{name}").random() + 1.0
+
+    def _reply(self, thread: _Thread, answer: dict[str, Any]) -> None:
+        answer["off"] = self.offset
+        try:
+            thread.sock.setblocking(True)
+            thread.sock.sendall((json.dumps(answer) + "\n").encode())
+            thread.sock.setblocking(False)
+        except OSError:
+            self._gone(thread)
+
+    # ---- decisions ---------------------------------------------------------------------------------
+    def _decide(self) -> None:
+        if self.failure is not None:
+            self._passive()
+            return
+        now = time.monotonic()
+        vt = self.vt()
+        for thread in list(self.threads.values()):  # timers that virtual (or real) time has reached
+            if thread.state in (SLEEPING, BLOCKED) and thread.until is not None and thread.until <= vt:
+                timed_out, cut = thread.state == BLOCKED, thread.cut
+                self._ready(thread, thread.point, None, keep_priority=True)
+                if timed_out:
+                    thread.pending = {"timeout": 1, **({"cut": cut} if cut else {})}
+        holder = next((t for t in self.threads.values() if t.state == TURN), None)
+        if holder is not None:
+            if now - holder.since <= self.rules.budget:
+                return
+            holder.state = FREE  # it computes, or waits for something the probe does not see: let it run
+            self.schedule.freed += 1
+        if self.schedule.steps >= self.rules.max_steps:
+            for thread in self.threads.values():
+                if thread.state in (READY, BLOCKED, SLEEPING):
+                    thread.state = FREE
+                    self._reply(thread, {"go": 1})
+            return
+        ready = [t for t in self.threads.values() if t.state == READY]
+        if ready:
+            if self._awaiting_arrivals(now):
+                return
+            self._give_turn(self._pick(ready), now)
+            return
+        if now - self.last_message < self.rules.quiet or self._awaiting_arrivals(now, any_parent=True):
+            return
+        timers = [t.until for t in self.threads.values() if t.state in (SLEEPING, BLOCKED) and t.until is not None]
+        if timers:  # nothing can run: time moves to the next timer
+            jump = max(0.0, min(timers) - vt)
+            self.offset += jump
+            self.schedule.jumps += 1
+            self.schedule.jumped += jump
+            return
+        blocked = [t for t in self.threads.values() if t.state == BLOCKED]
+        for thread in blocked:  # nothing the conductor knows of will wake them: make the real calls
+            thread.state = FREE
+            self.schedule.real_waits += 1
+            self._reply(thread, {"real": 1})
+
+    def _awaiting_arrivals(self, now: float, any_parent: bool = False) -> bool:
+        """Whether to wait for started processes to arrive before deciding: when the thread that started them
+        has stopped starting (it is not about to run) or, with `any_parent`, whenever one is on its way."""
+        holders = {t.key for t in self.threads.values() if t.state in (READY, TURN)}
+        for child, (parent, since) in list(self.expected.items()):
+            if now - since > self.rules.arrival_wait:
+                del self.expected[child]  # it never reached the student's code in time: decide without it
+                continue
+            if any_parent or parent not in holders:
+                return True
+        return False
+
+    def _pick(self, ready: list[_Thread]) -> _Thread:
+        ready.sort(key=lambda t: t.name)  # a fixed order: the decision depends on the seed, not on arrival
+        chosen = max(ready, key=lambda t: t.priority)
+        if self.rules.strategy == "pct" and (self.schedule.steps + 1) in self.change_points:
+            chosen.priority = -float(self.schedule.steps + 1)  # the change point: below every other thread
+            others = [t for t in ready if t is not chosen]
+            if others:
+                chosen = max(others, key=lambda t: t.priority)
+        return chosen
+
+    def _give_turn(self, thread: _Thread, now: float) -> None:
+        if thread.waiting_get:  # woken by a put: the item must still be there when it gets the turn
+            res = str(thread.res)
+            if self.counts.get(res, 0) <= 0:
+                thread.state = BLOCKED  # another consumer took it first: wait for the next put
+                return
+            self.counts[res] -= 1
+            thread.waiting_get = False
+        self.schedule.steps += 1
+        if len(self.schedule.decisions) < DECISIONS_KEPT:
+            self.schedule.decisions.append(f"{thread.name}:{thread.point}")
+        thread.state, thread.since = TURN, now
+        answer = {"go": 1, **thread.pending}
+        thread.pending = {}
+        self._reply(thread, answer)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
