@@ -2,6 +2,7 @@
 student's code is wrong. A check that raises anything else is a grader error, never the student's fault."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -33,8 +34,8 @@ RACE_DELAYS: dict[str, tuple[float, float]] = {
 # opens stay open. Checks whose verdicts were measured with it on pass these rules to run_steps.
 MIN_SLEEP = 0.004
 VIRTUAL_TIME: dict[str, Any] = {"virtual_time": True, "min_sleep": MIN_SLEEP}
-# Set by the benches only: run every check under the controlled scheduler with this strategy ("pos", "pct"),
-# to measure an exercise whose checks do not ask for it yet.
+# Set by the benches only: run every check under the controlled scheduler with this strategy ("pos", "pct"):
+# to measure an exercise whose checks do not ask for it yet, or another strategy than the one they ask for.
 SCHEDULE_ENV = "GRADER_BENCH_SCHEDULE"
 MAX_SOURCE_BYTES = 2_000_000
 # Set by bench/bench_peer.py: run the checks as a plain harness would (no delays, no time scaling, no start
@@ -207,8 +208,11 @@ class Student:
             rules.update(sleep_scale=1.0, delays={}, queue_patience=None, virtual_time=False, min_sleep=0.0,
                          start_gate=False, schedule=None)
         strategy = os.environ.get(SCHEDULE_ENV)
-        if strategy in conductor.STRATEGIES and not os.environ.get(PLAIN_ENV) and "schedule" not in rules:
-            rules.update(scheduled(strategy=strategy))
+        if strategy in conductor.STRATEGIES and not os.environ.get(PLAIN_ENV):
+            if rules.get("schedule") is None:
+                rules.update(scheduled(strategy=strategy))
+            else:
+                rules["schedule"] = dataclasses.replace(rules["schedule"], strategy=strategy)
         rules.setdefault("sleep_scale", COURSE_SLEEP_SCALE)
         rules.setdefault("delays", RACE_DELAYS)
         rules.setdefault("hide", self.hide)

@@ -55,6 +55,10 @@ class Rules:
     # A get() with a timeout gives up after this much virtual time on an empty queue, whatever its timeout:
     # as behind a producer slower than the timeout (None: the timeout as written).
     patience: float | None = None
+    # A sleep lasts at least what it asked, and may last up to this fraction longer (as on a busy machine):
+    # the conductor then wakes sleepers whose ends are that close together at once, so that what each does
+    # after its sleep can interleave with the others (a seeded choice at each jump).
+    slack: float = 0.25
 
 
 @dataclass
@@ -72,6 +76,7 @@ class _Thread:
     since: float = 0.0
     taken: int = 0
     cut: float | None = None  # the wait's deadline was brought forward to the rules' patience
+    latest: float | None = None  # a sleeper: the latest it may wake (its deadline plus the rules' slack)
     buffer: bytes = b""
 
 
@@ -259,6 +264,7 @@ class Conductor:
                     thread.until, thread.cut = self.vt() + patience, patience
         elif op == ev.TURN_SLEEP:
             thread.state, thread.res, thread.until = SLEEPING, None, _number(message.get("until")) or 0.0
+            thread.latest = thread.until + self.rules.slack * max(0.0, thread.until - self.vt())
         elif op == ev.TURN_SIGNAL:
             res = str(message.get("res"))
             delta = int(message.get("delta") or 0)
@@ -332,8 +338,8 @@ class Conductor:
         if now - self.last_message < self.rules.quiet or self._awaiting_arrivals(now, any_parent=True):
             return
         timers = [t.until for t in self.threads.values() if t.state in (SLEEPING, BLOCKED) and t.until is not None]
-        if timers:  # nothing can run: time moves to the next timer
-            jump = max(0.0, min(timers) - vt)
+        if timers:  # nothing can run: time moves to the next timer (or a little past it: see Rules.slack)
+            jump = max(0.0, self._next_wake(min(timers)) - vt)
             self.offset += jump
             self.schedule.jumps += 1
             self.schedule.jumped += jump
@@ -343,6 +349,21 @@ class Conductor:
             thread.state = FREE
             self.schedule.real_waits += 1
             self._reply(thread, {"real": 1})
+
+    def _next_wake(self, earliest: float) -> float:
+        """The time to jump to: the earliest timer, or (a seeded coin) the time at which the sleepers whose
+        ends are closest after it can all wake together, each within its slack."""
+        sleepers = sorted((t for t in self.threads.values() if t.state == SLEEPING and t.until is not None),
+                          key=lambda t: (t.until, t.name))
+        if len(sleepers) < 2 or sleepers[0].until != earliest or self.rng.random() < 0.5:
+            return earliest
+        target, latest = earliest, sleepers[0].latest or earliest
+        for thread in sleepers[1:]:
+            if thread.until is None or thread.until > latest:
+                break
+            target, latest = thread.until, min(latest, thread.latest or thread.until)
+        blocked = [t.until for t in self.threads.values() if t.state == BLOCKED and t.until is not None]
+        return min([target, *blocked])  # a timed wait that ends sooner still ends on time
 
     def _awaiting_arrivals(self, now: float, any_parent: bool = False) -> bool:
         """Whether to wait for started processes to arrive before deciding: when the thread that started them
