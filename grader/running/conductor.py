@@ -56,9 +56,11 @@ class Rules:
     # as behind a producer slower than the timeout (None: the timeout as written).
     patience: float | None = None
     # A sleep lasts at least what it asked, and may last up to this fraction longer (as on a busy machine):
-    # the conductor then wakes sleepers whose ends are that close together at once, so that what each does
-    # after its sleep can interleave with the others (a seeded choice at each jump).
+    # when a sleep ends, the conductor may (a seeded choice, with probability `hold`) keep the sleeper asleep
+    # until the next sleeper's end within that slack, so that both wake at once and what each does after
+    # its sleep can interleave with the other's.
     slack: float = 0.25
+    hold: float = 1.0
 
 
 @dataclass
@@ -76,7 +78,8 @@ class _Thread:
     since: float = 0.0
     taken: int = 0
     cut: float | None = None  # the wait's deadline was brought forward to the rules' patience
-    latest: float | None = None  # a sleeper: the latest it may wake (its deadline plus the rules' slack)
+    latest: float = 0.0  # a sleeper: the latest it may wake (its end plus the rules' slack)
+    holding: bool | None = None  # a sleeper whose end came: whether it waits for the next sleeper (None: not chosen)
     buffer: bytes = b""
 
 
@@ -263,8 +266,9 @@ class Conductor:
                 if patience is not None and thread.until is not None and thread.until > self.vt() + patience:
                     thread.until, thread.cut = self.vt() + patience, patience
         elif op == ev.TURN_SLEEP:
-            thread.state, thread.res, thread.until = SLEEPING, None, _number(message.get("until")) or 0.0
-            thread.latest = thread.until + self.rules.slack * max(0.0, thread.until - self.vt())
+            until = _number(message.get("until")) or 0.0
+            thread.state, thread.res, thread.until, thread.holding = SLEEPING, None, until, None
+            thread.latest = until + self.rules.slack * max(0.0, until - self.vt())
         elif op == ev.TURN_SIGNAL:
             res = str(message.get("res"))
             delta = int(message.get("delta") or 0)
@@ -313,6 +317,8 @@ class Conductor:
         vt = self.vt()
         for thread in list(self.threads.values()):  # timers that virtual (or real) time has reached
             if thread.state in (SLEEPING, BLOCKED) and thread.until is not None and thread.until <= vt:
+                if thread.state == SLEEPING and self._held(thread, vt):
+                    continue
                 timed_out, cut = thread.state == BLOCKED, thread.cut
                 self._ready(thread, thread.point, None, keep_priority=True)
                 if timed_out:
@@ -339,7 +345,7 @@ class Conductor:
             return
         timers = [t.until for t in self.threads.values() if t.state in (SLEEPING, BLOCKED) and t.until is not None]
         if timers:  # nothing can run: time moves to the next timer (or a little past it: see Rules.slack)
-            jump = max(0.0, self._next_wake(min(timers)) - vt)
+            jump = max(0.0, min(timers) - vt)
             self.offset += jump
             self.schedule.jumps += 1
             self.schedule.jumped += jump
@@ -350,20 +356,18 @@ class Conductor:
             self.schedule.real_waits += 1
             self._reply(thread, {"real": 1})
 
-    def _next_wake(self, earliest: float) -> float:
-        """The time to jump to: the earliest timer, or (a seeded coin) the time at which the sleepers whose
-        ends are closest after it can all wake together, each within its slack."""
-        sleepers = sorted((t for t in self.threads.values() if t.state == SLEEPING and t.until is not None),
-                          key=lambda t: (t.until, t.name))
-        if len(sleepers) < 2 or sleepers[0].until != earliest or self.rng.random() < 0.5:
-            return earliest
-        target, latest = earliest, sleepers[0].latest or earliest
-        for thread in sleepers[1:]:
-            if thread.until is None or thread.until > latest:
-                break
-            target, latest = thread.until, min(latest, thread.latest or thread.until)
-        blocked = [t.until for t in self.threads.values() if t.state == BLOCKED and t.until is not None]
-        return min([target, *blocked])  # a timed wait that ends sooner still ends on time
+    def _held(self, thread: _Thread, vt: float) -> bool:
+        """Whether a sleeper whose end has come sleeps on, to the next sleeper's end within its slack."""
+        if thread.holding is None:
+            thread.holding = self.rng.random() < self.rules.hold
+        if not thread.holding:
+            return False
+        later = [t.until for t in self.threads.values()
+                 if t is not thread and t.state == SLEEPING and t.until is not None and vt < t.until <= thread.latest]
+        if not later:
+            return False
+        thread.until = min(later)
+        return True
 
     def _awaiting_arrivals(self, now: float, any_parent: bool = False) -> bool:
         """Whether to wait for started processes to arrive before deciding: when the thread that started them
