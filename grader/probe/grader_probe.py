@@ -94,7 +94,7 @@ class Probe:
         # The controlled scheduler (see grader_turns.py): when the grader runs one, every student thread waits
         # for its turn at each point below instead of sleeping a random delay there.
         turns = config.get("turns")
-        self.turns = grader_turns.Turns(turns["socket"], self.epoch_monotonic) if turns else None
+        self.turns = grader_turns.Turns(turns["socket"]) if turns else None
         self.fd = -1
         self.pid = 0
         self.count = 0
@@ -345,7 +345,7 @@ def _patch_virtual_time(probe: Probe) -> None:
         return now
 
     turns = probe.turns
-    elapsed = turns.now if turns is not None else probe.virtual_elapsed
+    elapsed = turns.clock if turns is not None else probe.virtual_elapsed
 
     def mono() -> float:
         return probe.epoch_monotonic + elapsed()

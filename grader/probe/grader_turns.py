@@ -12,12 +12,10 @@ import json
 import os
 import socket
 import threading
-import time
 from typing import Any, Callable
 
 grader_events = importlib.import_module(f"{__package__}.grader_events" if __package__ else "grader_events")
 
-_monotonic = time.monotonic
 _dumps = json.dumps
 _loads = json.loads
 NO_DEADLINE = None
@@ -26,10 +24,9 @@ NO_DEADLINE = None
 class Turns:
     """This process's connections to the conductor, one per student thread (threads ask concurrently)."""
 
-    def __init__(self, path: str, epoch: float) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
-        self.epoch = epoch  # the run's real monotonic time at virtual time 0
-        self.offset = 0.0  # virtual minus real seconds, as the conductor last said (it only grows)
+        self.offset = 0.0  # the run's virtual time, as the conductor last said (it only grows)
         self.local = threading.local()
         self.sockets: list[socket.socket] = []
         self.dead = False
@@ -37,9 +34,15 @@ class Turns:
 
     # ---- time ------------------------------------------------------------------------------------
     def now(self) -> float:
-        """The run's virtual time in seconds: real time plus every jump the conductor made while no thread
-        could run (the same mapping in every process of the run)."""
-        return _monotonic() - self.epoch + self.offset
+        """The run's virtual time in seconds, as of this thread's last turn: it moves only when the conductor
+        jumps to the next timer (no thread could run) or a student reads a clock (one tick per read)."""
+        return self.offset
+
+    def clock(self) -> float:
+        """A student's clock read: a point of its own (a loop that waits for the clock to pass a mark is let
+        go round, one tick of virtual time a read); the run's virtual time after it."""
+        self.step("clock")
+        return self.offset
 
     # ---- connection ------------------------------------------------------------------------------
     def reset_after_fork(self, identity: dict[str, Any]) -> None:
@@ -119,7 +122,7 @@ class Turns:
 
     def sleep(self, seconds: float) -> bool:
         """Sleep `seconds` of virtual time; False when there is no conductor (then the caller sleeps)."""
-        answer = self.ask({"op": grader_events.TURN_SLEEP, "until": self.now() + max(0.0, seconds)})
+        answer = self.ask({"op": grader_events.TURN_SLEEP, "secs": max(0.0, seconds)})
         return answer is not None
 
     def acquire(self, res: str, try_once: Callable[[], bool], timeout: float | None) -> bool | None:

@@ -60,6 +60,8 @@ class Rules:
     # until the next sleeper's end within that slack, so that both wake at once and what each does after
     # its sleep can interleave with the other's.
     slack: float = 0.25
+    tick: float = 0.005  # virtual seconds that pass at each clock read of the student's
+    spin: int = 500  # turns without time moving after which time moves to the next timer anyway (a poll loop)
     hold: float = 1.0
 
 
@@ -114,10 +116,10 @@ def bound(steps: int, threads: int, depth: int) -> float:
 class Conductor:
     """Serves one run's scheduler socket from a thread of the grader; `with Conductor(...)` runs it."""
 
-    def __init__(self, path: Path, seed: int, epoch: float, rules: Rules) -> None:
+    def __init__(self, path: Path, seed: int, rules: Rules) -> None:
         self.path = path
         self.rules = rules
-        self.epoch = epoch
+        self.still = 0  # turns given since virtual time last moved (see Rules.spin)
         self.rng = random.Random(f"turns/{seed}/{rules.strategy}")  # pct's change points
         self.schedule = Schedule(rules.strategy, seed)
         self.offset = 0.0
@@ -164,7 +166,8 @@ class Conductor:
                    for t in list(self.threads.values()))
 
     def vt(self) -> float:
-        return time.monotonic() - self.epoch + self.offset
+        """The run's virtual time: seconds of jumps and clock ticks since the run began (never real time)."""
+        return self.offset
 
     # ---- the loop ----------------------------------------------------------------------------------
     def _serve(self) -> None:
@@ -251,6 +254,8 @@ class Conductor:
             self.schedule.threads += 1
         elif op == ev.TURN_STEP:
             self._ready(thread, str(message.get("point", "")), message.get("res"))
+            if thread.point == "clock":
+                thread.pending = {"tick": 1}  # time passes by one tick when it gets the turn
         elif op == ev.TURN_BLOCK:
             thread.state, thread.res, thread.waiting_get = BLOCKED, message.get("res"), False
             thread.until = _number(message.get("deadline"))
@@ -266,7 +271,7 @@ class Conductor:
                 if patience is not None and thread.until is not None and thread.until > self.vt() + patience:
                     thread.until, thread.cut = self.vt() + patience, patience
         elif op == ev.TURN_SLEEP:
-            until = _number(message.get("until")) or 0.0
+            until = self.vt() + max(0.0, _number(message.get("secs")) or 0.0)
             thread.state, thread.res, thread.until, thread.holding = SLEEPING, None, until, None
             thread.latest = until + self.rules.slack * max(0.0, until - self.vt())
         elif op == ev.TURN_SIGNAL:
@@ -336,6 +341,8 @@ class Conductor:
                     self._reply(thread, {"go": 1})
             return
         ready = [t for t in self.threads.values() if t.state == READY]
+        if ready and self.still >= self.rules.spin and self._jump(vt):  # threads poll while others sleep
+            return
         if ready:
             if self._awaiting_arrivals(now):
                 return
@@ -343,18 +350,25 @@ class Conductor:
             return
         if now - self.last_message < self.rules.quiet or self._awaiting_arrivals(now, any_parent=True):
             return
-        timers = [t.until for t in self.threads.values() if t.state in (SLEEPING, BLOCKED) and t.until is not None]
-        if timers:  # nothing can run: time moves to the next timer (or a little past it: see Rules.slack)
-            jump = max(0.0, min(timers) - vt)
-            self.offset += jump
-            self.schedule.jumps += 1
-            self.schedule.jumped += jump
+        if self._jump(vt):  # nothing can run: time moves to the next timer
             return
         blocked = [t for t in self.threads.values() if t.state == BLOCKED]
         for thread in blocked:  # nothing the conductor knows of will wake them: make the real calls
             thread.state = FREE
             self.schedule.real_waits += 1
             self._reply(thread, {"real": 1})
+
+    def _jump(self, vt: float) -> bool:
+        """Move virtual time to the next timer (a sleep's end, a timed wait's deadline), if there is one."""
+        timers = [t.until for t in self.threads.values() if t.state in (SLEEPING, BLOCKED) and t.until is not None]
+        if not timers:
+            return False
+        jump = max(0.0, min(timers) - vt)
+        self.offset += jump
+        self.still = 0
+        self.schedule.jumps += 1
+        self.schedule.jumped += jump
+        return True
 
     def _held(self, thread: _Thread, vt: float) -> bool:
         """Whether a sleeper whose end has come sleeps on, to the next sleeper's end within its slack."""
@@ -403,6 +417,10 @@ class Conductor:
         if len(self.schedule.decisions) < DECISIONS_KEPT:
             self.schedule.decisions.append(f"{thread.name}:{thread.point}")
         thread.state, thread.since = TURN, now
+        self.still += 1
+        if thread.pending.pop("tick", None):
+            self.offset += self.rules.tick
+            self.still = 0
         answer = {"go": 1, **thread.pending}
         thread.pending = {}
         self._reply(thread, answer)

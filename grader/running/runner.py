@@ -396,8 +396,7 @@ def run(spec: RunSpec) -> RunOutcome:
         command = level.wrap(keeper, dirs.root, spec.hide)
         epoch = time.monotonic()
         if spec.schedule is not None:
-            scheduler = stack.enter_context(conductor.Conductor(dirs.meta / TURNS_SOCKET, spec.seed, epoch,
-                                                                 spec.schedule))
+            scheduler = stack.enter_context(conductor.Conductor(dirs.meta / TURNS_SOCKET, spec.seed, spec.schedule))
         with open(dirs.meta / "out" / "main.out", "wb") as out, open(dirs.meta / "out" / "main.err", "wb") as err:
             started = time.monotonic()
             popen = subprocess.Popen(
