@@ -77,7 +77,7 @@ def test_the_probe_activates_with_the_grader_package_unimportable(tmp_path: Path
     done = subprocess.run([sys.executable, "-I", "-c", IMPORT_WITHOUT_GRADER, str(PROBE_DIR)], cwd=work, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == ["grader_driver", "grader_events", "grader_probe"]
+    assert json.loads(done.stdout) == ["grader_driver", "grader_events", "grader_probe", "grader_turns"]
     events = [json.loads(line) for path in (meta / "events").iterdir() for line in path.read_text().splitlines()]
     assert [e["ev"] for e in events] == ["proc_start", "hello", "main_done"]
     assert not list(meta.glob("probe-error-*"))

@@ -67,9 +67,11 @@ QUEUE_EVENTS = (Q_PUT, Q_PUT_DONE, Q_PUT_RAISE, Q_GET_WAIT, Q_GET, Q_GET_RAISE, 
 # The controlled scheduler's protocol (grader_turns.py in student processes, running/conductor.py in the
 # grader): one JSON line per message over each student thread's own connection to the conductor.
 TURN_HELLO = "hello"  # a thread joins the schedule (pid, tid, name, thread, parent)
-TURN_STEP = "step"  # at a synchronisation point: wait for the turn (point, res)
+TURN_STEP = "step"  # at a synchronisation point: wait for the turn (point, res; at_least: the virtual time an
+#   unmodelled wait that used up its timeout has reached)
 TURN_BLOCK = "block"  # a non-blocking try on res failed: wait until res is signalled (deadline)
 TURN_GET = "get"  # a blocking get on queue res: the turn only when the conductor knows an item is there (deadline)
+TURN_JOIN = "join"  # join a student process (child): the turn once its every thread has left (deadline)
 TURN_SLEEP = "sleep"  # wait until the run's virtual time reaches `until`
 TURN_SIGNAL = "signal"  # res may have changed (delta: items put on or taken off a queue); no reply
 TURN_SPAWNED = "spawned"  # this thread started a student process (child); no reply

@@ -290,6 +290,14 @@ def _patch_time(probe: Probe) -> None:
     probe.install(time, "sleep", sleep)
 
 
+def _timeout_of(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, name: str) -> float | None:
+    """The positive timeout among a call's arguments (positional `position` or keyword `name`), if any."""
+    value = kwargs[name] if name in kwargs else args[position] if len(args) > position else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return None
+    return float(value)
+
+
 def _scale_timeout(probe: Probe, args: tuple[Any, ...], kwargs: dict[str, Any], position: int,
                    name: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The arguments with the timeout (positional `position` or keyword `name`) turned into real seconds."""
@@ -375,9 +383,39 @@ def _patch_virtual_time(probe: Probe) -> None:
             timed.append((cls, "select", 1, "timeout"))
     for owner, attr, position, name in timed:
         real = getattr(owner, attr, None)
+        if turns is not None and (owner is threading.Timer or (owner is process.BaseProcess and attr == "join")):
+            continue  # see _patch_timers and _patch_processes
         if real is not None:
             blocking = turns is not None and attr != "__init__"
             probe.install(owner, attr, (_off_schedule if blocking else _timed)(probe, real, position, name))
+    if turns is not None:
+        _patch_timers(probe)
+
+
+def _patch_timers(probe: Probe) -> None:
+    """Under the scheduler, a student's threading.Timer waits its interval in the run's virtual time."""
+    original_init, original_run = threading.Timer.__init__, threading.Timer.run
+
+    @functools.wraps(original_init)
+    def __init__(self: Any, interval: float, *args: Any, **kwargs: Any) -> None:
+        original_init(self, interval, *args, **kwargs)
+        if probe.student_frame(sys._getframe(1)):
+            self._grader_interval = interval
+
+    @functools.wraps(original_run)
+    def run(self: Any) -> None:
+        interval = getattr(self, "_grader_interval", None)
+        if interval is None or probe.turns is None or not probe.turns.sleep(float(interval)):
+            return original_run(self)
+        try:
+            if not self.finished.is_set():
+                self.function(*self.args, **self.kwargs)
+            self.finished.set()
+        finally:
+            probe.turns.bye()
+
+    probe.install(threading.Timer, "__init__", __init__)
+    probe.install(threading.Timer, "run", run)
 
 
 def _off_schedule(probe: Probe, real: Callable[..., Any], position: int, name: str = "timeout") -> Callable[..., Any]:
@@ -388,10 +426,18 @@ def _off_schedule(probe: Probe, real: Callable[..., Any], position: int, name: s
     def waits(*args: Any, **kwargs: Any) -> Any:
         if probe.turns is None or not probe.student_frame(sys._getframe(1)):
             return real(*args, **kwargs)
-        args, kwargs = _scale_timeout(probe, args, kwargs, position, name)
-        return probe.turns.off(real, *args, **kwargs)
+        return _wait_off_schedule(probe, real, args, kwargs, position, name)
 
     return waits
+
+
+def _wait_off_schedule(probe: Probe, real: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                       position: int, name: str = "timeout") -> Any:
+    """A student's wait that the conductor does not model, made off the schedule with its timeout scaled."""
+    assert probe.turns is not None
+    asked = _timeout_of(args, kwargs, position, name)
+    args, kwargs = _scale_timeout(probe, args, kwargs, position, name)
+    return probe.turns.off(real, *args, timeouts=(asked, _timeout_of(args, kwargs, position, name)), **kwargs)
 
 
 def _patch_files(probe: Probe) -> None:
@@ -503,8 +549,9 @@ def _patch_locks(probe: Probe) -> None:
         original_make_methods(self)
         kind = _LOCK_KINDS.get(type(self).__name__)
         if kind is None:
-            if probe.virtual_time and type(self).__name__ in ("Semaphore", "BoundedSemaphore"):
-                self.acquire = _timed(probe, self._semlock.acquire, 1)  # acquire(block, timeout) of the student
+            if (probe.virtual_time or probe.turns) and type(self).__name__ in ("Semaphore", "BoundedSemaphore"):
+                # acquire(block, timeout) of the student: its timeout in virtual time (off the schedule)
+                self.acquire = (_off_schedule if probe.turns else _timed)(probe, self._semlock.acquire, 1)
             return
         semlock = self._semlock
         # A fork-context lock has no name, and two locks made in two forked children can share a handle
@@ -780,10 +827,15 @@ def _patch_queues(probe: Probe) -> None:
             # A bounded queue's put can block: then say when it went through, so a hang can be explained.
             bounded = getattr(self, "_maxsize", None) not in (None, _UNBOUNDED)
             probe.emit(grader_events.Q_PUT, queue=_queue_id(self), item=_describe(obj), where=where, bounded=bounded)
-            if probe.virtual_time and probe.student_frame(sys._getframe(1)):
+            asked = _timeout_of(args, kwargs, 1, "timeout")
+            if (probe.virtual_time or probe.turns) and probe.student_frame(sys._getframe(1)):
                 args, kwargs = _scale_timeout(probe, args, kwargs, 1, "timeout")
             try:
-                result = real(self, obj, *args, **kwargs)
+                if probe.turns is not None and bounded and where is not None:  # it may wait for room: off the schedule
+                    result = probe.turns.off(real, self, obj, *args, timeouts=(asked, _timeout_of(args, kwargs, 1, "timeout")),
+                                             **kwargs)
+                else:
+                    result = real(self, obj, *args, **kwargs)
             except BaseException as exc:
                 probe.emit(grader_events.Q_PUT_RAISE, queue=_queue_id(self), where=where, error=type(exc).__name__)
                 raise
@@ -939,6 +991,7 @@ def _patch_processes(probe: Probe) -> None:
         original_start(self)
         gate.started(self.pid)
         if scheduled:
+            self._grader_scheduled = True
             probe.turns.spawned(self.pid)  # the conductor waits for it to arrive before it decides
         probe.emit(grader_events.SPAWN, child=self.pid, name=self.name, daemon=bool(self.daemon), target=_target_name(self),
                    where=where)
@@ -974,6 +1027,24 @@ def _patch_processes(probe: Probe) -> None:
 
     probe.install(process.BaseProcess, "start", start)
     probe.install(process.BaseProcess, "_bootstrap", _bootstrap)
+    if probe.turns is not None:
+        original_join = process.BaseProcess.join
+
+        @functools.wraps(original_join)
+        def join(self: Any, timeout: float | None = None) -> None:
+            if not probe.student_frame(sys._getframe(1)):
+                return original_join(self, timeout)
+            if not getattr(self, "_grader_scheduled", False) or probe.turns is None:
+                return _wait_off_schedule(probe, original_join, (self, timeout), {}, 1)
+            verdict = probe.turns.join(self.pid, timeout)
+            if verdict == "timeout":
+                return None
+            if verdict == "go":  # its code has ended: the process is on its way out
+                return original_join(self, None if timeout is None else max(probe.real_seconds(timeout), 1.0))
+            return probe.turns.off(original_join, self, None if timeout is None else probe.real_seconds(timeout),
+                                   timeouts=(timeout, None if timeout is None else probe.real_seconds(timeout)))
+
+        probe.install(process.BaseProcess, "join", join)
 
 
 def _patch_exit(probe: Probe) -> None:

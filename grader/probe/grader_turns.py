@@ -12,10 +12,12 @@ import json
 import os
 import socket
 import threading
+import time
 from typing import Any, Callable
 
 grader_events = importlib.import_module(f"{__package__}.grader_events" if __package__ else "grader_events")
 
+_monotonic = time.monotonic
 _dumps = json.dumps
 _loads = json.loads
 NO_DEADLINE = None
@@ -147,12 +149,26 @@ class Turns:
             return "real", None
         return ("timeout" if answer.get("timeout") else "go"), answer.get("cut")
 
-    def off(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def join(self, child: int, timeout: float | None) -> str:
+        """Wait for a student process to end: "go" (it has: join it), "timeout" or "real"."""
+        answer = self.ask({"op": grader_events.TURN_JOIN, "child": child, "deadline": self.deadline(timeout)})
+        if answer is None or answer.get("real"):
+            return "real"
+        return "timeout" if answer.get("timeout") else "go"
+
+    def off(self, call: Callable[..., Any], *args: Any,
+            timeouts: tuple[float | None, float | None] = (None, None), **kwargs: Any) -> Any:
         """Make a call the conductor does not model (a join, a wait) off the schedule, then ask for the turn
-        again before any more of the student's code runs."""
+        again before any more of the student's code runs. `timeouts`: the call's timeout as the student
+        asked it (virtual seconds) and as made (real seconds): a call that used up its real timeout took the
+        virtual one, and the run's time is moved on to its end."""
+        asked, made = timeouts
         if self.ask({"op": grader_events.TURN_OFF}, reply=False) is None:
             return call(*args, **kwargs)
+        deadline = None if asked is None else self.now() + asked
+        started = _monotonic()
         try:
             return call(*args, **kwargs)
         finally:
-            self.step("back")
+            used_up = made is not None and _monotonic() - started >= made
+            self.ask({"op": grader_events.TURN_STEP, "point": "back", "at_least": deadline if used_up else None})

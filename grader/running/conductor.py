@@ -31,6 +31,7 @@ from typing import Any
 from grader.probe import grader_events as ev
 
 # Thread states
+NEW = "new"  # connected, its first point not read yet (a decision waits for it: it is about to be ready)
 FREE = "free"  # running outside the schedule (before its first point, in an unmodelled call, or too long)
 READY = "ready"  # at a point, waiting for the turn
 TURN = "turn"  # holds the turn
@@ -38,7 +39,8 @@ BLOCKED = "blocked"  # waiting for a resource to be signalled (or its deadline)
 SLEEPING = "sleeping"  # waiting for virtual time to reach its deadline
 
 STRATEGIES = ("pos", "pct")
-DECISIONS_KEPT = 400  # of the schedule, kept in the outcome for the witness and replay checks
+DECISIONS_KEPT = 400
+HELD_STEPS = 200  # turns its starter may take before a new process runs anyway (see Conductor._eligible)  # of the schedule, kept in the outcome for the witness and replay checks
 
 
 @dataclass
@@ -70,7 +72,8 @@ class _Thread:
     key: tuple[int, int]
     name: str
     sock: socket.socket
-    state: str = FREE
+    state: str = NEW
+    connected: float = 0.0
     point: str = ""
     res: str | None = None
     waiting_get: bool = False
@@ -80,6 +83,8 @@ class _Thread:
     since: float = 0.0
     taken: int = 0
     cut: float | None = None  # the wait's deadline was brought forward to the rules' patience
+    parent: tuple[int, int] | None = None  # the thread that started this process, once known
+    arrived: int = 0  # the step count when this thread arrived
     latest: float = 0.0  # a sleeper: the latest it may wake (its end plus the rules' slack)
     holding: bool | None = None  # a sleeper whose end came: whether it waits for the next sleeper (None: not chosen)
     buffer: bytes = b""
@@ -127,6 +132,8 @@ class Conductor:
         self.counts: dict[str, int] = {}  # items known to be on each queue
         self.expected: dict[int, tuple[tuple[int, int], float]] = {}  # child pid -> (starting thread, since)
         self.arrived: set[int] = set()
+        self.finished: set[int] = set()  # started processes whose every thread has left
+        self.parents: dict[int, tuple[int, int]] = {}  # a started process's pid -> the thread that started it
         self.last_message = time.monotonic()
         self.change_points: set[int] = set()
         if rules.strategy == "pct":
@@ -203,7 +210,7 @@ class Conductor:
             return
         sock.setblocking(False)
         self._selector.register(sock, selectors.EVENT_READ)
-        self.threads[sock] = _Thread(key=(0, 0), name="?", sock=sock)
+        self.threads[sock] = _Thread(key=(0, 0), name="?", sock=sock, connected=time.monotonic())
 
     def _read(self, sock: socket.socket) -> None:
         thread = self.threads.get(sock)
@@ -230,7 +237,11 @@ class Conductor:
                 self._handle(thread, message)
 
     def _gone(self, thread: _Thread) -> None:
-        self.threads.pop(thread.sock, None)
+        if self.threads.pop(thread.sock, None) is not None:
+            pid = thread.key[0]
+            if pid in self.arrived and not any(t.key[0] == pid for t in self.threads.values()):
+                self.finished.add(pid)  # its last thread left: a join of it may go on
+                self._signal(f"proc-{pid}")
         try:
             self._selector.unregister(thread.sock)
         except (KeyError, ValueError):
@@ -243,6 +254,8 @@ class Conductor:
     # ---- messages ----------------------------------------------------------------------------------
     def _handle(self, thread: _Thread, message: dict[str, Any]) -> None:
         op = message.get("op")
+        if thread.state == NEW and op != ev.TURN_HELLO:
+            thread.state = FREE  # whatever it says first, it is no longer on its way
         if op == ev.TURN_HELLO:
             pid, tid = int(message.get("pid", 0)), int(message.get("tid", 0))
             thread.key = (pid, tid)
@@ -251,11 +264,15 @@ class Conductor:
             thread.priority = self._priority(thread.name)
             self.expected.pop(pid, None)
             self.arrived.add(pid)
+            thread.parent, thread.arrived = self.parents.get(pid), self.schedule.steps
             self.schedule.threads += 1
         elif op == ev.TURN_STEP:
             self._ready(thread, str(message.get("point", "")), message.get("res"))
             if thread.point == "clock":
                 thread.pending = {"tick": 1}  # time passes by one tick when it gets the turn
+            at_least = _number(message.get("at_least"))
+            if at_least is not None:  # an unmodelled wait that used up its timeout: its time has passed
+                thread.pending = {"at_least": at_least}
         elif op == ev.TURN_BLOCK:
             thread.state, thread.res, thread.waiting_get = BLOCKED, message.get("res"), False
             thread.until = _number(message.get("deadline"))
@@ -279,17 +296,33 @@ class Conductor:
             delta = int(message.get("delta") or 0)
             if delta:
                 self.counts[res] = max(0, self.counts.get(res, 0) + delta)
-            for other in self.threads.values():
-                if other.state == BLOCKED and other.res == res:  # retry (a get keeps its deadline)
-                    other.state = READY
+            self._signal(res)
+        elif op == ev.TURN_JOIN:
+            child = int(message.get("child") or 0)
+            if child in self.finished or (child not in self.arrived and child not in self.expected):
+                self._reply(thread, {"go": 1})  # it ended (or is no process of the student's): the join returns
+            else:
+                thread.state, thread.res, thread.waiting_get = BLOCKED, f"proc-{child}", False
+                thread.until = _number(message.get("deadline"))
         elif op == ev.TURN_SPAWNED:
             child = int(message.get("child") or 0)
+            if child:
+                self.parents[child] = thread.key
+                for other in self.threads.values():  # a fork child may say hello before its parent says this
+                    if other.key[0] == child:
+                        other.parent = thread.key
             if child and child not in self.arrived:
                 self.expected[child] = (thread.key, time.monotonic())
         elif op == ev.TURN_OFF:
             thread.state = FREE
         elif op == ev.TURN_BYE:
             self._gone(thread)
+
+    def _signal(self, res: str) -> None:
+        """`res` may have changed: the threads waiting for it try again (a get keeps its deadline)."""
+        for other in self.threads.values():
+            if other.state == BLOCKED and other.res == res:
+                other.state = READY
 
     def _ready(self, thread: _Thread, point: str, res: Any, keep_priority: bool = False) -> None:
         """The thread waits at a point; under POS its pending step gets a fresh priority (drawn from the seed,
@@ -340,7 +373,7 @@ class Conductor:
                     thread.state = FREE
                     self._reply(thread, {"go": 1})
             return
-        ready = [t for t in self.threads.values() if t.state == READY]
+        ready = [t for t in self.threads.values() if t.state == READY and self._eligible(t)]
         if ready and self.still >= self.rules.spin and self._jump(vt):  # threads poll while others sleep
             return
         if ready:
@@ -383,9 +416,22 @@ class Conductor:
         thread.until = min(later)
         return True
 
+    def _eligible(self, thread: _Thread) -> bool:
+        """A new process starts its code only once the thread that started it stops to wait (its burst of
+        starts is over) or has taken HELD_STEPS more turns: so which processes compete at a decision does not
+        depend on how fast each happened to boot."""
+        if thread.point != "run" or thread.parent is None:
+            return True
+        parent = next((t for t in self.threads.values() if t.key == thread.parent), None)
+        if parent is None or parent.state not in (READY, TURN):
+            return True
+        return self.schedule.steps - thread.arrived >= HELD_STEPS
+
     def _awaiting_arrivals(self, now: float, any_parent: bool = False) -> bool:
         """Whether to wait for started processes to arrive before deciding: when the thread that started them
         has stopped starting (it is not about to run) or, with `any_parent`, whenever one is on its way."""
+        if any(t.state == NEW and now - t.connected < self.rules.arrival_wait for t in self.threads.values()):
+            return True  # a thread said hello and its first point is on its way
         holders = {t.key for t in self.threads.values() if t.state in (READY, TURN)}
         for child, (parent, since) in list(self.expected.items()):
             if now - since > self.rules.arrival_wait:
@@ -420,6 +466,10 @@ class Conductor:
         self.still += 1
         if thread.pending.pop("tick", None):
             self.offset += self.rules.tick
+            self.still = 0
+        at_least = thread.pending.pop("at_least", None)
+        if at_least is not None and at_least > self.offset:
+            self.offset = at_least
             self.still = 0
         answer = {"go": 1, **thread.pending}
         thread.pending = {}

@@ -1,0 +1,172 @@
+"""The controlled scheduler (issue 10): the conductor decides who runs at every synchronisation point, knows
+who cannot (a lock someone holds, a queue it knows is empty), owns the run's virtual time, and replays the
+same schedule from the same seed; a real deadlock still shows as one."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from grader.running import conductor, runner
+
+FIXES = Path(__file__).parent / "fixes"
+EVERY_WAIT = Path(__file__).parent / "fixtures" / "virtual_time" / "every_wait.py"
+LONG = 100.0  # virtual seconds each wait of the every_wait fixture times out after
+
+
+def _run(source: str, method: str = "fork", seed: int = 1, timeout: float = 20, **rules: object) -> runner.RunOutcome:
+    spec = runner.RunSpec(argv=["prog.py"], files={"prog.py": textwrap.dedent(source)}, sleep_scale=0.001,
+                          start_method=method, seed=seed, timeout=timeout,
+                          schedule=conductor.Rules(**rules))  # type: ignore[arg-type]
+    return runner.run(spec)
+
+
+def _printed(outcome: runner.RunOutcome) -> list[str]:
+    return outcome.output["main"]["out"].split()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_every_timed_wait_and_clock_agree_on_virtual_time(method: str) -> None:
+    # 22 waits of 100 s each (sleeps, timed gets and acquires, unmodelled waits that leave the schedule, a
+    # Timer): the program ends within the runner's limit only because no real time is spent waiting.
+    spec = runner.RunSpec(argv=["every_wait.py"], files={"every_wait.py": EVERY_WAIT.read_text()}, sleep_scale=0.001,
+                          start_method=method, timeout=60, schedule=conductor.Rules())
+    outcome = runner.run(spec)
+    assert outcome.status == runner.EXITED, outcome.output
+    report = json.loads(outcome.output["main"]["out"])
+    for kind, waited in report["waits"].items():
+        assert waited >= LONG, (kind, waited)  # as the student's own clock measures it
+    before, in_child, after = report["clock"]
+    assert before <= in_child <= after
+
+
+def test_a_thread_waiting_for_a_held_lock_is_not_run_and_time_jumps() -> None:
+    outcome = _run("""
+        import time
+        from multiprocessing import Lock, Process
+
+        def holder(lock):
+            with lock:
+                time.sleep(1000)
+                print("released", flush=True)
+
+        def waiter(lock):
+            time.sleep(1)
+            with lock:
+                print("acquired", flush=True)
+
+        if __name__ == "__main__":
+            lock = Lock()
+            ps = [Process(target=holder, args=(lock,)), Process(target=waiter, args=(lock,))]
+            for p in ps: p.start()
+            for p in ps: p.join()
+    """)
+    assert outcome.status == runner.EXITED, outcome.output
+    printed = "".join(out.get("out", "") for out in outcome.output.values()).split()
+    assert sorted(printed) == ["acquired", "released"]
+    schedule = outcome.schedule
+    assert schedule is not None
+    assert schedule["jumped"] >= 1000  # the holder's sleep passed in virtual time
+    assert schedule["real_waits"] == 0  # the waiter never made the real blocking call: the conductor knew
+
+
+@pytest.mark.parametrize(("producer_sleep", "expected"), [(50, "empty"), (1, "item")])
+def test_a_timed_get_times_out_in_virtual_time_only_behind_a_slower_producer(producer_sleep: int, expected: str) -> None:
+    outcome = _run(f"""
+        import queue, time
+        from multiprocessing import Process, Queue
+
+        def producer(q):
+            time.sleep({producer_sleep})
+            q.put("item")
+
+        if __name__ == "__main__":
+            q = Queue()
+            p = Process(target=producer, args=(q,))
+            p.start()
+            try:
+                print(q.get(timeout=5))
+            except queue.Empty:
+                print("empty")
+            p.join()
+    """)
+    assert outcome.status == runner.EXITED, outcome.output
+    assert _printed(outcome) == [expected]
+
+
+def test_the_same_seed_replays_the_same_schedule() -> None:
+    source = (FIXES / "ex01" / "wrong_lock_only_write.py").read_text().replace('if __name__ == "__main__":', "if False:")
+    source += textwrap.dedent("""
+        import json as _json
+        with open("db.json", "w") as _f:
+            _json.dump({"count": 1}, _f)
+        main("db.json", 6)
+    """)
+    runs = {seed: [_run(source, seed=seed).schedule for _ in range(2)] for seed in (7, 8)}
+    for seed, (first, second) in runs.items():
+        assert first is not None and second is not None
+        assert first["decisions"] == second["decisions"], seed
+        assert len(first["decisions"]) > 20
+    assert runs[7][0]["decisions"] != runs[8][0]["decisions"]  # the seed decides
+
+
+def test_a_deadlock_is_still_called_with_the_real_stacks() -> None:
+    outcome = _run("""
+        import time
+        from multiprocessing import Lock, Process
+
+        def one(a, b):
+            with a:
+                time.sleep(1)
+                with b:
+                    pass
+
+        if __name__ == "__main__":
+            a, b = Lock(), Lock()
+            ps = [Process(target=one, args=(a, b)), Process(target=one, args=(b, a))]
+            for p in ps: p.start()
+            for p in ps: p.join()
+    """)
+    assert outcome.status == runner.DEADLOCK
+    assert outcome.schedule is not None and outcome.schedule["real_waits"] >= 2  # then the real acquires (and join)
+    assert sum("acquire" in stack for stack in outcome.stacks.values()) >= 2
+
+
+def test_loops_that_poll_or_spin_on_the_clock_do_not_livelock_the_run() -> None:
+    outcome = _run("""
+        import os, time
+        from multiprocessing import Process
+
+        def late_writer():
+            time.sleep(30)
+            with open("flag", "w") as f:
+                f.write("up")
+
+        if __name__ == "__main__":
+            p = Process(target=late_writer)
+            p.start()
+            start = time.monotonic()
+            while time.monotonic() < start + 5:  # a spin on the clock
+                pass
+            while True:  # a poll of a file, with no sleep
+                try:
+                    with open("flag") as f:
+                        if f.read() == "up":
+                            break
+                except FileNotFoundError:
+                    pass
+            p.join()
+            print("done")
+    """)
+    assert outcome.status == runner.EXITED, outcome.output
+    assert _printed(outcome) == ["done"]
+
+
+def test_pct_states_its_guarantee() -> None:
+    # Burckhardt et al.: a bug of depth d in a run of n steps and k threads, with probability >= 1/(n k^(d-1))
+    assert conductor.bound(100, 10, 1) == pytest.approx(1 / 100)
+    assert conductor.bound(100, 10, 2) == pytest.approx(1 / 1000)
+    assert conductor.bound(100, 10, 3) == pytest.approx(1 / 10000)
+    assert conductor.bound(0, 10, 2) == 0.0
