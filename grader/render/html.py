@@ -81,6 +81,7 @@ class CheckView:
     locations: list[LocationView]
     run: "RunView | None"
     traceback: str | None
+    start_methods: str = ""  # "under spawn only": a verdict that differed between start methods
 
 
 @dataclass
@@ -291,7 +292,7 @@ def _check_view(number: int, check: CheckResult, runs: dict[str, RunView], lines
         reason=_link_traceback(_link_lines(check.message, lines), check.message, run),
         overlap=overlap, expected=check.expected, actual=check.actual,
         hint=check.hint if check.outcome == FAILED else "", locations=locations, run=run,
-        traceback=check.traceback if check.outcome == ERROR else None)
+        traceback=check.traceback if check.outcome == ERROR else None, start_methods=check.start_method_words())
 
 
 def _code_exists(lines: list[str], number: int) -> bool:
