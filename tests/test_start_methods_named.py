@@ -112,3 +112,18 @@ def test_a_file_opened_at_import_by_each_child_is_named_with_the_locks() -> None
                                                             (9, "made again in every child")]
     alone, _ = startmethods.explain([e for e in events if e["ev"] != "lock_new"], "spawn", "ex.py")
     assert "the file stock.txt opened at the top level of your file (line 9) was opened again in each child" in alone
+
+
+def test_under_all_the_module_level_lock_fails_under_spawn_and_forkserver_only(grade) -> None:
+    """End to end: the heading names the failing methods, the message says what differs (the line each child
+    made again), and the general paragraph about start methods is not added on top."""
+    report = grade(5, MODULE_LOCK, start_method="all")
+    failing = [c for c in report.all_checks() if c.outcome == FAILED]
+    assert failing, [(c.title, c.outcome, c.message) for c in report.all_checks()]
+    for check in failing:
+        assert (check.failed_under, check.passed_under) == (["spawn", "forkserver"], ["fork"]), check.message
+        assert check.message.startswith("Under spawn and forkserver only (it passes under fork): ")
+    saying = [c for c in failing if "was made again in each child" in c.message]
+    assert len(saying) == 1
+    assert session.METHOD_DIFFERENCES["spawn"] not in saying[0].message
+    assert "✘ FAILED under spawn and forkserver only" in terminal.render(report, color=False)
