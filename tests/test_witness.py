@@ -99,3 +99,38 @@ def test_chromium_draws_the_misplaced_lock_in_red(graded, tmp_path: Path) -> Non
     assert seen["overlaps"] >= 2 and seen["overlapFill"] in red, seen
     assert seen["bars"] >= 1 and seen["barStroke"] in red and seen["barHeight"] > 10, seen
     assert "Each red bar is a read or write of the shared file made without holding the lock" in seen["note"]
+
+
+EX08_INLINE_READ_LOCKED = FIXES / "ex08" / "wrong_lock_only_read.py"
+EX08_WITNESS = re.compile(r"(?P<a>Worker \d+ of \d+ \(trial \d+\)) read total=(?P<n>\d+) at line (?P<line>\d+) "
+                          r"holding the lock \([\d.]+ ms\); (?P<b>worker \d+ of \d+ \(trial \d+\)) read total=(?P=n) at "
+                          r"line (?P=line) holding the lock \([\d.]+ ms\), before (?P=a) wrote it back at line "
+                          r"(?P<write>\d+) without holding the lock \([\d.]+ ms\): both added their score, and the "
+                          r"second write overwrote the first\.", re.IGNORECASE)
+
+
+def test_ex08_inline_read_modify_write_has_its_witness_and_red_overlap(graded) -> None:
+    """Exercise 8 with the read-modify-write written out in worker (no add_to_total call) and the lock around
+    the read only: the reason tells who read the same total where, and the unprotected write's line; the
+    timeline draws the overlap and the unlocked writes in red at that line."""
+    report = graded(8, EX08_INLINE_READ_LOCKED)
+    result = next(c for c in report.all_checks() if c.id.endswith("check_total_exact"))
+    assert result.outcome == FAILED, result
+    seen = EX08_WITNESS.search(result.message)
+    assert seen, result.message
+    read = line_of(EX08_INLINE_READ_LOCKED, "            data = load(path)")
+    write = line_of(EX08_INLINE_READ_LOCKED, "        save(path, data)")
+    assert int(seen["line"]) == read and int(seen["write"]) == write and seen["a"].lower() != seen["b"].lower()
+    assert f"before writing the total back at line {write} without it" in result.message
+    assert result.locations[0].line == write and result.locations[0].label == "write outside the lock"
+    page = html5lib.parse(html.render_exercise(report, report.exercises[0]), namespaceHTMLElements=False)
+    svg = [el for el in page.iter() if isinstance(el.tag, str)]
+    overlaps = [el for el in svg if el.tag.endswith("rect") and "overlap" in (el.get("class") or "").split()]
+    bars = [el for el in svg if el.tag.endswith("path") and (el.get("class") or "").split()[:2] == ["mark", "unlocked"]]
+    assert overlaps and bars
+    titles = ["".join(bar.itertext()) for bar in bars if "".join(bar.itertext())]  # each bar's <title> (not the legend's)
+    odd = [t for t in titles if not ("writes total-" in t and f" at line {write} without holding the lock" in t)]
+    assert titles and not odd, odd
+    note = "".join(next(p for p in page.iter("p") if p.get("class") == "overlap-note").itertext())
+    assert "were both inside their read-modify-write of the shared file at the same time" in note
+    assert "and both wrote it back" in note

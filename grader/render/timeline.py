@@ -127,9 +127,12 @@ def build(evidence: Evidence, critical: str | None = None, success: Any = True, 
     timeline.segments += holds
     timeline.segments += _waits(events, locks, ends)
     calls = _calls(events, critical, success, ends, holds) if critical else []
+    inside = f"{critical}()"
+    if critical and not calls:  # its work written out inline: the read-modify-writes of a file, wherever made
+        calls, inside = _rewrites(events), "their read-modify-write of the shared file"
     timeline.segments += [c.segment for c in calls]
     if show_overlaps:
-        overlaps, segments = _overlaps(calls, timeline.lanes, str(critical))
+        overlaps, segments = _overlaps(calls, timeline.lanes, inside)
         timeline.overlaps, timeline.segments = overlaps, timeline.segments + segments
     timeline.segments += _lock_overlaps(holds, timeline.lanes)
     timeline.marks = _marks(events, timeline.lanes, locks)
@@ -293,6 +296,7 @@ class _Call:
     until: float
     won: bool
     segment: Segment
+    func: str = ""  # of a read-modify-write written out inline: the function that made both the read and the write
 
 
 def _calls(events: list[dict[str, Any]], func: str, success: Any, ends: dict[int, float],
@@ -338,6 +342,30 @@ def _calls(events: list[dict[str, Any]], func: str, success: Any, ends: dict[int
             if pid in ends:
                 calls.append(_Call(pid, start, ends[pid], False,
                                    Segment(pid, start, ends[pid], "call", f"inside {func}(), never returns")))
+    return calls
+
+
+def _rewrites(events: list[dict[str, Any]]) -> list[_Call]:
+    """Read-modify-writes of a file of the run by child processes, without the critical function around them
+    (written out inline): each write back with that process's last read of the same file before it."""
+    mains = {e.get("pid") for e in events if e.get("ev") == grader_events.PROC_START and e.get("target") == "__main__"}
+    last_read: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    calls = []
+    for event in events:
+        if event.get("ev") not in grader_events.FILE_EVENTS or event.get("pid") in mains:
+            continue
+        key = (event.get("pid"), event.get("tid"), event.get("path"))
+        if event["ev"] == grader_events.FILE_READ:
+            last_read[key] = event
+            continue
+        read = last_read.pop(key, None)
+        if read is not None:
+            pid = event["pid"]
+            writers = {f.get("func") for f in event.get("frames") or []}
+            func = next((str(f.get("func")) for f in read.get("frames") or [] if f.get("func") in writers), "")
+            calls.append(_Call(pid, read["t"], event["t"], True, Segment(
+                pid, read["t"], event["t"], "call", f"reads {event.get('path', 'the shared file')} and writes it back"),
+                func))
     return calls
 
 
@@ -390,10 +418,12 @@ def _unlocked_accesses(events: list[dict[str, Any]], calls: list[_Call], holds: 
             continue
         if not any(other != pid and inside <= t <= until for other, inside, until in windows):
             continue
-        if not any(c.pid == pid and c.segment.start <= t <= c.segment.end for c in calls):
+        mine = next((c for c in calls if c.pid == pid and c.segment.start <= t <= c.segment.end), None)
+        if mine is None:
             continue  # an access outside the critical function (a read-only look) is not part of the race
         frames = event.get("frames") or []
-        line = next((f.get("line") for f in frames if f.get("func") == func), frames[0].get("line") if frames else None)
+        named = mine.func or func  # inline: the function that made the read and the write, not load() or save()
+        line = next((f.get("line") for f in frames if f.get("func") == named), frames[0].get("line") if frames else None)
         verb = "reads" if event["ev"] == grader_events.FILE_READ else "writes"
         marks.append(Mark(pid, t, "unlocked", f"{verb} {event.get('path', 'the shared file')}"
                           + (f" at line {line}" if line else "") + " without holding the lock, while another "
@@ -717,9 +747,9 @@ def overlap_sentence(timeline: Timeline) -> str:
         return ""
     first = timeline.overlaps[0]
     more = len(timeline.overlaps) - 1
-    return (f"In red on the timeline: {first.first} and {first.second} were both inside {first.func}() at the same time "
+    return (f"In red on the timeline: {first.first} and {first.second} were both inside {first.func} at the same time "
             f"(from {timeline.rel(first.start)} to {timeline.rel(first.end)}), between their read and their write of "
-            "the shared state, and both succeeded"
+            "the shared state, and both " + ("succeeded" if first.func.endswith("()") else "wrote it back")
             + (f"; {more} more pair{'s' if more != 1 else ''} of processes overlapped like that" if more else "")
             + ". A critical section lets one process in at a time."
             + (" Each red bar is a read or write of the shared file made without holding the lock while another "
