@@ -116,6 +116,9 @@ class CriticalSection:
     func: str
     success: Any = True
     explains: list[str] = field(default_factory=list)
+    # every return counts as success (a decrement returns the value it wrote): two overlapping calls that
+    # returned the same value wrote the same value, from the same read, and are drawn as an overlap too
+    any_return: bool = False
 
 
 @dataclass

@@ -134,3 +134,32 @@ def test_ex08_inline_read_modify_write_has_its_witness_and_red_overlap(graded) -
     note = "".join(next(p for p in page.iter("p") if p.get("class") == "overlap-note").itertext())
     assert "were both inside their read-modify-write of the shared file at the same time" in note
     assert "and both wrote it back" in note
+
+
+EX05_LOCK_ONLY_READ = FIXES / "ex05" / "wrong_lock_only_read.py"
+EX05_PAIR = re.compile(r"For instance, (?P<a>worker \d+ of \d+ \(trial \d+\)) and (?P<b>worker \d+ of \d+ \(trial \d+\)) "
+                       r"both wrote (?P<v>\d+): both had read \d+ before either wrote it back[^.]*\. (?P=a) ran "
+                       r"decrement\(\) from (?P<a0>[\d.]+) ms to (?P<a1>[\d.]+) ms, holding a lock from (?P<h0>[\d.]+) ms "
+                       r"to (?P<h1>[\d.]+) ms; (?P=b) from (?P<b0>[\d.]+) ms to (?P<b1>[\d.]+) ms, holding a lock from "
+                       r"[\d.]+ ms to [\d.]+ ms\.", re.IGNORECASE)
+
+
+def test_ex05_two_workers_writing_the_same_value_are_told_and_drawn_in_red(graded) -> None:
+    """Exercise 5 with the lock around the read only (the Manager's accesses are not recorded): the reason names
+    two workers that wrote the same value, when each ran decrement() and the short lock it held meanwhile; the
+    timeline draws their overlap in red although the lock's holds never overlap."""
+    report = graded(5, EX05_LOCK_ONLY_READ)
+    result = next(c for c in report.all_checks() if c.id.endswith("check_final_value_exact"))
+    assert result.outcome == FAILED, result
+    seen = EX05_PAIR.search(result.message)
+    assert seen and seen["a"].lower() != seen["b"].lower(), result.message
+    a0, a1, h0, h1, b0, b1 = (float(seen[k]) for k in ("a0", "a1", "h0", "h1", "b0", "b1"))
+    assert a0 <= h0 <= h1 <= a1 and (h0, h1) != (a0, a1)  # the lock held for part of the call only
+    assert max(a0, b0) < min(a1, b1)  # the two calls ran at the same time
+    page = html5lib.parse(html.render_exercise(report, report.exercises[0]), namespaceHTMLElements=False)
+    overlaps = [el for el in page.iter() if isinstance(el.tag, str) and el.tag.endswith("rect")
+                and "overlap" in (el.get("class") or "").split()]
+    assert overlaps
+    note = "".join(next(p for p in page.iter("p") if p.get("class") == "overlap-note").itertext())
+    assert re.search(r"were both inside decrement\(\) at the same time \(from [\d.]+ m?s to [\d.]+ m?s\) and both "
+                     r"returned (\d+): each wrote \1 after reading the same value", note), note

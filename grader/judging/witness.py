@@ -65,7 +65,7 @@ class Witness:
             return run.processes[section.pid].label if section.pid in run.processes else f"process {section.pid}"
 
         def when(access: Access) -> str:
-            return f"{(access.t - step.start) * 1000:.1f} ms"
+            return moment(run, access.t)
 
         def lock(access: Access) -> str:
             return " holding the lock" if access.locked else " without holding the lock"
@@ -112,6 +112,13 @@ class Witness:
             if access is not None and access.line and all(loc.line != access.line for loc in found):
                 found.append(Location(run.student_file, access.line, "reads the shared state"))
         return found
+
+
+def moment(run: Run, t: float) -> str:
+    """A time of the run as the timeline shows it: from the run's first event or process start ("4.1 ms")."""
+    times = [e["t"] for e in run.outcome.events if isinstance(e.get("t"), (int, float))]
+    times += [p.started for p in run.processes.values() if isinstance(p.started, (int, float))]
+    return f"{(t - min(times, default=t)) * 1000:.1f} ms"
 
 
 def sections(run: Run, step: Step, func: str, path: str, success: Any = True) -> list[Section]:

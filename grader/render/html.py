@@ -365,7 +365,7 @@ def _run_view(number: int, evidence: Evidence, checks: list[tuple[str, str]], li
     """The view of one run: its timeline built from the probe's events, its stacks and output."""
     anchor = f"run-{number}"
     line = timelines.build(evidence, critical.func if critical else None, critical.success if critical else True,
-                           show_overlaps=failed)
+                           show_overlaps=failed, any_return=bool(critical and critical.any_return))
     title = f"Timeline of run {number}: one lane per process"
     return RunView(
         number=number, anchor=anchor, status=evidence.status,

@@ -76,6 +76,7 @@ class Overlap:
     func: str
     start: float
     end: float
+    same_return: str | None = None  # both calls returned this (the value each wrote, from the same read)
 
 
 @dataclass
@@ -106,8 +107,10 @@ class Timeline:
 
 
 # ---- reading the events ---------------------------------------------------------------------------------
-def build(evidence: Evidence, critical: str | None = None, success: Any = True, show_overlaps: bool = False) -> Timeline:
-    """Read a run's evidence into lanes, intervals and marks (overlaps only when `show_overlaps`)."""
+def build(evidence: Evidence, critical: str | None = None, success: Any = True, show_overlaps: bool = False,
+          any_return: bool = False) -> Timeline:
+    """Read a run's evidence into lanes, intervals and marks (overlaps only when `show_overlaps`; with
+    `any_return`, every return of the critical function counts as success)."""
     events = [e for e in evidence.events if isinstance(e, dict) and _is_time(e.get("t"))]
     events.sort(key=lambda e: e["t"])
     times = [e["t"] for e in events] + [p["started"] for p in evidence.processes if _is_time(p.get("started"))]
@@ -126,7 +129,7 @@ def build(evidence: Evidence, critical: str | None = None, success: Any = True, 
     holds = _holds(events, locks, ends, {lane.pid for lane in timeline.lanes if not lane.running_at_stop}, stop)
     timeline.segments += holds
     timeline.segments += _waits(events, locks, ends)
-    calls = _calls(events, critical, success, ends, holds) if critical else []
+    calls = _calls(events, critical, success, ends, holds, any_return) if critical else []
     inside = f"{critical}()"
     if critical and not calls:  # its work written out inline: the read-modify-writes of a file, wherever made
         calls, inside = _rewrites(events), "their read-modify-write of the shared file"
@@ -297,10 +300,11 @@ class _Call:
     won: bool
     segment: Segment
     func: str = ""  # of a read-modify-write written out inline: the function that made both the read and the write
+    returned: str | None = None  # with any_return: the repr of what the call returned
 
 
 def _calls(events: list[dict[str, Any]], func: str, success: Any, ends: dict[int, float],
-           holds: list[Segment]) -> list[_Call]:
+           holds: list[Segment], any_return: bool = False) -> list[_Call]:
     """Calls of the critical function. The critical section is the call's read-decide-write, from its first
     read of a file of the run to its last write, wherever the lock was (a lock around only part of it protects
     nothing); without file events, inside a call that takes a lock it is from its first acquire to its last
@@ -327,7 +331,8 @@ def _calls(events: list[dict[str, Any]], func: str, success: Any, ends: dict[int
         start = open_[key].pop()
         pid = event["pid"]
         value = event.get("value") if isinstance(event.get("value"), dict) else {}
-        won = kind == grader_events.RETURN and "value" in value and value["value"] == success and type(value["value"]) is type(success)
+        won = kind == grader_events.RETURN and (any_return or ("value" in value and value["value"] == success
+                                                              and type(value["value"]) is type(success)))
         result = f"returned {value.get('repr', '?')}" if kind == grader_events.RETURN else f"raised {event.get('error', 'an exception')}"
         mine = [h for h in held.get(pid, []) if start <= h.start <= event["t"]]
         inside, until = (min(h.start for h in mine), min(max(h.end for h in mine), event["t"])) if mine else (start, event["t"])
@@ -336,7 +341,8 @@ def _calls(events: list[dict[str, Any]], func: str, success: Any, ends: dict[int
         writes = [e["t"] for e in within if e["ev"] == grader_events.FILE_WRITE and (not reads or e["t"] >= min(reads))]
         if reads and writes:
             inside, until = min(reads), max(writes)
-        calls.append(_Call(pid, inside, until, won, Segment(pid, start, event["t"], "call", f"inside {func}(): {result}")))
+        calls.append(_Call(pid, inside, until, won, Segment(pid, start, event["t"], "call", f"inside {func}(): {result}"),
+                           returned=str(value.get("repr")) if any_return and kind == grader_events.RETURN else None))
     for (pid, _tid), starts in open_.items():
         for start in starts:
             if pid in ends:
@@ -388,17 +394,21 @@ def _overlaps(calls: list[_Call], lanes: list[Lane], func: str) -> tuple[list[Ov
     windows: dict[int, list[tuple[float, float]]] = {}
     for i, a in enumerate(wins):
         for b in wins[i + 1:]:
-            if b.inside >= a.until:
-                break
             if a.pid == b.pid:
                 continue
             start, end = max(a.inside, b.inside), min(a.until, b.until)
+            same = None
+            if not start < end and a.returned is not None and a.returned == b.returned:
+                # the same value returned by two calls running at once: both wrote it, from the same read, whatever
+                # lock each held for part of its call (the accesses themselves are not recorded)
+                start, end, same = max(a.segment.start, b.segment.start), min(a.segment.end, b.segment.end), a.returned
             if start < end:
-                overlaps.append(Overlap(labels[a.pid], labels[b.pid], func, start, end))
+                overlaps.append(Overlap(labels[a.pid], labels[b.pid], func, start, end, same))
                 for call in (a, b):
                     windows.setdefault(call.pid, []).append((start, end))
-    segments = [Segment(pid, s, e, "overlap", "inside the critical section at the same time as another process, "
-                        "and both succeeded") for pid, spans in windows.items() for s, e in _merge(spans)]
+    text = "inside the critical section at the same time as another process" + (
+        ", and both succeeded" if all(c.returned is None for c in wins) else "")  # every return counts: no "success"
+    segments = [Segment(pid, s, e, "overlap", text) for pid, spans in windows.items() for s, e in _merge(spans)]
     return overlaps, segments
 
 
@@ -747,6 +757,12 @@ def overlap_sentence(timeline: Timeline) -> str:
         return ""
     first = timeline.overlaps[0]
     more = len(timeline.overlaps) - 1
+    if first.same_return is not None:
+        return (f"In red on the timeline: {first.first} and {first.second} were both inside {first.func} at the same "
+                f"time (from {timeline.rel(first.start)} to {timeline.rel(first.end)}) and both returned "
+                f"{first.same_return}: each wrote {first.same_return} after reading the same value"
+                + (f"; {more} more pair{'s' if more != 1 else ''} of processes overlapped" if more else "")
+                + ". A critical section lets one process in at a time.")
     return (f"In red on the timeline: {first.first} and {first.second} were both inside {first.func} at the same time "
             f"(from {timeline.rel(first.start)} to {timeline.rel(first.end)}), between their read and their write of "
             "the shared state, and both " + ("succeeded" if first.func.endswith("()") else "wrote it back")
