@@ -11,7 +11,7 @@ import html5lib
 import pytest
 
 from conftest import FIXES, ROOT, line_of
-from grader.render import html
+from grader.render import html, timeline
 from grader.results import FAILED, Report
 
 RELEASED_EARLY = FIXES / "ex01" / "wrong_lock_released_before_write.py"
@@ -163,3 +163,31 @@ def test_ex05_two_workers_writing_the_same_value_are_told_and_drawn_in_red(grade
     note = "".join(next(p for p in page.iter("p") if p.get("class") == "overlap-note").itertext())
     assert re.search(r"were both inside decrement\(\) at the same time \(from [\d.]+ m?s to [\d.]+ m?s\) and both "
                      r"returned (\d+): each wrote \1 after reading the same value", note), note
+
+
+SENTINELS_EARLY = FIXES / "ex02" / "wrong_sentinels_before_join.py"
+
+
+def test_ex02_items_put_after_a_consumer_stopped_are_drawn_in_red(graded) -> None:
+    """Exercise 2 with the sentinels put before the producers are joined: the timeline marks in red each item a
+    producer put after a consumer had taken its sentinel and that nobody took, and says so under the check;
+    the solution's run, drawn the same way, has no such mark."""
+    report = graded(2, SENTINELS_EARLY)
+    result = next(c for c in report.all_checks() if c.id.endswith("check_every_item_consumed_once"))
+    assert result.outcome == FAILED, result
+    page = html5lib.parse(html.render_exercise(report, report.exercises[0]), namespaceHTMLElements=False)
+    bars = [el for el in page.iter() if isinstance(el.tag, str) and el.tag.endswith("path")
+            and (el.get("class") or "").split()[:2] == ["mark", "late"] and "".join(el.itertext())]
+    assert bars
+    producer = line_of(SENTINELS_EARLY, "        q.put(item)")
+    odd = [text for text in ("".join(bar.itertext()) for bar in bars)
+           if not re.search(rf"puts .+ at line {producer} \(producer\) after consumer \d+(?: of \d+)? \(trial \d+\) "
+                            r"had stopped \((on its sentinel|it had ended)\): never taken off the queue", text)]
+    assert not odd, odd
+    note = "".join(next(p for p in page.iter("p") if p.get("class") == "overlap-note").itertext())
+    assert re.search(r"In red on the timeline: producer \d+(?: of \d+)? \(trial \d+\) puts .+ after consumer .+ had "
+                     r"stopped \(on its sentinel\): never taken off the queue", note), note
+
+    solution = graded(2, ROOT / "solutions" / "ex02_sentinels.py")
+    drawn = timeline.build(solution.runs[0].evidence, show_late=True)
+    assert not [m for m in drawn.marks if m.kind == "late"]

@@ -108,9 +108,10 @@ class Timeline:
 
 # ---- reading the events ---------------------------------------------------------------------------------
 def build(evidence: Evidence, critical: str | None = None, success: Any = True, show_overlaps: bool = False,
-          any_return: bool = False) -> Timeline:
+          any_return: bool = False, show_late: bool = False) -> Timeline:
     """Read a run's evidence into lanes, intervals and marks (overlaps only when `show_overlaps`; with
-    `any_return`, every return of the critical function counts as success)."""
+    `any_return`, every return of the critical function counts as success; items put on a queue after its
+    consumers had stopped, never taken, only when `show_late`)."""
     events = [e for e in evidence.events if isinstance(e, dict) and _is_time(e.get("t"))]
     events.sort(key=lambda e: e["t"])
     times = [e["t"] for e in events] + [p["started"] for p in evidence.processes if _is_time(p.get("started"))]
@@ -139,6 +140,8 @@ def build(evidence: Evidence, critical: str | None = None, success: Any = True, 
         timeline.overlaps, timeline.segments = overlaps, timeline.segments + segments
     timeline.segments += _lock_overlaps(holds, timeline.lanes)
     timeline.marks = _marks(events, timeline.lanes, locks)
+    if show_late:
+        timeline.marks += _late_puts(events, timeline.lanes)
     if show_overlaps and timeline.overlaps:
         timeline.marks += _unlocked_accesses(events, calls, holds, str(critical))
     timeline.segments = [s for s in timeline.segments if s.pid in shown]
@@ -495,6 +498,56 @@ def _marks(events: list[dict[str, Any]], lanes: list[Lane], locks: dict[str, str
     return marks
 
 
+def _late_puts(events: list[dict[str, Any]], lanes: list[Lane]) -> list[Mark]:
+    """Items put on a queue after a consumer of the same step had stopped (taken its sentinel, or ended after
+    taking from a queue and putting nothing), and never taken off it: the interleaving that lost them (a stop decided before the work was
+    over). Each call of the plan (step) has queues of its own, so everything is matched within one step."""
+    labels = {lane.pid: lane.label for lane in lanes}
+    starts = sorted(e["t"] for e in events if e.get("ev") == grader_events.STEP_START)
+
+    def step_of(t: float) -> int:
+        return sum(start <= t for start in starts)
+
+    stop_gets, sentinel_puts = _stop_items(events, lanes)
+    puts = [e for e in events if e.get("ev") == grader_events.Q_PUT and id(e) not in sentinel_puts]
+    putters = {(step_of(e["t"]), e.get("pid")) for e in events if e.get("ev") == grader_events.Q_PUT}
+    stops: dict[int, dict[Any, tuple[float, str]]] = {}  # step -> process -> (when it stopped, how)
+    taken: dict[tuple[int, str, Any, Any], int] = {}
+    for event in events:
+        if event.get("ev") == grader_events.Q_GET:
+            key = (step_of(event["t"]), *_item_key(event))
+            taken[key] = taken.get(key, 0) + 1
+            if id(event) in stop_gets:
+                stops.setdefault(key[0], {})[event.get("pid")] = (event["t"], "on its sentinel")
+    getters = {(step_of(e["t"]), e.get("pid")) for e in events
+               if e.get("ev") in (grader_events.Q_GET, grader_events.Q_GET_WAIT, grader_events.Q_GET_RAISE)}
+    for lane in lanes:  # a consumer seen taking from a queue, ended normally: it stopped when it ended
+        step = step_of(lane.start)
+        if (not lane.is_main and not lane.running_at_stop and lane.code == 0 and (step, lane.pid) in getters
+                and (step, lane.pid) not in putters):
+            stops.setdefault(step, {}).setdefault(lane.pid, (lane.end, "it had ended"))
+    put_count: dict[tuple[int, str, Any, Any], int] = {}
+    for event in puts:
+        key = (step_of(event["t"]), *_item_key(event))
+        put_count[key] = put_count.get(key, 0) + 1
+    left = {key: count - taken.get(key, 0) for key, count in put_count.items()}
+    marks = []
+    for event in reversed(puts):  # a FIFO queue: the items of a kind never taken are the last ones put
+        key = (step_of(event["t"]), *_item_key(event))
+        if left[key] <= 0:
+            continue
+        left[key] -= 1
+        before = sorted((t, pid, how) for pid, (t, how) in stops.get(key[0], {}).items()
+                        if t < event["t"] and pid != event.get("pid"))
+        if not before:
+            continue
+        _t, pid, how = before[0]
+        where = _line(event.get("where"))
+        marks.append(Mark(event["pid"], event["t"], "late", f"puts {key[3]}" + (f" at {where}" if where else "")
+                          + f" after {labels.get(pid, f'pid {pid}')} had stopped ({how}): never taken off the queue"))
+    return sorted(marks, key=lambda m: m.t)
+
+
 def _item_key(event: dict[str, Any]) -> tuple[str, Any, Any]:
     """What identifies a queue item across processes: its queue, type and repr."""
     item = event.get("item") if isinstance(event.get("item"), dict) else {}
@@ -694,6 +747,7 @@ _MARK_SHAPES = {
     "crash": "M{xa} {ya}l7 7m0-7l-7 7",
     "self-deadlock": "M{xa} {ya}l7 7m0-7l-7 7",
     "unlocked": "M{x} {y0}v24",  # a red bar across the lane: an access without the lock
+    "late": "M{x} {y0}v24",  # a red bar across the lane: an item put after a consumer stopped, never taken
 }
 
 
@@ -752,7 +806,18 @@ def summary(timeline: Timeline) -> str:
 
 
 def overlap_sentence(timeline: Timeline) -> str:
-    """The overlaps in words, as the reason of a failed check names them (empty when there are none)."""
+    """The overlaps in words, as the reason of a failed check names them (empty when there are none); without
+    overlaps, the items put after a consumer had stopped."""
+    late = [m for m in timeline.marks if m.kind == "late"]
+    if not timeline.overlaps and late:
+        labels = {lane.pid: lane.label for lane in timeline.lanes}
+        mains = {lane.pid for lane in timeline.lanes if lane.is_main}
+        first = next((m for m in late if m.pid not in mains), late[0])  # an item of a producer tells it best
+        return (f"In red on the timeline: {labels.get(first.pid, 'a process')} {first.text} "
+                f"({timeline.rel(first.t)})"
+                + (f"; {len(late) - 1} more item{'s' if len(late) != 2 else ''} like that" if len(late) > 1 else "")
+                + ". A consumer must stop only once every item has been put: on a sentinel put after every producer "
+                  "was joined.")
     if not timeline.overlaps:
         return ""
     first = timeline.overlaps[0]
