@@ -182,11 +182,12 @@ def test_ex02_items_put_after_a_consumer_stopped_are_drawn_in_red(graded) -> Non
     producer = line_of(SENTINELS_EARLY, "        q.put(item)")
     odd = [text for text in ("".join(bar.itertext()) for bar in bars)
            if not re.search(rf"puts .+ at line {producer} \(producer\) after consumer \d+(?: of \d+)? \(trial \d+\) "
-                            r"had stopped \((on its sentinel|it had ended)\): never taken off the queue", text)]
+                            r"had stopped taking \((on its sentinel|it took nothing after that|it had ended)\): "
+                            r"never taken off the queue", text)]
     assert not odd, odd
     note = "".join(next(p for p in page.iter("p") if p.get("class") == "overlap-note").itertext())
     assert re.search(r"In red on the timeline: producer \d+(?: of \d+)? \(trial \d+\) puts .+ after consumer .+ had "
-                     r"stopped \(on its sentinel\): never taken off the queue", note), note
+                     r"stopped taking \(on its sentinel\): never taken off the queue", note), note
 
     solution = graded(2, ROOT / "solutions" / "ex02_sentinels.py")
     drawn = timeline.build(solution.runs[0].evidence, show_late=True)

@@ -499,8 +499,8 @@ def _marks(events: list[dict[str, Any]], lanes: list[Lane], locks: dict[str, str
 
 
 def _late_puts(events: list[dict[str, Any]], lanes: list[Lane]) -> list[Mark]:
-    """Items put on a queue after a consumer of the same step had stopped (taken its sentinel, or ended after
-    taking from a queue and putting nothing), and never taken off it: the interleaving that lost them (a stop decided before the work was
+    """Items put on a queue after a consumer of the same step had stopped taking (its last get, or its end when it
+    only waited; the consumer ended normally and put nothing), and never taken off it: the interleaving that lost them (a stop decided before the work was
     over). Each call of the plan (step) has queues of its own, so everything is matched within one step."""
     labels = {lane.pid: lane.label for lane in lanes}
     starts = sorted(e["t"] for e in events if e.get("ev") == grader_events.STEP_START)
@@ -510,22 +510,30 @@ def _late_puts(events: list[dict[str, Any]], lanes: list[Lane]) -> list[Mark]:
 
     stop_gets, sentinel_puts = _stop_items(events, lanes)
     puts = [e for e in events if e.get("ev") == grader_events.Q_PUT and id(e) not in sentinel_puts]
+    sentinels = {_item_key(e) for e in events if id(e) in sentinel_puts}  # put by a process that put only those
     putters = {(step_of(e["t"]), e.get("pid")) for e in events if e.get("ev") == grader_events.Q_PUT}
-    stops: dict[int, dict[Any, tuple[float, str]]] = {}  # step -> process -> (when it stopped, how)
     taken: dict[tuple[int, str, Any, Any], int] = {}
+    last_get: dict[tuple[int, Any], dict[str, Any]] = {}
     for event in events:
         if event.get("ev") == grader_events.Q_GET:
             key = (step_of(event["t"]), *_item_key(event))
             taken[key] = taken.get(key, 0) + 1
-            if id(event) in stop_gets:
-                stops.setdefault(key[0], {})[event.get("pid")] = (event["t"], "on its sentinel")
+            last_get[(key[0], event.get("pid"))] = event
     getters = {(step_of(e["t"]), e.get("pid")) for e in events
                if e.get("ev") in (grader_events.Q_GET, grader_events.Q_GET_WAIT, grader_events.Q_GET_RAISE)}
-    for lane in lanes:  # a consumer seen taking from a queue, ended normally: it stopped when it ended
+    stops: dict[int, dict[Any, tuple[float, str]]] = {}  # step -> consumer -> (when it stopped taking, how)
+    for lane in lanes:  # a consumer seen taking from a queue that ended normally took nothing after its last get
         step = step_of(lane.start)
-        if (not lane.is_main and not lane.running_at_stop and lane.code == 0 and (step, lane.pid) in getters
-                and (step, lane.pid) not in putters):
-            stops.setdefault(step, {}).setdefault(lane.pid, (lane.end, "it had ended"))
+        if (lane.is_main or lane.running_at_stop or lane.code != 0 or (step, lane.pid) not in getters
+                or (step, lane.pid) in putters):
+            continue
+        last = last_get.get((step, lane.pid))
+        if last is None:
+            stops.setdefault(step, {})[lane.pid] = (lane.end, "it had ended")
+        elif id(last) in stop_gets and _item_key(last) in sentinels:
+            stops.setdefault(step, {})[lane.pid] = (last["t"], "on its sentinel")
+        else:
+            stops.setdefault(step, {})[lane.pid] = (last["t"], "it took nothing after that")
     put_count: dict[tuple[int, str, Any, Any], int] = {}
     for event in puts:
         key = (step_of(event["t"]), *_item_key(event))
@@ -544,7 +552,8 @@ def _late_puts(events: list[dict[str, Any]], lanes: list[Lane]) -> list[Mark]:
         _t, pid, how = before[0]
         where = _line(event.get("where"))
         marks.append(Mark(event["pid"], event["t"], "late", f"puts {key[3]}" + (f" at {where}" if where else "")
-                          + f" after {labels.get(pid, f'pid {pid}')} had stopped ({how}): never taken off the queue"))
+                          + f" after {labels.get(pid, f'pid {pid}')} had stopped taking ({how}): never taken off "
+                          "the queue"))
     return sorted(marks, key=lambda m: m.t)
 
 
@@ -816,8 +825,7 @@ def overlap_sentence(timeline: Timeline) -> str:
         return (f"In red on the timeline: {labels.get(first.pid, 'a process')} {first.text} "
                 f"({timeline.rel(first.t)})"
                 + (f"; {len(late) - 1} more item{'s' if len(late) != 2 else ''} like that" if len(late) > 1 else "")
-                + ". A consumer must stop only once every item has been put: on a sentinel put after every producer "
-                  "was joined.")
+                + ": nothing takes an item put after the consumers have stopped.")
     if not timeline.overlaps:
         return ""
     first = timeline.overlaps[0]
