@@ -80,25 +80,43 @@ PROBE = """<script>(function () {
 })();</script>"""
 
 
-def test_chromium_draws_the_misplaced_lock_in_red(graded, tmp_path: Path) -> None:
+def _drawn_in_chromium(report: Report, tmp_path: Path, bar_kind: str = "unlocked") -> dict:
+    """What headless Chromium computes for the exercise page's red marks (skips without Chromium)."""
     browser = pytest.importorskip("test_html_browser")
     if browser.BROWSER is None:
         pytest.skip("no Chromium installed")
-    report = graded(1, RELEASED_EARLY)
-    page = tmp_path / "ex01.html"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    page = tmp_path / "page.html"
     page.write_text(html.render_exercise(report, report.exercises[0]))
     text = page.read_text()
     start = text.index('<meta http-equiv="Content-Security-Policy"')
     text = text[:start] + text[text.index(">", start) + 1:]
-    copy = tmp_path / "probe-ex01.html"
-    copy.write_text(text.replace("</body>", PROBE + "</body>"))
+    copy = tmp_path / "probe-page.html"
+    copy.write_text(text.replace("</body>", PROBE.replace("mark.unlocked", f"mark.{bar_kind}") + "</body>"))
     tree = html5lib.parse(browser._browse(tmp_path, copy, "--dump-dom"), namespaceHTMLElements=False)
     found = next(el for el in tree.iter("pre") if el.get("id") == "test-probe")
-    seen = json.loads(found.text)
-    red = {"rgb(224, 0, 15)", "rgb(255, 59, 59)"}  # --overlap, light and dark
-    assert seen["overlaps"] >= 2 and seen["overlapFill"] in red, seen
-    assert seen["bars"] >= 1 and seen["barStroke"] in red and seen["barHeight"] > 10, seen
+    return json.loads(found.text)
+
+
+RED = {"rgb(224, 0, 15)", "rgb(255, 59, 59)"}  # --overlap, light and dark
+
+
+def test_chromium_draws_the_misplaced_lock_in_red(graded, tmp_path: Path) -> None:
+    seen = _drawn_in_chromium(graded(1, RELEASED_EARLY), tmp_path)
+    assert seen["overlaps"] >= 2 and seen["overlapFill"] in RED, seen
+    assert seen["bars"] >= 1 and seen["barStroke"] in RED and seen["barHeight"] > 10, seen
     assert "Each red bar is a read or write of the shared file made without holding the lock" in seen["note"]
+
+
+def test_chromium_draws_ex08_inline_and_ex02_late_items_in_red(graded, tmp_path: Path) -> None:
+    """The red of exercise 8's inline read-modify-write and of exercise 2's items put after a consumer stopped,
+    as Chromium renders them."""
+    inline = _drawn_in_chromium(graded(8, FIXES / "ex08" / "wrong_lock_only_read.py"), tmp_path / "ex08")
+    assert inline["overlaps"] >= 2 and inline["overlapFill"] in RED, inline
+    assert inline["bars"] >= 1 and inline["barStroke"] in RED and inline["barHeight"] > 10, inline
+    late = _drawn_in_chromium(graded(2, FIXES / "ex02" / "wrong_sentinels_before_join.py"), tmp_path / "ex02", "late")
+    assert late["bars"] >= 1 and late["barStroke"] in RED and late["barHeight"] > 10, late
+    assert "never taken off the queue" in late["note"], late
 
 
 EX08_INLINE_READ_LOCKED = FIXES / "ex08" / "wrong_lock_only_read.py"
