@@ -397,6 +397,8 @@ def _overlaps(calls: list[_Call], lanes: list[Lane], func: str) -> tuple[list[Ov
     windows: dict[int, list[tuple[float, float]]] = {}
     for i, a in enumerate(wins):
         for b in wins[i + 1:]:
+            if b.inside >= a.until and a.returned is None:
+                break  # sorted by `inside`: no later call overlaps a (equal returns are compared over whole calls)
             if a.pid == b.pid:
                 continue
             start, end = max(a.inside, b.inside), min(a.until, b.until)
