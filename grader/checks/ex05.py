@@ -10,15 +10,19 @@ from typing import Any
 
 import pytest
 
+from grader.judging import witness
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
 from grader.judging.harness import ENDS, CheckFailed, Student, check
-from grader.results import Location
+from grader.results import CriticalSection, Location
 from grader.probe import grader_events
 
 EXERCISE = 5
 CONTRACT: dict[str, list[str] | None] = {
     "decrement": ["counter", "lock"], "worker": ["counter", "lock", "times"], "main": ["start", "workers", "times"],
 }
+# What the timeline draws as shared: decrement() returns the value it wrote, so every return counts, and two
+# calls running at once that returned the same value are drawn as an overlap (both wrote it, from one read).
+CRITICAL_SECTION = CriticalSection("decrement", None, ["check_final_value_exact"], any_return=True)
 # (start, workers, times): 60 sales in all; every trial has at least two workers, so lost updates show in each.
 SETTINGS = ((40, 4, 5), (30, 2, 8), (25, 5, 3), (10, 3, 3))
 MANAGER_SERVER = "_run_server"  # the target of a Manager's server process, as the probe names it
@@ -181,20 +185,39 @@ def check_program_ends(student: Student, counters: CounterRuns) -> None:
 
 # ---- the final value ----------------------------------------------------------------------------
 def _same_writes(run: Run, trial: Trial) -> str:
-    """Two workers that wrote the same value: proof that both read the same value before either wrote."""
-    written: dict[int, list[int]] = {}
+    """Two workers that wrote the same value: proof that both read the same value before either wrote. The
+    pair is told with when each ran decrement() and what lock it held meanwhile, from the events."""
+    written: dict[int, list[Call]] = {}
     for call in trial.calls:
         if isinstance(call.value, int) and not isinstance(call.value, bool):
-            written.setdefault(call.value, []).append(call.pid)
-    twice = sorted(v for v, pids in written.items() if len(pids) > 1)
+            written.setdefault(call.value, []).append(call)
+    twice = sorted(v for v, calls in written.items() if len({c.pid for c in calls}) > 1)
     if not twice:
         return ""
     value = twice[-1]
-    names = [run.processes[p].label if p in run.processes else f"pid {p}" for p in written[value][:2]]
-    who = f"{names[0]} and {names[1]}" if names[0] != names[1] else f"{names[0]} (twice)"
+    first = written[value][0]
+    second = next(c for c in written[value] if c.pid != first.pid)
+    names = [run.processes[c.pid].label if c.pid in run.processes else f"pid {c.pid}" for c in (first, second)]
     more = f" ({len(twice)} values were written more than once)" if len(twice) > 1 else ""
-    return (f"For instance, {who} both wrote {value}: both had read {value + 1} before either wrote it back"
-            f"{more}. ")
+    return (f"For instance, {names[0]} and {names[1]} both wrote {value}: both had read {value + 1} before either "
+            f"wrote it back{more}. {capital(names[0])} ran decrement() {_call_span(run, trial, first)}; {names[1]} "
+            f"{_call_span(run, trial, second)}. ")
+
+
+def _call_span(run: Run, trial: Trial, call: Call) -> str:
+    """'from 4.1 ms to 9.0 ms without holding a lock' (times of the run, as its timeline shows them), or with the hold."""
+    def ms(t: float) -> str:
+        return witness.moment(run, t)
+
+    end = call.end if call.end is not None else call.start
+    held = [h for h in _worker_holds(run, trial) if h.pid == call.pid and h.acquired < end
+            and (h.released is None or h.released > call.start)]
+    span = f"from {ms(call.start)} to {ms(end)}"
+    if not held:
+        return f"{span} without holding a lock"
+    hold = held[0]
+    released = ms(hold.released) if hold.released is not None else "its end"
+    return f"{span}, holding a lock from {ms(hold.acquired)} to {released}"
 
 
 def _worker_holds(run: Run, trial: Trial) -> list[Hold]:

@@ -13,7 +13,7 @@ import pytest
 from grader.judging import witness
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang
 from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
-from grader.results import Location
+from grader.results import CriticalSection, Location
 from grader.probe import grader_events
 
 EXERCISE = 8
@@ -21,6 +21,9 @@ CONTRACT: dict[str, list[str] | None] = {
     "score": ["document"], "add_to_total": ["path", "amount"], "worker": ["path", "lock", "documents"],
     "main": ["path", "workers", "count"],
 }
+# What the timeline draws as shared: add_to_total() (returning None) is the read-modify-write of the total; when
+# the student wrote it out inline, the timeline takes each read of the total and its write back instead.
+CRITICAL_SECTION = CriticalSection("add_to_total", None, ["check_total_exact"])
 # (workers, count): documents shared out evenly, unevenly, and between two workers only.
 SETTINGS = ((4, 12), (3, 7), (2, 6))
 SLEEP_SCALE = 0.01  # score() sleeps 0.5-1.5 s: 5-15 ms, as long as a read-modify-write with the probe's delays
