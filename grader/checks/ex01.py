@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from grader.checks.common import one_at_a_time, ran_together
 from grader.judging import witness
 from grader.judging.evidence import Run, Step, capital
 from grader.judging.harness import ENDS, VIRTUAL_TIME, CheckFailed, Student, check, crashed_children, require_ended
@@ -188,19 +189,10 @@ def check_buyers_are_concurrent(student: Student, tickets: TicketRuns) -> None:
     _require_completed(tickets)
     run = tickets.run
     student.show(run)
-    for trial in tickets.trials:
-        buyers = [p for p in run.children_of_step(trial.step) if p.ran is not None and p.exited is not None]
-        if trial.buyers < 2 or len(buyers) < 2:
-            continue
-        overlapping = any(
-            a.ran < b.exited and b.ran < a.exited for i, a in enumerate(buyers) for b in buyers[i + 1:]  # type: ignore[operator]
-        )
-        if overlapping:
-            return
-    first = next((p for p in run.processes.values() if p.spawn_where), None)
-    raise CheckFailed(
+    if any(trial.buyers >= 2 and ran_together(run.children_of_step(trial.step)) for trial in tickets.trials):
+        return
+    raise one_at_a_time(
+        run, run.processes.values(),
         "The buyers never ran at the same time: each started only after the previous one had ended. Joining each "
         "process right after starting it avoids the race by removing the concurrency, and fixes the order of the "
-        "buyers; a lock serialises only the critical section and keeps the competition fair.",
-        expected="buyers running concurrently", actual="one buyer at a time",
-        locations=run.location(first.spawn_where if first else None, "start() followed by join()"), run=run)
+        "buyers; a lock serialises only the critical section and keeps the competition fair.", "buyer")

@@ -599,8 +599,7 @@ def _how_it_ended(consumer: Consumer) -> str:
 
 def _crash_text(run: Run, consumer: Consumer) -> str:
     """A consumer that raised: the exception, and the last line of its traceback."""
-    err = run.outcome.output.get(str(consumer.proc.pid), {}).get("err", "").strip()
-    last = err.splitlines()[-1] if err else ""
+    last = run.last_error_line(str(consumer.proc.pid))
     if consumer.error is not None:
         what = f"{consumer.error['error']}: {consumer.error.get('message', '')}"
     else:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from grader.checks.common import one_at_a_time, raise_first, ran_together
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
 from grader.judging.harness import ENDS, CheckFailed, Student, check
 from grader.results import Location
@@ -160,8 +161,7 @@ def _check_finished(runs: CounterRuns) -> None:
     for trial in runs.trials:
         crashed = [p for p in trial.procs if p.code not in (0, None)]
         if crashed:
-            err = run.outcome.output.get(str(crashed[0].pid), {}).get("err", "").strip()
-            last = err.splitlines()[-1] if err else f"exit code {crashed[0].code}"
+            last = run.last_error_line(str(crashed[0].pid)) or f"exit code {crashed[0].code}"
             others = f" and {len(crashed) - 1} other worker(s)" if len(crashed) > 1 else ""
             raise CheckFailed(
                 f"{capital(crashed[0].label)}{others} crashed during {trial.call_text()}: {last}. A crashed worker "
@@ -339,10 +339,7 @@ def check_lock_is_shared(student: Student, counters: CounterRuns) -> None:
     _require_finished(counters, "The lock the workers use")
     run = counters.run
     student.show(run)
-    for trial in counters.trials:
-        problem = _sharing_problem(run, trial)
-        if problem is not None:
-            raise problem
+    raise_first(_sharing_problem(run, trial) for trial in counters.trials)
 
 
 # ---- the workers run at the same time -----------------------------------------------------------
@@ -354,15 +351,10 @@ def check_workers_concurrent(student: Student, counters: CounterRuns) -> None:
     _require_finished(counters, "Whether the workers run at the same time")
     run = counters.run
     student.show(run)
-    for trial in counters.trials:
-        procs = [p for p in trial.procs if p.ran is not None and p.exited is not None]
-        if any(a.ran < b.exited and b.ran < a.exited  # type: ignore[operator]
-               for i, a in enumerate(procs) for b in procs[i + 1:]):
-            return
-    first = next((p for t in counters.trials for p in t.procs if p.spawn_where), None)
-    raise CheckFailed(
+    if any(ran_together(trial.procs) for trial in counters.trials):
+        return
+    raise one_at_a_time(
+        run, (p for t in counters.trials for p in t.procs),
         "The workers never ran at the same time: each started only after the previous one had ended. Joining each "
         "process right after starting it avoids the race by removing the concurrency; a lock serialises only the "
-        "critical section and lets the rest of the work run in parallel.",
-        expected="workers running concurrently", actual="one worker at a time",
-        locations=run.location(first.spawn_where if first else None, "start() followed by join()"), run=run)
+        "critical section and lets the rest of the work run in parallel.", "worker")

@@ -229,9 +229,9 @@ def _raised_text(take: Take) -> str:
 
 def _death_text(run: Run, worker: Worker) -> str:
     """How a worker ended: the exception it died with, from the spy or its error output."""
-    err = run.outcome.output.get(str(worker.proc.pid), {}).get("err", "").strip()
-    if err:
-        return err.splitlines()[-1]
+    last = run.last_error_line(str(worker.proc.pid))
+    if last:
+        return last
     if worker.error is not None:
         return f"{worker.error['error']}: {worker.error.get('message', '')}"
     return f"exit code {worker.proc.code}"
@@ -339,12 +339,11 @@ def _unfinished(pool: PoolRuns) -> Trial | None:
     return next((t for t in pool.trials if not t.step.finished), None)
 
 
-def _never_ran(pool: PoolRuns) -> CheckFailed | None:
-    """Calls of main() that never started although nothing hung (the driver stopped), if any."""
+def _require_every_call_ran(pool: PoolRuns) -> None:
+    """Fail on calls of main() that never started although nothing hung (the driver stopped)."""
     if len(pool.trials) < len(SHAPES) and _unfinished(pool) is None:
-        return CheckFailed(f"Only {len(pool.trials)} of the {len(SHAPES)} calls of main() ran (exit code "
-                           f"{pool.run.outcome.returncode}).", run=pool.run)
-    return None
+        raise CheckFailed(f"Only {len(pool.trials)} of the {len(SHAPES)} calls of main() ran (exit code "
+                          f"{pool.run.outcome.returncode}).", run=pool.run)
 
 
 # ---- checks -----------------------------------------------------------------------------------------------
@@ -366,9 +365,7 @@ def check_join_returns(student: Student, pool: PoolRuns) -> None:
             raise CheckFailed(
                 f"{_lead(trial)}: main() returned without waiting in q.join() for the tasks it put on the queue. "
                 "join() is what waits until every task has been marked done.", run=run)
-    failure = _never_ran(pool)
-    if failure is not None:
-        raise failure
+    _require_every_call_ran(pool)
     if run.hung:
         raise _kept_alive(run)
 
@@ -492,9 +489,7 @@ def check_every_task_handled_once(student: Student, pool: PoolRuns) -> None:
         raise CheckFailed(
             f"The results can only be judged once main() has returned, and with {unfinished.shape.label}, "
             f"{unfinished.shape.call_text()} never returned (see the check on q.join()).", run=run)
-    failure = _never_ran(pool)
-    if failure is not None:
-        raise failure
+    _require_every_call_ran(pool)
 
 
 @check("A failing task does not stop its worker", points=2,

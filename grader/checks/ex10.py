@@ -6,11 +6,13 @@ with the grader's own count."""
 from __future__ import annotations
 
 from collections import Counter
+from itertools import chain
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from grader.checks.common import any_overlap, raise_first
 from grader.judging.evidence import Proc, Run, Step, explain_hang
 from grader.judging.harness import CheckFailed, Student, check
 from grader.probe import grader_events
@@ -229,9 +231,7 @@ def check_result_exact(student: Student, counts: CountRuns) -> None:
         else:
             why = ": count_primes() never returned a count during that call."
         raise CheckFailed(lead + why, expected=str(trial.expected), actual=str(value.get("repr", returned)), run=run)
-    failure = _never_ran(counts)
-    if failure is not None:
-        raise failure
+    raise_first([_never_ran(counts)])
 
 
 def _one_process_failure(run: Run, trial: Trial) -> CheckFailed | None:
@@ -277,13 +277,7 @@ def check_work_runs_in_processes(student: Student, counts: CountRuns) -> None:
     """In every call of main(), count_primes() runs in at least two processes (or a pool of several processes)."""
     run = counts.run
     student.show(run)
-    for trial in counts.trials:
-        failure = _one_process_failure(run, trial)
-        if failure is not None:
-            raise failure
-    failure = _never_ran(counts)
-    if failure is not None:
-        raise failure
+    raise_first(chain((_one_process_failure(run, trial) for trial in counts.trials), [_never_ran(counts)]))
 
 
 def _interval(trial: Trial, proc: Proc) -> tuple[float, float]:
@@ -295,8 +289,7 @@ def _interval(trial: Trial, proc: Proc) -> tuple[float, float]:
 
 def _overlap(trial: Trial) -> bool:
     """Whether two of the processes that compute for this call were alive at the same time."""
-    spans = [_interval(trial, p) for p in trial.computing()]
-    return any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1:])
+    return any_overlap([_interval(trial, p) for p in trial.computing()])
 
 
 @check("The processes compute at the same time", points=3,
