@@ -3,10 +3,73 @@ reported), whether things ran at the same moment, and the failures several exerc
 from __future__ import annotations
 
 import json
-from typing import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Collection, Generic, Iterable, Sequence, TypeVar
 
-from grader.judging.evidence import Proc, Run
+from grader.judging.evidence import Proc, Run, Step, capital
 from grader.judging.harness import CheckFailed, Student
+from grader.probe import grader_events
+from grader.results import Location
+
+TrialT = TypeVar("TrialT")
+
+
+@dataclass
+class TrialRuns(Generic[TrialT]):
+    """The run behind every verdict of an exercise, and each call of main() it made (its trials)."""
+
+    run: Run
+    trials: list[TrialT]
+
+
+def spied_calls(run: Run, func: str, pids: Collection[int]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Every spied call of `func` in these processes, paired with its own return or raise (None: it never
+    ended); a thread's calls and ends nest like its stack."""
+    calls: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    open_: dict[tuple[int, int], list[int]] = {}
+    for event in run.events(grader_events.CALL, grader_events.RETURN, grader_events.RAISE):
+        if event.get("func") != func or event["pid"] not in pids:
+            continue
+        key = (event["pid"], event.get("tid", 0))
+        if event["ev"] == grader_events.CALL:
+            open_.setdefault(key, []).append(len(calls))
+            calls.append((event, None))
+        elif open_.get(key):
+            index = open_[key].pop()
+            calls[index] = (calls[index][0], event)
+    return calls
+
+
+def call_raised(run: Run, step: Step, call: str, prerequisite: str | None = None) -> CheckFailed:
+    """A call of main() (`call`, as the student wrote it) that raised: its exception, at the student's line."""
+    error = step.error or {}
+    frames = error.get("frames") or []
+    return CheckFailed(f"{call} raised {error['error']}: {error['message']}.",
+                       locations=run.location(frames[-1] if frames else None, error["error"]), run=run,
+                       prerequisite=prerequisite)
+
+
+def crashed_failure(run: Run, crashed: list[tuple[Proc, str]], during: str, who: str,
+                    locations: list[Location] | None = None) -> CheckFailed:
+    """Processes (`who`: "worker", "client") that died with an exception during a call: the first one's."""
+    proc, last_line = crashed[0]
+    others = f" and {len(crashed) - 1} other {who}(s)" if len(crashed) > 1 else ""
+    return CheckFailed(
+        f"{capital(proc.label)}{others} crashed during {during}: {last_line}. A crashed {who} is a failure of the "
+        "program: its full traceback is in the report.", locations=locations, run=run)
+
+
+def too_few_ran(run: Run, ran: int, planned: int, what: str, prerequisite: str | None = None) -> CheckFailed:
+    """The run stopped before all its planned calls were made: how many ran (`what`: "calls of main() ran"), and
+    the exit code it stopped with."""
+    return CheckFailed(f"Only {ran} of the {planned} {what} (exit code {run.outcome.returncode}).", run=run,
+                       prerequisite=prerequisite)
+
+
+def waited_at_exit(run: Run) -> list[Proc]:
+    """The non-daemonic children Python waited for at exit, once the main process's code was done."""
+    waiting = [run.processes.get(c["pid"]) for c in (run.first(grader_events.MAIN_DONE) or {}).get("waiting", [])]
+    return [p for p in waiting if p is not None]
 
 
 def raise_first(failures: Iterable[CheckFailed | None]) -> None:

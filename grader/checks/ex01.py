@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from grader.checks.common import one_at_a_time, ran_together
+from grader.checks.common import TrialRuns, one_at_a_time, ran_together, too_few_ran
 from grader.judging import witness
 from grader.judging.evidence import Run, Step, capital
 from grader.judging.harness import ENDS, VIRTUAL_TIME, CheckFailed, Student, check, crashed_children, require_ended
@@ -44,9 +44,9 @@ class Trial:
 
 
 @dataclass
-class TicketRuns:
-    run: Run
-    trials: list[Trial]
+class TicketRuns(TrialRuns[Trial]):
+    """The run behind every verdict, its trials, and the (tickets, buyers) settings it tried."""
+
     settings: list[tuple[int, int]]
 
 
@@ -90,8 +90,7 @@ def _require_completed(runs: TicketRuns) -> None:
                 locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run,
                 prerequisite=ENDS)
     if len(runs.trials) < len(runs.settings):
-        raise CheckFailed(f"Only {len(runs.trials)} of the {len(runs.settings)} trials of main() ran to the end "
-                          f"(exit code {run.outcome.returncode}).", run=run, prerequisite=ENDS)
+        raise too_few_ran(run, len(runs.trials), len(runs.settings), "trials of main() ran to the end", ENDS)
 
 
 def _invariant(trial: Trial) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from grader.checks.common import whole_program_ends
+from grader.checks.common import waited_at_exit, whole_program_ends
 from grader.running import runner
 from grader.judging.evidence import Proc, Run, Step, explain_hang
 from grader.judging.harness import CLEAN, ENDS, CheckFailed, Student, check, crashed_children
@@ -111,8 +111,7 @@ def _daemon_after_start(step: Step | None) -> bool:
 # ---- explanations -------------------------------------------------------------------------------
 def _kept_alive(run: Run, when: str) -> CheckFailed:
     """The program did not end: name the non-daemonic children Python waited for at exit, and their start()."""
-    waiting = [run.processes.get(c["pid"]) for c in (run.first(grader_events.MAIN_DONE) or {}).get("waiting", [])]
-    waiting_procs = [p for p in waiting if p is not None]
+    waiting_procs = waited_at_exit(run)
     if run.outcome.status != runner.KEPT_ALIVE or not waiting_procs:
         return _stuck(run, when)
     proc = waiting_procs[0]

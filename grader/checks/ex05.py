@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
-from grader.checks.common import one_at_a_time, raise_first, ran_together
+from grader.checks.common import (
+    TrialRuns, call_raised, crashed_failure, one_at_a_time, raise_first, ran_together, spied_calls, too_few_ran,
+)
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
-from grader.judging.harness import ENDS, CheckFailed, Student, check
+from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
 from grader.results import Location
 from grader.probe import grader_events
 
@@ -61,32 +63,15 @@ class Trial:
         return f"main({self.start}, {self.workers}, {self.times})"
 
 
-@dataclass
-class CounterRuns:
-    """The run behind every verdict, and each call of main() it made."""
-
-    run: Run
-    trials: list[Trial]
+CounterRuns = TrialRuns[Trial]
 
 
 def _calls(run: Run, pids: set[int]) -> list[Call]:
     """Every call of decrement() in these processes, paired with its return (or raise)."""
-    calls: list[Call] = []
-    open_: dict[tuple[int, int], list[Call]] = {}
-    for event in run.events(grader_events.CALL, grader_events.RETURN, grader_events.RAISE):
-        if event.get("func") != "decrement" or event["pid"] not in pids:
-            continue
-        key = (event["pid"], event.get("tid", 0))
-        if event["ev"] == grader_events.CALL:
-            call = Call(event["pid"], event["t"], None, where={"line": event.get("def_line"), "func": "decrement"})
-            open_.setdefault(key, []).append(call)
-            calls.append(call)
-        elif open_.get(key):
-            call = open_[key].pop()
-            call.end = event["t"]
-            if event["ev"] == grader_events.RETURN:
-                call.value = event["value"].get("value")
-    return calls
+    return [Call(call["pid"], call["t"], end["t"] if end else None,
+                 end["value"].get("value") if end and end["ev"] == grader_events.RETURN else None,
+                 where={"line": call.get("def_line"), "func": "decrement"})
+            for call, end in spied_calls(run, "decrement", pids)]
 
 
 def _trial(run: Run, step: Step) -> Trial:
@@ -153,22 +138,13 @@ def _check_finished(runs: CounterRuns) -> None:
         raise _hang_failure(run, what)
     for step in run.steps:
         if step.error is not None:
-            frames = step.error.get("frames") or []
-            raise CheckFailed(
-                f"main({', '.join(map(str, SETTINGS[step.index]))}) raised {step.error['error']}: "
-                f"{step.error['message']}.",
-                locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run)
+            raise call_raised(run, step, f"main({', '.join(map(str, SETTINGS[step.index]))})")
     for trial in runs.trials:
-        crashed = [p for p in trial.procs if p.code not in (0, None)]
+        crashed = crashed_children(run, trial.procs)
         if crashed:
-            last = run.last_error_line(str(crashed[0].pid)) or f"exit code {crashed[0].code}"
-            others = f" and {len(crashed) - 1} other worker(s)" if len(crashed) > 1 else ""
-            raise CheckFailed(
-                f"{capital(crashed[0].label)}{others} crashed during {trial.call_text()}: {last}. A crashed worker "
-                "is a failure of the program: its full traceback is in the report.", run=run)
+            raise crashed_failure(run, crashed, trial.call_text(), "worker")
     if len(runs.trials) < len(SETTINGS):
-        raise CheckFailed(f"Only {len(runs.trials)} of the {len(SETTINGS)} calls of main() ran to the end "
-                          f"(exit code {run.outcome.returncode}).", run=run)
+        raise too_few_ran(run, len(runs.trials), len(SETTINGS), "calls of main() ran to the end")
 
 
 @check("The workers finish and main() returns", judges=ENDS, points=2,

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from grader.checks.common import raise_first
+from grader.checks.common import call_raised, raise_first
 from grader.judging.evidence import Proc, Run, Step, capital, explain_hang
 from grader.judging.harness import ENDS, CheckFailed, Student, check
 from grader.results import Location
@@ -361,10 +361,7 @@ def _hang_failure(trial: Trial, advice: str) -> CheckFailed:
     if not run.hung:
         step = trial.step
         if step is not None and step.error is not None:
-            frames = step.error.get("frames") or []
-            return CheckFailed(f"{trial.scenario.call_text()} raised {step.error['error']}: {step.error['message']}.",
-                               locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run,
-                               prerequisite=ENDS)
+            return call_raised(run, step, trial.scenario.call_text(), prerequisite=ENDS)
         return CheckFailed(f"{lead}: main() never returned (exit code {run.outcome.returncode}).", run=run,
                            prerequisite=ENDS)
     groups: dict[str, list[str]] = {}  # what a process does -> the processes that do it

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from grader.checks.common import any_overlap, whole_program_ends
+from grader.checks.common import any_overlap, too_few_ran, whole_program_ends
 from grader.judging.evidence import Run, Step, explain_hang
 from grader.judging.harness import ENDS, CheckFailed, Student, check
 from grader.results import Location
@@ -312,8 +312,7 @@ def _require_returned(run: Run) -> list[Step]:
     if len(run.steps) < len(JOBS):
         if run.hung:
             raise _hang(run, f"{_call_text(len(run.steps))} never returned")
-        raise CheckFailed(f"Only {len(run.steps)} of the {len(JOBS)} calls of main() ran (exit code "
-                          f"{run.outcome.returncode}).", run=run)
+        raise too_few_ran(run, len(run.steps), len(JOBS), "calls of main() ran")
     return run.steps
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from grader.checks.common import TrialRuns, too_few_ran, waited_at_exit
 from grader.judging.evidence import Proc, Run, Step, capital, explain_hang
 from grader.judging.harness import ENDS, RACE_DELAYS, CheckFailed, Student, check
 from grader.results import Location
@@ -125,12 +126,7 @@ class Trial:
         return sorted(left.elements(), key=repr)
 
 
-@dataclass
-class PoolRuns:
-    """The run behind every verdict, and each call of main() it made."""
-
-    run: Run
-    trials: list[Trial]
+PoolRuns = TrialRuns[Trial]
 
 
 # ---- reading the run ------------------------------------------------------------------------------------
@@ -309,8 +305,7 @@ def _stuck_elsewhere(run: Run, trial: Trial) -> CheckFailed:
 
 def _kept_alive(run: Run) -> CheckFailed:
     """Every call of main() returned, but the program did not end: non-daemonic workers keep it alive."""
-    waiting = [run.processes.get(c["pid"]) for c in (run.first(grader_events.MAIN_DONE) or {}).get("waiting", [])]
-    procs = [p for p in waiting if p is not None]
+    procs = waited_at_exit(run)
     if not procs:  # Python waited for no child at exit (kept alive or deadlocked there, it is the same story)
         sentences, locations = explain_hang(run)
         return CheckFailed("After the last call of main(), the program did not end: " + " ".join(sentences),
@@ -342,8 +337,7 @@ def _unfinished(pool: PoolRuns) -> Trial | None:
 def _require_every_call_ran(pool: PoolRuns) -> None:
     """Fail on calls of main() that never started although nothing hung (the driver stopped)."""
     if len(pool.trials) < len(SHAPES) and _unfinished(pool) is None:
-        raise CheckFailed(f"Only {len(pool.trials)} of the {len(SHAPES)} calls of main() ran (exit code "
-                          f"{pool.run.outcome.returncode}).", run=pool.run)
+        raise too_few_ran(pool.run, len(pool.trials), len(SHAPES), "calls of main() ran")
 
 
 # ---- checks -----------------------------------------------------------------------------------------------

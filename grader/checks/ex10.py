@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from grader.checks.common import any_overlap, raise_first
+from grader.checks.common import TrialRuns, any_overlap, raise_first, too_few_ran
 from grader.judging.evidence import Proc, Run, Step, explain_hang
 from grader.judging.harness import CheckFailed, Student, check
 from grader.probe import grader_events
@@ -85,12 +85,7 @@ class Trial:
         return [p for p in self.children if p.pid in pids or (pooled and p.target in POOL_TARGETS)]
 
 
-@dataclass
-class CountRuns:
-    """The run behind every verdict, and each call of main() it made."""
-
-    run: Run
-    trials: list[Trial]
+CountRuns = TrialRuns[Trial]
 
 
 def _trial(run: Run, step: Step, by_pid: dict[int, list[dict[str, Any]]]) -> Trial:
@@ -150,8 +145,7 @@ def _require_returned(run: Run, trial: Trial) -> None:
 def _never_ran(counts: CountRuns) -> CheckFailed | None:
     """Calls of main() that never started (the run stopped before them), if any."""
     if len(counts.trials) < len(SHAPES):
-        return CheckFailed(f"Only {len(counts.trials)} of the {len(SHAPES)} calls of main() ran (exit code "
-                           f"{counts.run.outcome.returncode}).", run=counts.run)
+        return too_few_ran(counts.run, len(counts.trials), len(SHAPES), "calls of main() ran")
     return None
 
 
