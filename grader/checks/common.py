@@ -1,5 +1,7 @@
-"""What the check modules share: judging a run's trials one after another (the first failure is the one
-reported), whether things ran at the same moment, and the failures several exercises explain alike."""
+"""What the check modules share: the run and its trials, spied calls and files read back from a run, judging
+trials in order (the first failure is the one reported), whether things ran at the same moment, and the
+failures several exercises explain alike (a call that raised, a crashed process, calls that never ran, a
+whole program that did not end)."""
 from __future__ import annotations
 
 import json
