@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 
+from grader.checks.common import (
+    TrialRuns, call_raised, crashed_failure, one_at_a_time, raise_first, ran_together, spied_calls, too_few_ran,
+)
 from grader.judging import witness
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
-from grader.judging.harness import ENDS, CheckFailed, Student, check
+from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
 from grader.results import CriticalSection, Location
 from grader.probe import grader_events
 
@@ -64,32 +67,15 @@ class Trial:
         return f"main({self.start}, {self.workers}, {self.times})"
 
 
-@dataclass
-class CounterRuns:
-    """The run behind every verdict, and each call of main() it made."""
-
-    run: Run
-    trials: list[Trial]
+CounterRuns = TrialRuns[Trial]
 
 
 def _calls(run: Run, pids: set[int]) -> list[Call]:
     """Every call of decrement() in these processes, paired with its return (or raise)."""
-    calls: list[Call] = []
-    open_: dict[tuple[int, int], list[Call]] = {}
-    for event in run.events(grader_events.CALL, grader_events.RETURN, grader_events.RAISE):
-        if event.get("func") != "decrement" or event["pid"] not in pids:
-            continue
-        key = (event["pid"], event.get("tid", 0))
-        if event["ev"] == grader_events.CALL:
-            call = Call(event["pid"], event["t"], None, where={"line": event.get("def_line"), "func": "decrement"})
-            open_.setdefault(key, []).append(call)
-            calls.append(call)
-        elif open_.get(key):
-            call = open_[key].pop()
-            call.end = event["t"]
-            if event["ev"] == grader_events.RETURN:
-                call.value = event["value"].get("value")
-    return calls
+    return [Call(call["pid"], call["t"], end["t"] if end else None,
+                 end["value"].get("value") if end and end["ev"] == grader_events.RETURN else None,
+                 where={"line": call.get("def_line"), "func": "decrement"})
+            for call, end in spied_calls(run, "decrement", pids)]
 
 
 def _trial(run: Run, step: Step) -> Trial:
@@ -156,23 +142,13 @@ def _check_finished(runs: CounterRuns) -> None:
         raise _hang_failure(run, what)
     for step in run.steps:
         if step.error is not None:
-            frames = step.error.get("frames") or []
-            raise CheckFailed(
-                f"main({', '.join(map(str, SETTINGS[step.index]))}) raised {step.error['error']}: "
-                f"{step.error['message']}.",
-                locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run)
+            raise call_raised(run, step, f"main({', '.join(map(str, SETTINGS[step.index]))})")
     for trial in runs.trials:
-        crashed = [p for p in trial.procs if p.code not in (0, None)]
+        crashed = crashed_children(run, trial.procs)
         if crashed:
-            err = run.outcome.output.get(str(crashed[0].pid), {}).get("err", "").strip()
-            last = err.splitlines()[-1] if err else f"exit code {crashed[0].code}"
-            others = f" and {len(crashed) - 1} other worker(s)" if len(crashed) > 1 else ""
-            raise CheckFailed(
-                f"{capital(crashed[0].label)}{others} crashed during {trial.call_text()}: {last}. A crashed worker "
-                "is a failure of the program: its full traceback is in the report.", run=run)
+            raise crashed_failure(run, crashed, trial.call_text(), "worker")
     if len(runs.trials) < len(SETTINGS):
-        raise CheckFailed(f"Only {len(runs.trials)} of the {len(SETTINGS)} calls of main() ran to the end "
-                          f"(exit code {run.outcome.returncode}).", run=run)
+        raise too_few_ran(run, len(runs.trials), len(SETTINGS), "calls of main() ran to the end")
 
 
 @check("The workers finish and main() returns", judges=ENDS, points=2,
@@ -362,10 +338,7 @@ def check_lock_is_shared(student: Student, counters: CounterRuns) -> None:
     _require_finished(counters, "The lock the workers use")
     run = counters.run
     student.show(run)
-    for trial in counters.trials:
-        problem = _sharing_problem(run, trial)
-        if problem is not None:
-            raise problem
+    raise_first(_sharing_problem(run, trial) for trial in counters.trials)
 
 
 # ---- the workers run at the same time -----------------------------------------------------------
@@ -377,15 +350,10 @@ def check_workers_concurrent(student: Student, counters: CounterRuns) -> None:
     _require_finished(counters, "Whether the workers run at the same time")
     run = counters.run
     student.show(run)
-    for trial in counters.trials:
-        procs = [p for p in trial.procs if p.ran is not None and p.exited is not None]
-        if any(a.ran < b.exited and b.ran < a.exited  # type: ignore[operator]
-               for i, a in enumerate(procs) for b in procs[i + 1:]):
-            return
-    first = next((p for t in counters.trials for p in t.procs if p.spawn_where), None)
-    raise CheckFailed(
+    if any(ran_together(trial.procs) for trial in counters.trials):
+        return
+    raise one_at_a_time(
+        run, (p for t in counters.trials for p in t.procs),
         "The workers never ran at the same time: each started only after the previous one had ended. Joining each "
         "process right after starting it avoids the race by removing the concurrency; a lock serialises only the "
-        "critical section and lets the rest of the work run in parallel.",
-        expected="workers running concurrently", actual="one worker at a time",
-        locations=run.location(first.spawn_where if first else None, "start() followed by join()"), run=run)
+        "critical section and lets the rest of the work run in parallel.", "worker")
