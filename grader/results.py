@@ -80,6 +80,16 @@ class CheckResult:
     traceback: str | None = None
     run: str | None = None  # the id of the run the verdict was judged from (Report.runs)
     depends_on: str | None = None  # SKIPPED: the check whose failure this one depends on
+    # --start-method all, a verdict that differs between start methods: those it failed under, those it passed
+    # under (both empty when every method agreed, or when only one was tried)
+    failed_under: list[str] = field(default_factory=list)
+    passed_under: list[str] = field(default_factory=list)
+
+    def start_method_words(self) -> str:
+        """'under spawn only' (with the methods it passed under) for the heading, '' when the methods agreed."""
+        if not self.failed_under or not self.passed_under:
+            return ""
+        return f"under {' and '.join(self.failed_under)} only"
 
 
 @dataclass
@@ -106,6 +116,9 @@ class CriticalSection:
     func: str
     success: Any = True
     explains: list[str] = field(default_factory=list)
+    # every return counts as success (a decrement returns the value it wrote): two overlapping calls that
+    # returned the same value wrote the same value, from the same read, and are drawn as an overlap too
+    any_return: bool = False
 
 
 @dataclass

@@ -18,7 +18,7 @@ UNDER_LOCK = "Every worker called score() while it held the lock"
 # fix file stem -> {check that must fail: a piece of its reason}; the checks not named must pass.
 WRONG: dict[str, dict[str, str]] = {
     "wrong_no_lock": {"check_total_exact": "never held a shared multiprocessing lock"},
-    "wrong_lock_only_read": {"check_total_exact": "the lock does not cover the whole read-modify-write"},
+    "wrong_lock_only_read": {"check_total_exact": "The lock covers only part of the critical section"},
     "wrong_lock_per_worker": {"check_total_exact": "so they held two different locks"},
     "wrong_join_each": {"check_scoring_parallel": "The worker processes never ran at the same time"},
     "wrong_forgot_release": {

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from grader.checks.common import TrialRuns, one_at_a_time, ran_together, too_few_ran
 from grader.judging import witness
 from grader.judging.evidence import Run, Step, capital
 from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children, require_ended, scheduled
@@ -43,9 +44,9 @@ class Trial:
 
 
 @dataclass
-class TicketRuns:
-    run: Run
-    trials: list[Trial]
+class TicketRuns(TrialRuns[Trial]):
+    """The run behind every verdict, its trials, and the (tickets, buyers) settings it tried."""
+
     settings: list[tuple[int, int]]
 
 
@@ -89,8 +90,7 @@ def _require_completed(runs: TicketRuns) -> None:
                 locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run,
                 prerequisite=ENDS)
     if len(runs.trials) < len(runs.settings):
-        raise CheckFailed(f"Only {len(runs.trials)} of the {len(runs.settings)} trials of main() ran to the end "
-                          f"(exit code {run.outcome.returncode}).", run=run, prerequisite=ENDS)
+        raise too_few_ran(run, len(runs.trials), len(runs.settings), "trials of main() ran to the end", ENDS)
 
 
 def _invariant(trial: Trial) -> str:
@@ -188,19 +188,10 @@ def check_buyers_are_concurrent(student: Student, tickets: TicketRuns) -> None:
     _require_completed(tickets)
     run = tickets.run
     student.show(run)
-    for trial in tickets.trials:
-        buyers = [p for p in run.children_of_step(trial.step) if p.ran is not None and p.exited is not None]
-        if trial.buyers < 2 or len(buyers) < 2:
-            continue
-        overlapping = any(
-            a.ran < b.exited and b.ran < a.exited for i, a in enumerate(buyers) for b in buyers[i + 1:]  # type: ignore[operator]
-        )
-        if overlapping:
-            return
-    first = next((p for p in run.processes.values() if p.spawn_where), None)
-    raise CheckFailed(
+    if any(trial.buyers >= 2 and ran_together(run.children_of_step(trial.step)) for trial in tickets.trials):
+        return
+    raise one_at_a_time(
+        run, run.processes.values(),
         "The buyers never ran at the same time: each started only after the previous one had ended. Joining each "
         "process right after starting it avoids the race by removing the concurrency, and fixes the order of the "
-        "buyers; a lock serialises only the critical section and keeps the competition fair.",
-        expected="buyers running concurrently", actual="one buyer at a time",
-        locations=run.location(first.spawn_where if first else None, "start() followed by join()"), run=run)
+        "buyers; a lock serialises only the critical section and keeps the competition fair.", "buyer")

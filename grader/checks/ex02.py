@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from grader.running import runner
+from grader.checks.common import TrialRuns, call_raised
 from grader.judging.evidence import Proc, Run, Step, dedupe, explain_hang
 from grader.judging.harness import ENDS, CheckFailed, Student, check, scheduled
 from grader.results import Location
@@ -117,11 +118,9 @@ class Trial:
 
 
 @dataclass
-class ShapeRuns:
-    """The run behind every verdict, and each call of main() it made."""
+class ShapeRuns(TrialRuns[Trial]):
+    """The run behind every verdict, each call of main() it made, and the shapes of those calls."""
 
-    run: Run
-    trials: list[Trial]
     shapes: tuple[Shape, ...] = SHAPES
 
 
@@ -416,12 +415,8 @@ def check_program_ends(student: Student, shapes: ShapeRuns) -> None:
         raise CheckFailed(f"{lead}: {text}", expected="main() returns once all work is done",
                           actual=f"stopped by the grader ({run.outcome.status})", locations=locations, run=run)
     for trial in shapes.trials:
-        error = trial.step.error
-        if error is not None:
-            frames = error.get("frames") or []
-            raise CheckFailed(
-                f"{trial.shape.call_text()} ({trial.shape.label}) raised {error['error']}: {error['message']}.",
-                locations=run.location(frames[-1] if frames else None, error["error"]), run=run)
+        if trial.step.error is not None:
+            raise call_raised(run, trial.step, f"{trial.shape.call_text()} ({trial.shape.label})")
     _require_every_shape(shapes)
 
 
@@ -596,8 +591,7 @@ def _how_it_ended(consumer: Consumer) -> str:
 
 def _crash_text(run: Run, consumer: Consumer) -> str:
     """A consumer that raised: the exception, and the last line of its traceback."""
-    err = run.outcome.output.get(str(consumer.proc.pid), {}).get("err", "").strip()
-    last = err.splitlines()[-1] if err else ""
+    last = run.last_error_line(str(consumer.proc.pid))
     if consumer.error is not None:
         what = f"{consumer.error['error']}: {consumer.error.get('message', '')}"
     else:

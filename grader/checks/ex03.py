@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from grader.checks.common import waited_at_exit, whole_program_ends
 from grader.running import runner
 from grader.judging.evidence import Proc, Run, Step, explain_hang
 from grader.judging.harness import CLEAN, ENDS, CheckFailed, Student, check, crashed_children
@@ -107,17 +108,10 @@ def _daemon_after_start(step: Step | None) -> bool:
                 and ALREADY_STARTED in str(step.error.get("message", "")))
 
 
-def _program_error(run: Run) -> str:
-    """The last line of the whole program's error output (its exception), or ''."""
-    err = run.outcome.output.get("main", {}).get("err", "").strip()
-    return err.splitlines()[-1] if err else ""
-
-
 # ---- explanations -------------------------------------------------------------------------------
 def _kept_alive(run: Run, when: str) -> CheckFailed:
     """The program did not end: name the non-daemonic children Python waited for at exit, and their start()."""
-    waiting = [run.processes.get(c["pid"]) for c in (run.first(grader_events.MAIN_DONE) or {}).get("waiting", [])]
-    waiting_procs = [p for p in waiting if p is not None]
+    waiting_procs = waited_at_exit(run)
     if run.outcome.status != runner.KEPT_ALIVE or not waiting_procs:
         return _stuck(run, when)
     proc = waiting_procs[0]
@@ -153,17 +147,7 @@ def _thread_instead(run: Run) -> dict[str, Any] | None:
        hint="When the main process's code ends, Python joins every non-daemonic child: make the heartbeat a daemon.")
 def check_program_ends_after_work(student: Student, runs: Runs) -> None:
     """The whole program, run as the course runs it, must end by itself once main() returns."""
-    run = runs.program
-    if run.hung:
-        raise _kept_alive(run, f"Run as a whole program (python {run.student_file})")
-    code = run.outcome.returncode
-    if code != 0:
-        error = _program_error(run)
-        raise CheckFailed(
-            f"Run as a whole program (python {run.student_file}), your program ended with exit code {code}"
-            + (f": {error}" if error else "") + ". It must do its work and end normally.",
-            expected="exit code 0", actual=f"exit code {code}", run=run)
-    student.show(run)
+    whole_program_ends(student, runs.program, _kept_alive, "do its work")
 
 
 @check("The heartbeat writes while the work runs", points=1,

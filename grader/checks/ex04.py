@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from grader.checks.common import call_raised, crashed_failure, number_in_file, too_few_ran
 from grader.judging import witness
 from grader.judging.evidence import Hold, Run, Step, capital, explain_hang, overlapping_holders
 from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
@@ -58,25 +59,12 @@ def _call_text() -> str:
     return f"main({BANK_DB!r}, clients={CLIENTS}, deposits={DEPOSITS}, amount={AMOUNT})"
 
 
-def _balance_of(run: Run, name: str) -> object:
-    """The balance an account file holds after the run, or what the file holds instead of one."""
-    text = run.outcome.files.get(name)
-    if text is None:
-        return "<missing>"
-    try:
-        data = json.loads(text)
-        balance = data["balance"]
-    except (ValueError, TypeError, KeyError):
-        return text[:80]
-    return balance if isinstance(balance, int) and not isinstance(balance, bool) else text[:80]
-
-
 @pytest.fixture(scope="module")
 def bank(student: Student) -> Bank:
     """One supervised run of main(): every check of the whole program judges it."""
     step = {"call": "main", "args": [BANK_DB, CLIENTS, DEPOSITS, AMOUNT], "label": "4 clients"}
     run = student.run_steps("bank", [step], contract=CONTRACT, spy=["deposit", "withdraw"], timeout=20)
-    return Bank(run, run.steps[0] if run.steps else None, _balance_of(run, BANK_DB))
+    return Bank(run, run.steps[0] if run.steps else None, number_in_file(run, BANK_DB, "balance"))
 
 
 def _lock_kind(run: Run) -> str:
@@ -199,10 +187,7 @@ def _require_ended(bank: Bank) -> Step:
         raise CheckFailed(f"{_call_text()} never returned (exit code {run.outcome.returncode}).", run=run,
                           prerequisite=ENDS)
     if step.error is not None:
-        frames = step.error.get("frames") or []
-        raise CheckFailed(f"{_call_text()} raised {step.error['error']}: {step.error['message']}.",
-                          locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run,
-                          prerequisite=ENDS)
+        raise call_raised(run, step, _call_text(), prerequisite=ENDS)
     return step
 
 
@@ -212,11 +197,7 @@ def _require_finished(bank: Bank) -> Step:
     step = _require_ended(bank)
     crashed = crashed_children(run, run.children_of_step(step))
     if crashed:
-        proc, last_line = crashed[0]
-        others = f" and {len(crashed) - 1} other client(s)" if len(crashed) > 1 else ""
-        raise CheckFailed(
-            f"{capital(proc.label)}{others} crashed during {_call_text()}: {last_line}. A crashed client is a "
-            "failure of the program: its full traceback is in the report.", run=run)
+        raise crashed_failure(run, crashed, _call_text(), "client")
     return step
 
 
@@ -380,8 +361,7 @@ def check_withdraw_releases_lock(student: Student, withdrawals: Withdrawals) -> 
                 expected="one release() per acquire()", actual="one release() too many",
                 locations=run.location(where, "releases a lock it does not hold"), run=run)
     if len(run.steps) < len(SCENARIO):
-        raise CheckFailed(f"Only {len(run.steps)} of the {len(SCENARIO)} calls ran (exit code "
-                          f"{run.outcome.returncode}).", run=run)
+        raise too_few_ran(run, len(run.steps), len(SCENARIO), "calls ran")
 
 
 @check("A withdrawal takes what the balance covers; a refused one raises InsufficientFunds and changes nothing",
@@ -415,7 +395,7 @@ def _judge_refused(withdrawals: Withdrawals, refused: Step) -> None:
         raise CheckFailed(f"{call} raised {refused.error['error']} ({refused.error['message']}) instead of "
                           "InsufficientFunds.", expected="InsufficientFunds", actual=refused.error["error"],
                           locations=run.location(frames[-1] if frames else None, refused.error["error"]), run=run)
-    after = _balance_of(run, "refused.json")
+    after = number_in_file(run, "refused.json", "balance")
     if after != START:
         raise CheckFailed(f"{call} raised InsufficientFunds but left the balance at {after!r} instead of {START}: a "
                           "refused withdrawal must change nothing. Check the balance before you write anything.",
@@ -432,7 +412,7 @@ def _judge_allowed(withdrawals: Withdrawals, step: Step) -> None:
         raise CheckFailed(f"{call} raised {step.error['error']} ({step.error['message']}): a withdrawal the balance "
                           "covers must go through.", locations=run.location(frames[-1] if frames else None,
                                                                            step.error["error"]), run=run)
-    after = _balance_of(run, "allowed.json")
+    after = number_in_file(run, "allowed.json", "balance")
     if after != START - ALLOWED:
         raise CheckFailed(f"{call} left the balance at {after!r} instead of {START - ALLOWED}.",
                           expected=f"balance {START - ALLOWED}", actual=f"balance {after}",

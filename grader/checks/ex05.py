@@ -10,15 +10,22 @@ from typing import Any
 
 import pytest
 
+from grader.checks.common import (
+    TrialRuns, call_raised, crashed_failure, one_at_a_time, raise_first, ran_together, spied_calls, too_few_ran,
+)
+from grader.judging import witness
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
-from grader.judging.harness import ENDS, CheckFailed, Student, check
-from grader.results import Location
+from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
+from grader.results import CriticalSection, Location
 from grader.probe import grader_events
 
 EXERCISE = 5
 CONTRACT: dict[str, list[str] | None] = {
     "decrement": ["counter", "lock"], "worker": ["counter", "lock", "times"], "main": ["start", "workers", "times"],
 }
+# What the timeline draws as shared: decrement() returns the value it wrote, so every return counts, and two
+# calls running at once that returned the same value are drawn as an overlap (both wrote it, from one read).
+CRITICAL_SECTION = CriticalSection("decrement", None, ["check_final_value_exact"], any_return=True)
 # (start, workers, times): 60 sales in all; every trial has at least two workers, so lost updates show in each.
 SETTINGS = ((40, 4, 5), (30, 2, 8), (25, 5, 3), (10, 3, 3))
 MANAGER_SERVER = "_run_server"  # the target of a Manager's server process, as the probe names it
@@ -60,32 +67,15 @@ class Trial:
         return f"main({self.start}, {self.workers}, {self.times})"
 
 
-@dataclass
-class CounterRuns:
-    """The run behind every verdict, and each call of main() it made."""
-
-    run: Run
-    trials: list[Trial]
+CounterRuns = TrialRuns[Trial]
 
 
 def _calls(run: Run, pids: set[int]) -> list[Call]:
     """Every call of decrement() in these processes, paired with its return (or raise)."""
-    calls: list[Call] = []
-    open_: dict[tuple[int, int], list[Call]] = {}
-    for event in run.events(grader_events.CALL, grader_events.RETURN, grader_events.RAISE):
-        if event.get("func") != "decrement" or event["pid"] not in pids:
-            continue
-        key = (event["pid"], event.get("tid", 0))
-        if event["ev"] == grader_events.CALL:
-            call = Call(event["pid"], event["t"], None, where={"line": event.get("def_line"), "func": "decrement"})
-            open_.setdefault(key, []).append(call)
-            calls.append(call)
-        elif open_.get(key):
-            call = open_[key].pop()
-            call.end = event["t"]
-            if event["ev"] == grader_events.RETURN:
-                call.value = event["value"].get("value")
-    return calls
+    return [Call(call["pid"], call["t"], end["t"] if end else None,
+                 end["value"].get("value") if end and end["ev"] == grader_events.RETURN else None,
+                 where={"line": call.get("def_line"), "func": "decrement"})
+            for call, end in spied_calls(run, "decrement", pids)]
 
 
 def _trial(run: Run, step: Step) -> Trial:
@@ -152,23 +142,13 @@ def _check_finished(runs: CounterRuns) -> None:
         raise _hang_failure(run, what)
     for step in run.steps:
         if step.error is not None:
-            frames = step.error.get("frames") or []
-            raise CheckFailed(
-                f"main({', '.join(map(str, SETTINGS[step.index]))}) raised {step.error['error']}: "
-                f"{step.error['message']}.",
-                locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run)
+            raise call_raised(run, step, f"main({', '.join(map(str, SETTINGS[step.index]))})")
     for trial in runs.trials:
-        crashed = [p for p in trial.procs if p.code not in (0, None)]
+        crashed = crashed_children(run, trial.procs)
         if crashed:
-            err = run.outcome.output.get(str(crashed[0].pid), {}).get("err", "").strip()
-            last = err.splitlines()[-1] if err else f"exit code {crashed[0].code}"
-            others = f" and {len(crashed) - 1} other worker(s)" if len(crashed) > 1 else ""
-            raise CheckFailed(
-                f"{capital(crashed[0].label)}{others} crashed during {trial.call_text()}: {last}. A crashed worker "
-                "is a failure of the program: its full traceback is in the report.", run=run)
+            raise crashed_failure(run, crashed, trial.call_text(), "worker")
     if len(runs.trials) < len(SETTINGS):
-        raise CheckFailed(f"Only {len(runs.trials)} of the {len(SETTINGS)} calls of main() ran to the end "
-                          f"(exit code {run.outcome.returncode}).", run=run)
+        raise too_few_ran(run, len(runs.trials), len(SETTINGS), "calls of main() ran to the end")
 
 
 @check("The workers finish and main() returns", judges=ENDS, points=2,
@@ -181,20 +161,39 @@ def check_program_ends(student: Student, counters: CounterRuns) -> None:
 
 # ---- the final value ----------------------------------------------------------------------------
 def _same_writes(run: Run, trial: Trial) -> str:
-    """Two workers that wrote the same value: proof that both read the same value before either wrote."""
-    written: dict[int, list[int]] = {}
+    """Two workers that wrote the same value: proof that both read the same value before either wrote. The
+    pair is told with when each ran decrement() and what lock it held meanwhile, from the events."""
+    written: dict[int, list[Call]] = {}
     for call in trial.calls:
         if isinstance(call.value, int) and not isinstance(call.value, bool):
-            written.setdefault(call.value, []).append(call.pid)
-    twice = sorted(v for v, pids in written.items() if len(pids) > 1)
+            written.setdefault(call.value, []).append(call)
+    twice = sorted(v for v, calls in written.items() if len({c.pid for c in calls}) > 1)
     if not twice:
         return ""
     value = twice[-1]
-    names = [run.processes[p].label if p in run.processes else f"pid {p}" for p in written[value][:2]]
-    who = f"{names[0]} and {names[1]}" if names[0] != names[1] else f"{names[0]} (twice)"
+    first = written[value][0]
+    second = next(c for c in written[value] if c.pid != first.pid)
+    names = [run.processes[c.pid].label if c.pid in run.processes else f"pid {c.pid}" for c in (first, second)]
     more = f" ({len(twice)} values were written more than once)" if len(twice) > 1 else ""
-    return (f"For instance, {who} both wrote {value}: both had read {value + 1} before either wrote it back"
-            f"{more}. ")
+    return (f"For instance, {names[0]} and {names[1]} both wrote {value}: both had read {value + 1} before either "
+            f"wrote it back{more}. {capital(names[0])} ran decrement() {_call_span(run, trial, first)}; {names[1]} "
+            f"{_call_span(run, trial, second)}. ")
+
+
+def _call_span(run: Run, trial: Trial, call: Call) -> str:
+    """'from 4.1 ms to 9.0 ms without holding a lock' (times of the run, as its timeline shows them), or with the hold."""
+    def ms(t: float) -> str:
+        return witness.moment(run, t)
+
+    end = call.end if call.end is not None else call.start
+    held = [h for h in _worker_holds(run, trial) if h.pid == call.pid and h.acquired < end
+            and (h.released is None or h.released > call.start)]
+    span = f"from {ms(call.start)} to {ms(end)}"
+    if not held:
+        return f"{span} without holding a lock"
+    hold = held[0]
+    released = ms(hold.released) if hold.released is not None else "its end"
+    return f"{span}, holding a lock from {ms(hold.acquired)} to {released}"
 
 
 def _worker_holds(run: Run, trial: Trial) -> list[Hold]:
@@ -339,10 +338,7 @@ def check_lock_is_shared(student: Student, counters: CounterRuns) -> None:
     _require_finished(counters, "The lock the workers use")
     run = counters.run
     student.show(run)
-    for trial in counters.trials:
-        problem = _sharing_problem(run, trial)
-        if problem is not None:
-            raise problem
+    raise_first(_sharing_problem(run, trial) for trial in counters.trials)
 
 
 # ---- the workers run at the same time -----------------------------------------------------------
@@ -354,15 +350,10 @@ def check_workers_concurrent(student: Student, counters: CounterRuns) -> None:
     _require_finished(counters, "Whether the workers run at the same time")
     run = counters.run
     student.show(run)
-    for trial in counters.trials:
-        procs = [p for p in trial.procs if p.ran is not None and p.exited is not None]
-        if any(a.ran < b.exited and b.ran < a.exited  # type: ignore[operator]
-               for i, a in enumerate(procs) for b in procs[i + 1:]):
-            return
-    first = next((p for t in counters.trials for p in t.procs if p.spawn_where), None)
-    raise CheckFailed(
+    if any(ran_together(trial.procs) for trial in counters.trials):
+        return
+    raise one_at_a_time(
+        run, (p for t in counters.trials for p in t.procs),
         "The workers never ran at the same time: each started only after the previous one had ended. Joining each "
         "process right after starting it avoids the race by removing the concurrency; a lock serialises only the "
-        "critical section and lets the rest of the work run in parallel.",
-        expected="workers running concurrently", actual="one worker at a time",
-        locations=run.location(first.spawn_where if first else None, "start() followed by join()"), run=run)
+        "critical section and lets the rest of the work run in parallel.", "worker")

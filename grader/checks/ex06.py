@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from grader.checks.common import call_raised, raise_first
 from grader.judging.evidence import Proc, Run, Step, capital, explain_hang
 from grader.judging.harness import ENDS, CheckFailed, Student, check
 from grader.results import Location
@@ -360,10 +361,7 @@ def _hang_failure(trial: Trial, advice: str) -> CheckFailed:
     if not run.hung:
         step = trial.step
         if step is not None and step.error is not None:
-            frames = step.error.get("frames") or []
-            return CheckFailed(f"{trial.scenario.call_text()} raised {step.error['error']}: {step.error['message']}.",
-                               locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run,
-                               prerequisite=ENDS)
+            return call_raised(run, step, trial.scenario.call_text(), prerequisite=ENDS)
         return CheckFailed(f"{lead}: main() never returned (exit code {run.outcome.returncode}).", run=run,
                            prerequisite=ENDS)
     groups: dict[str, list[str]] = {}  # what a process does -> the processes that do it
@@ -398,6 +396,12 @@ def _require_ended(trial: Trial, advice: str = "", judged: str = "") -> None:
 
 PUT_ADVICE = "Give put() a timeout of `patience` seconds, and stop when it raises queue.Full."
 GET_ADVICE = "Give get() a timeout of `patience` seconds, and return when it raises queue.Empty."
+
+
+def _require_both_ended(queues: QueueRuns, judged: str) -> None:
+    """Both runs (the producers finish, the consumers leave) ended; `judged` says what waits on that."""
+    for trial in (queues.finish, queues.leave):
+        _require_ended(trial, GET_ADVICE if trial is queues.finish else PUT_ADVICE, judged=judged)
 
 
 @check("No hang when the consumers are gone: the producer stops", judges=ENDS, points=2,
@@ -486,10 +490,7 @@ def _left_in_queue(trial: Trial) -> tuple[str, list[Location], bool]:
             "for `patience` seconds, and must do every job it takes.")
 def check_nothing_lost_or_twice(student: Student, queues: QueueRuns) -> None:
     """Every job of the producers-finish run is done exactly once; in both runs no job is done twice."""
-    for trial in (queues.finish, queues.leave):
-        problem = _twice(trial)
-        if problem is not None:
-            raise problem
+    raise_first(_twice(trial) for trial in (queues.finish, queues.leave))
     trial = queues.finish
     _require_ended(trial, GET_ADVICE, judged="Whether a job is lost")
     student.show(trial.run)
@@ -557,9 +558,7 @@ def _early_failure(trial: Trial, give_up: GiveUp) -> CheckFailed:
             "never put_nowait()/get_nowait(), a shorter timeout, or q.empty()/q.full().")
 def check_waits_patience(student: Student, queues: QueueRuns) -> None:
     """Every producer or consumer that stopped early had waited at least `patience` seconds without progress."""
-    for trial in (queues.finish, queues.leave):
-        _require_ended(trial, GET_ADVICE if trial is queues.finish else PUT_ADVICE,
-                       judged="How long each side waits before it gives up")
+    _require_both_ended(queues, judged="How long each side waits before it gives up")
     for trial in (queues.finish, queues.leave):
         for give_up in trial.give_ups():
             if give_up.waited < WAITED_ENOUGH * PATIENCE:
@@ -571,8 +570,7 @@ def check_waits_patience(student: Student, queues: QueueRuns) -> None:
 def _crash_failure(trial: Trial, side: Side) -> CheckFailed:
     """A producer or consumer that ended with an exception."""
     run = trial.run
-    err = run.outcome.output.get(str(side.proc.pid), {}).get("err", "").strip()
-    last_line = err.splitlines()[-1] if err else f"exit code {side.proc.code}"
+    last_line = run.last_error_line(str(side.proc.pid)) or f"exit code {side.proc.code}"
     error = (side.raised or {}).get("error")
     raise_event = next((e for e in reversed(side.events) if e["ev"] in (grader_events.Q_GET_RAISE, grader_events.Q_PUT_RAISE)), None)
     text = f"With {trial.scenario.call_text()}, {side.label} crashed: {last_line}."
@@ -621,16 +619,11 @@ def _queue_call_text(event: dict[str, Any] | None) -> str:
             "catch those, not TimeoutError, and let them decide when to stop.")
 def check_right_exceptions(student: Student, queues: QueueRuns) -> None:
     """No producer or consumer crashes, and each one that stopped early did so on queue.Full / queue.Empty."""
-    for trial in (queues.finish, queues.leave):
-        _require_ended(trial, GET_ADVICE if trial is queues.finish else PUT_ADVICE,
-                       judged="How each side reacts to queue.Full and queue.Empty")
+    _require_both_ended(queues, judged="How each side reacts to queue.Full and queue.Empty")
     for trial in (queues.finish, queues.leave):
         for side in trial.sides:
             if side.proc.code not in (0, None) or side.raised is not None:
                 raise _crash_failure(trial, side)
-    for trial in (queues.finish, queues.leave):
-        for give_up in trial.give_ups():
-            problem = _wrong_reason(trial, give_up)
-            if problem is not None:
-                raise problem
+    raise_first(_wrong_reason(trial, give_up) for trial in (queues.finish, queues.leave)
+                for give_up in trial.give_ups())
     student.show(queues.finish.run)

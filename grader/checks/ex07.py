@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from grader.checks.common import any_overlap, too_few_ran, whole_program_ends
 from grader.judging.evidence import Run, Step, explain_hang
 from grader.judging.harness import ENDS, CheckFailed, Student, check
 from grader.results import Location
@@ -311,8 +312,7 @@ def _require_returned(run: Run) -> list[Step]:
     if len(run.steps) < len(JOBS):
         if run.hung:
             raise _hang(run, f"{_call_text(len(run.steps))} never returned")
-        raise CheckFailed(f"Only {len(run.steps)} of the {len(JOBS)} calls of main() ran (exit code "
-                          f"{run.outcome.returncode}).", run=run)
+        raise too_few_ran(run, len(run.steps), len(JOBS), "calls of main() ran")
     return run.steps
 
 
@@ -328,18 +328,7 @@ def _worker_starts(run: Run) -> list[Location]:
             "forever must be a daemon thread, and must never be joined.")
 def check_program_ends(student: Student, runs: Runs) -> None:
     """The whole program, run as the course runs it, must do its jobs and end by itself."""
-    run = runs.program
-    if run.hung:
-        raise _hang(run, f"Run as a whole program (python {run.student_file})")
-    code = run.outcome.returncode
-    if code != 0:
-        err = run.outcome.output.get("main", {}).get("err", "").strip()
-        last = err.splitlines()[-1] if err else ""
-        raise CheckFailed(
-            f"Run as a whole program (python {run.student_file}), your program ended with exit code {code}"
-            + (f": {last}" if last else "") + ". It must do its jobs and end normally.",
-            expected="exit code 0", actual=f"exit code {code}", run=run)
-    student.show(run)
+    whole_program_ends(student, runs.program, _hang, "do its jobs")
 
 
 @check("main() returns every job's result", points=3,
@@ -454,12 +443,10 @@ def check_heartbeat_is_daemon(student: Student, runs: Runs) -> None:
 def check_workers_concurrent(student: Student, runs: Runs) -> None:
     """In some call of main(), two worker() calls were running at the same moment."""
     run = runs.jobs
-    for step in run.steps:
-        jobs = [j for j in _jobs(run, step) if j.returned is not None]
-        if any(a.called < b.returned and b.called < a.returned  # type: ignore[operator]
-               for i, a in enumerate(jobs) for b in jobs[i + 1:]):
-            student.show(run)
-            return
+    if any(any_overlap([(j.called, j.returned) for j in _jobs(run, step) if j.returned is not None])
+           for step in run.steps):
+        student.show(run)
+        return
     if not any(_jobs(run, step) for step in run.steps):
         _require_returned(run)
         raise CheckFailed("main() never called worker(): run each job in a worker thread, "

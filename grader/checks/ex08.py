@@ -5,15 +5,17 @@ it, when), the score() calls of each worker process (what ran while the lock was
 read-only scoring of different processes overlapped)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pytest
 
 from grader.judging import witness
-from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang
+from grader.checks.common import (
+    TrialRuns, call_raised, crashed_failure, number_in_file, spied_calls, too_few_ran,
+)
+from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
 from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
-from grader.results import Location
+from grader.results import CriticalSection, Location
 from grader.probe import grader_events
 
 EXERCISE = 8
@@ -21,6 +23,9 @@ CONTRACT: dict[str, list[str] | None] = {
     "score": ["document"], "add_to_total": ["path", "amount"], "worker": ["path", "lock", "documents"],
     "main": ["path", "workers", "count"],
 }
+# What the timeline draws as shared: add_to_total() (returning None) is the read-modify-write of the total; when
+# the student wrote it out inline, the timeline takes each read of the total and its write back instead.
+CRITICAL_SECTION = CriticalSection("add_to_total", None, ["check_total_exact"])
 # (workers, count): documents shared out evenly, unevenly, and between two workers only.
 SETTINGS = ((4, 12), (3, 7), (2, 6))
 SLEEP_SCALE = 0.01  # score() sleeps 0.5-1.5 s: 5-15 ms, as long as a read-modify-write with the probe's delays
@@ -63,45 +68,17 @@ class Trial:
         return f"main({self.path!r}, workers={self.workers}, count={self.count})"
 
 
-@dataclass
-class Totals:
-    """The supervised run every check judges, and its trials (one per finished call of main())."""
-
-    run: Run
-    trials: list[Trial]
+Totals = TrialRuns[Trial]  # its trials: one per call of main() that finished without an error
 
 
 def _path(index: int) -> str:
     return f"total-{index}.json"
 
 
-def _total_of(run: Run, name: str) -> object:
-    """The total a file holds after the run, or what it holds instead of one."""
-    text = run.outcome.files.get(name)
-    if text is None:
-        return "<missing>"
-    try:
-        total = json.loads(text)["total"]
-    except (ValueError, TypeError, KeyError):
-        return text[:80]
-    return total if isinstance(total, int) and not isinstance(total, bool) else text[:80]
-
-
 def _scores(run: Run, pids: set[int]) -> list[Interval]:
     """The score() calls of the given processes, each paired with its return (or exception)."""
-    intervals: list[Interval] = []
-    open_: dict[tuple[int, int], list[Interval]] = {}
-    for event in run.events(grader_events.CALL, grader_events.RETURN, grader_events.RAISE):
-        if event.get("func") != "score" or event["pid"] not in pids:
-            continue
-        key = (event["pid"], event.get("tid", 0))
-        if event["ev"] == grader_events.CALL:
-            interval = Interval(event["pid"], event["t"], None, event.get("where"))
-            intervals.append(interval)
-            open_.setdefault(key, []).append(interval)
-        elif open_.get(key):
-            open_[key].pop().returned = event["t"]
-    return intervals
+    return [Interval(call["pid"], call["t"], end["t"] if end else None, call.get("where"))
+            for call, end in spied_calls(run, "score", pids)]
 
 
 def _trial(run: Run, step: Step) -> Trial:
@@ -109,7 +86,7 @@ def _trial(run: Run, step: Step) -> Trial:
     children = run.children_of_step(step)
     pids = {p.pid for p in children}
     holds = [h for h in run.holds() if h.pid in pids]
-    return Trial(step, workers, count, _path(step.index), _total_of(run, _path(step.index)), children,
+    return Trial(step, workers, count, _path(step.index), number_in_file(run, _path(step.index), "total"), children,
                  _scores(run, pids), holds)
 
 
@@ -144,20 +121,13 @@ def _require_finished(totals: Totals) -> None:
                           prerequisite=ENDS)
     for step in run.steps:
         if step.error is not None:
-            frames = step.error.get("frames") or []
-            raise CheckFailed(f"{_call_text(step.index)} raised {step.error['error']}: {step.error['message']}.",
-                              locations=run.location(frames[-1] if frames else None, step.error["error"]), run=run)
+            raise call_raised(run, step, _call_text(step.index))
         crashed = crashed_children(run, run.children_of_step(step))
         if crashed:
-            proc, last_line = crashed[0]
-            others = f" and {len(crashed) - 1} other worker(s)" if len(crashed) > 1 else ""
-            raise CheckFailed(
-                f"{capital(proc.label)}{others} crashed during {_call_text(step.index)}: {last_line}. A crashed "
-                "worker is a failure of the program: its full traceback is in the report.",
-                locations=run.location(proc.spawn_where, "started here"), run=run)
+            raise crashed_failure(run, crashed, _call_text(step.index), "worker",
+                                  locations=run.location(crashed[0][0].spawn_where, "started here"))
     if len(totals.trials) < len(SETTINGS):
-        raise CheckFailed(f"Only {len(totals.trials)} of the {len(SETTINGS)} calls of main() ran to the end "
-                          f"(exit code {run.outcome.returncode}).", run=run)
+        raise too_few_ran(run, len(totals.trials), len(SETTINGS), "calls of main() ran to the end")
 
 
 def _def_location(run: Run, func: str) -> list[Location]:
@@ -234,17 +204,11 @@ def _lost_update_cause(run: Run, trial: Trial) -> str:
         return ("The workers never held a shared multiprocessing lock, so two of them read the same total, each "
                 "added its score, and the second write overwrote the first: a lost update. Keep the lock that "
                 "main() passes, and hold it around the whole read-modify-write.")
-    holds = sorted(trial.holds, key=lambda h: h.acquired)
-    for i, first in enumerate(holds):
-        for second in holds[i + 1:]:
-            if second.acquired >= (first.released if first.released is not None else float("inf")):
-                break
-            if second.pid != first.pid:
-                names = [run.processes[h.pid].label if h.pid in run.processes else f"pid {h.pid}"
-                         for h in (first, second)]
-                return (f"{capital(names[0])} and {names[1]} held 'the' lock at the same moment, so they held two "
-                        "different locks: a lock protects nothing unless every process uses the same lock object, "
-                        "the one main() passes to every worker.")
+    names = overlapping_holders(run, trial.holds)
+    if names is not None:
+        return (f"{capital(names[0])} and {names[1]} held 'the' lock at the same moment, so they held two "
+                "different locks: a lock protects nothing unless every process uses the same lock object, "
+                "the one main() passes to every worker.")
     return ("Two workers read the same total, each added its score, and the second write overwrote the first: the "
             "lock does not cover the whole read-modify-write. Hold it from the read of the total to its write, in "
             "one critical section.")

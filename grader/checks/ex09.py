@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from grader.checks.common import TrialRuns, too_few_ran, waited_at_exit
 from grader.judging.evidence import Proc, Run, Step, capital, explain_hang
 from grader.judging.harness import ENDS, RACE_DELAYS, CheckFailed, Student, check
 from grader.results import Location
@@ -125,12 +126,7 @@ class Trial:
         return sorted(left.elements(), key=repr)
 
 
-@dataclass
-class PoolRuns:
-    """The run behind every verdict, and each call of main() it made."""
-
-    run: Run
-    trials: list[Trial]
+PoolRuns = TrialRuns[Trial]
 
 
 # ---- reading the run ------------------------------------------------------------------------------------
@@ -229,9 +225,9 @@ def _raised_text(take: Take) -> str:
 
 def _death_text(run: Run, worker: Worker) -> str:
     """How a worker ended: the exception it died with, from the spy or its error output."""
-    err = run.outcome.output.get(str(worker.proc.pid), {}).get("err", "").strip()
-    if err:
-        return err.splitlines()[-1]
+    last = run.last_error_line(str(worker.proc.pid))
+    if last:
+        return last
     if worker.error is not None:
         return f"{worker.error['error']}: {worker.error.get('message', '')}"
     return f"exit code {worker.proc.code}"
@@ -309,8 +305,7 @@ def _stuck_elsewhere(run: Run, trial: Trial) -> CheckFailed:
 
 def _kept_alive(run: Run) -> CheckFailed:
     """Every call of main() returned, but the program did not end: non-daemonic workers keep it alive."""
-    waiting = [run.processes.get(c["pid"]) for c in (run.first(grader_events.MAIN_DONE) or {}).get("waiting", [])]
-    procs = [p for p in waiting if p is not None]
+    procs = waited_at_exit(run)
     if not procs:  # Python waited for no child at exit (kept alive or deadlocked there, it is the same story)
         sentences, locations = explain_hang(run)
         return CheckFailed("After the last call of main(), the program did not end: " + " ".join(sentences),
@@ -339,12 +334,10 @@ def _unfinished(pool: PoolRuns) -> Trial | None:
     return next((t for t in pool.trials if not t.step.finished), None)
 
 
-def _never_ran(pool: PoolRuns) -> CheckFailed | None:
-    """Calls of main() that never started although nothing hung (the driver stopped), if any."""
+def _require_every_call_ran(pool: PoolRuns) -> None:
+    """Fail on calls of main() that never started although nothing hung (the driver stopped)."""
     if len(pool.trials) < len(SHAPES) and _unfinished(pool) is None:
-        return CheckFailed(f"Only {len(pool.trials)} of the {len(SHAPES)} calls of main() ran (exit code "
-                           f"{pool.run.outcome.returncode}).", run=pool.run)
-    return None
+        raise too_few_ran(pool.run, len(pool.trials), len(SHAPES), "calls of main() ran")
 
 
 # ---- checks -----------------------------------------------------------------------------------------------
@@ -366,9 +359,7 @@ def check_join_returns(student: Student, pool: PoolRuns) -> None:
             raise CheckFailed(
                 f"{_lead(trial)}: main() returned without waiting in q.join() for the tasks it put on the queue. "
                 "join() is what waits until every task has been marked done.", run=run)
-    failure = _never_ran(pool)
-    if failure is not None:
-        raise failure
+    _require_every_call_ran(pool)
     if run.hung:
         raise _kept_alive(run)
 
@@ -492,9 +483,7 @@ def check_every_task_handled_once(student: Student, pool: PoolRuns) -> None:
         raise CheckFailed(
             f"The results can only be judged once main() has returned, and with {unfinished.shape.label}, "
             f"{unfinished.shape.call_text()} never returned (see the check on q.join()).", run=run)
-    failure = _never_ran(pool)
-    if failure is not None:
-        raise failure
+    _require_every_call_ran(pool)
 
 
 @check("A failing task does not stop its worker", points=2,

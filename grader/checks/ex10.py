@@ -6,11 +6,13 @@ with the grader's own count."""
 from __future__ import annotations
 
 from collections import Counter
+from itertools import chain
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from grader.checks.common import TrialRuns, any_overlap, raise_first, too_few_ran
 from grader.judging.evidence import Proc, Run, Step, explain_hang
 from grader.judging.harness import CheckFailed, Student, check
 from grader.probe import grader_events
@@ -83,12 +85,7 @@ class Trial:
         return [p for p in self.children if p.pid in pids or (pooled and p.target in POOL_TARGETS)]
 
 
-@dataclass
-class CountRuns:
-    """The run behind every verdict, and each call of main() it made."""
-
-    run: Run
-    trials: list[Trial]
+CountRuns = TrialRuns[Trial]
 
 
 def _trial(run: Run, step: Step, by_pid: dict[int, list[dict[str, Any]]]) -> Trial:
@@ -148,8 +145,7 @@ def _require_returned(run: Run, trial: Trial) -> None:
 def _never_ran(counts: CountRuns) -> CheckFailed | None:
     """Calls of main() that never started (the run stopped before them), if any."""
     if len(counts.trials) < len(SHAPES):
-        return CheckFailed(f"Only {len(counts.trials)} of the {len(SHAPES)} calls of main() ran (exit code "
-                           f"{counts.run.outcome.returncode}).", run=counts.run)
+        return too_few_ran(counts.run, len(counts.trials), len(SHAPES), "calls of main() ran")
     return None
 
 
@@ -277,13 +273,7 @@ def check_work_runs_in_processes(student: Student, counts: CountRuns) -> None:
     """In every call of main(), count_primes() runs in at least two processes (or a pool of several processes)."""
     run = counts.run
     student.show(run)
-    for trial in counts.trials:
-        failure = _one_process_failure(run, trial)
-        if failure is not None:
-            raise failure
-    failure = _never_ran(counts)
-    if failure is not None:
-        raise failure
+    raise_first(chain((_one_process_failure(run, trial) for trial in counts.trials), [_never_ran(counts)]))
 
 
 def _interval(trial: Trial, proc: Proc) -> tuple[float, float]:
@@ -295,8 +285,7 @@ def _interval(trial: Trial, proc: Proc) -> tuple[float, float]:
 
 def _overlap(trial: Trial) -> bool:
     """Whether two of the processes that compute for this call were alive at the same time."""
-    spans = [_interval(trial, p) for p in trial.computing()]
-    return any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1:])
+    return any_overlap([_interval(trial, p) for p in trial.computing()])
 
 
 @check("The processes compute at the same time", points=3,

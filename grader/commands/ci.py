@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from grader.commands.arguments import exercise_number
 from grader.gradebook import book as gradebook, submissions, workers
 from grader.judging.request import METHOD_CHOICES, Request
 from grader.results import Report
@@ -29,7 +30,7 @@ ANNOTATIONS_PER_STEP = 10  # GitHub shows at most 10 error annotations of one st
 def add_arguments(commands: Any) -> None:
     """Register `ci` and `gradescope-bundle` with the grader's command line."""
     ci = commands.add_parser("ci", help="grade in CI: exit code as check, plus JUnit, Gradescope, Classroom output")
-    ci.add_argument("numbers", nargs="*", type=_exercise_number, metavar="N")
+    ci.add_argument("numbers", nargs="*", type=exercise_number, metavar="N")
     ci.add_argument("--submission", type=Path, help="the submission folder (exercise files found anywhere inside)")
     ci.add_argument("--junit", type=Path, metavar="PATH", help="write JUnit XML here")
     ci.add_argument("--gradescope", type=Path, metavar="PATH", help="write Gradescope's results.json here")
@@ -48,17 +49,9 @@ def add_arguments(commands: Any) -> None:
                     help="Gradescope's submission_metadata.json: the submission time and due date (late penalty)")
     bundle = commands.add_parser("gradescope-bundle", help="write the Gradescope autograder zip")
     bundle.add_argument("path", type=Path, metavar="OUT.zip")
-    bundle.add_argument("numbers", nargs="*", type=_exercise_number, metavar="N",
+    bundle.add_argument("numbers", nargs="*", type=exercise_number, metavar="N",
                         help="the exercises the autograder grades (default: all)")
     bundle.add_argument("--assignment", metavar="NAME", help="grade this assignment of course.toml")
-
-
-def _exercise_number(text: str) -> int:
-    """N or exN as an exercise number."""
-    try:
-        return int(text.removeprefix("ex"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an exercise number") from None
 
 
 def cmd_ci(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from grader.commands import daily
+from grader.commands.arguments import exercise_number
 from grader.course import course_root, select
 from grader.judging.request import METHOD_CHOICES
 
@@ -29,20 +30,13 @@ class _Parser(argparse.ArgumentParser):
     """argparse exits with 2 on a usage error, which is our contract too; keep its message plain."""
 
 
-def _exercise_numbers(text: str) -> int:
-    try:
-        return int(text.removeprefix("ex"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an exercise number") from None
-
-
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The whole command line; given the arguments, the commands of LAZY_COMMANDS that they do not name are
     only listed (their modules, and their arguments, are left out)."""
     parser = _Parser(prog="grader", description="Judge the course's concurrency exercises.")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="run the checks of some exercises (all when none is named)")
-    check.add_argument("numbers", nargs="*", type=_exercise_numbers, metavar="N")
+    check.add_argument("numbers", nargs="*", type=exercise_number, metavar="N")
     check.add_argument("--submission", type=Path, help="judge the exercise files in this folder")
     check.add_argument("--seed", type=int, help="replay the runs of an earlier check")
     check.add_argument("--json", type=Path, help="also write the results model as JSON here")
@@ -54,13 +48,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                             "all: every one, a check passes only under all)")
     commands.add_parser("list", help="the exercises with their status from the last check, and your progress")
     hint = commands.add_parser("hint", help="the next hint of an exercise (one more each time)")
-    hint.add_argument("number", type=_exercise_numbers)
+    hint.add_argument("number", type=exercise_number)
     hint.add_argument("--all", action="store_true", help="every hint at once")
     reset = commands.add_parser("reset", help="restore an exercise's stub, keeping your version as a backup")
-    reset.add_argument("number", type=_exercise_numbers)
+    reset.add_argument("number", type=exercise_number)
     reset.add_argument("--yes", action="store_true", help="do not ask")
     watch = commands.add_parser("watch", help="re-check whenever you save an exercise")
-    watch.add_argument("number", nargs="?", type=_exercise_numbers)
+    watch.add_argument("number", nargs="?", type=exercise_number)
     named = argv[0] if argv else None
     if argv is None or named is None or named.startswith("-") or named in LAZY_COMMANDS:
         for module in dict.fromkeys(LAZY_COMMANDS.values()):

@@ -145,6 +145,11 @@ class Run:
         text = self.outcome.stacks.get(pid, "")
         return [f for f in _parse_stack(text) if f.file == self.student_file]
 
+    def last_error_line(self, stream: str) -> str:
+        """The last line a process ("main", or its pid as text) wrote to stderr, its exception; '' when none."""
+        err = self.outcome.output.get(stream, {}).get("err", "").strip()
+        return err.splitlines()[-1] if err else ""
+
     def describe_where(self, where: dict[str, Any] | None) -> str:
         if not where:
             return ""

@@ -362,6 +362,5 @@ def crashed_children(run: Run, procs: list[Any]) -> list[tuple[Any, str]]:
     labels = {p.pid: p for p in procs}
     for pid, proc in labels.items():
         if proc.code not in (0, None):
-            err = run.outcome.output.get(str(pid), {}).get("err", "")
-            crashed.append((proc, err.strip().splitlines()[-1] if err.strip() else f"exit code {proc.code}"))
+            crashed.append((proc, run.last_error_line(str(pid)) or f"exit code {proc.code}"))
     return crashed

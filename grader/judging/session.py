@@ -96,6 +96,7 @@ def merge_start_methods(reports: list[Report], reruns: frozenset[str] = frozense
                 differences = "" if explained or startmethods.REIMPORTED in worst.message else (
                     " " + " ".join(METHOD_DIFFERENCES[m] for m in failing))
                 explained = True
+                worst.failed_under, worst.passed_under = list(failing), list(passing)
                 worst.message = (f"Under {' and '.join(failing)} only (it passes under {' and '.join(passing)}): "
                                  f"{worst.message}{differences}")
     every_run = {run.id: run for report in reports for run in report.runs}

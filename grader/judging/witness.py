@@ -65,7 +65,7 @@ class Witness:
             return run.processes[section.pid].label if section.pid in run.processes else f"process {section.pid}"
 
         def when(access: Access) -> str:
-            return f"{(access.t - step.start) * 1000:.1f} ms"
+            return moment(run, access.t)
 
         def lock(access: Access) -> str:
             return " holding the lock" if access.locked else " without holding the lock"
@@ -114,6 +114,13 @@ class Witness:
         return found
 
 
+def moment(run: Run, t: float) -> str:
+    """A time of the run as the timeline shows it: from the run's first event or process start ("4.1 ms")."""
+    times = [e["t"] for e in run.outcome.events if isinstance(e.get("t"), (int, float))]
+    times += [p.started for p in run.processes.values() if isinstance(p.started, (int, float))]
+    return f"{(t - min(times, default=t)) * 1000:.1f} ms"
+
+
 def sections(run: Run, step: Step, func: str, path: str, success: Any = True) -> list[Section]:
     """Every call of `func` by a process of `step`, with its accesses to the file `path` and its lock holds."""
     pids = {p.pid for p in run.children_of_step(step)}
@@ -145,11 +152,49 @@ def sections(run: Run, step: Step, func: str, path: str, success: Any = True) ->
     return found
 
 
+def rewrites(run: Run, step: Step, path: str) -> list[Section]:
+    """Every read-modify-write of the file `path` by a process of `step`, wherever it is written out (the
+    critical function inlined in a loop): each write back paired with that process's last read before it. The
+    lines are those of the innermost function that made both the read and the write."""
+    pids = {p.pid for p in run.children_of_step(step)}
+    holds: dict[int, list[Hold]] = {}
+    for hold in run.holds():
+        holds.setdefault(hold.pid, []).append(hold)
+    last_read: dict[tuple[int, Any], dict[str, Any]] = {}
+    found: list[Section] = []
+    for event in run.events(*grader_events.FILE_EVENTS):
+        if event.get("path") != path or event["pid"] not in pids:
+            continue
+        key = (event["pid"], event.get("tid"))
+        if event["ev"] == grader_events.FILE_READ:
+            last_read[key] = event
+            continue
+        read = last_read.pop(key, None)
+        if read is None:
+            continue  # a write with no read before it (the file made afresh) modifies nothing it read
+        mine = [h for h in holds.get(event["pid"], []) if h.acquired <= event["t"] and
+                (h.released is None or h.released >= read["t"])]
+        func = _common_function(read.get("frames") or [], event.get("frames") or [])
+        section = Section(event["pid"], read["t"], event["t"], True, holds=mine)
+        section.read, section.write = _access(read, "read", func, mine), _access(event, "write", func, mine)
+        found.append(section)
+    return found
+
+
+def _common_function(read: list[dict[str, Any]], write: list[dict[str, Any]]) -> str:
+    """The innermost function of the student's whose frames hold both the read and the write ('' if none)."""
+    writers = {f.get("func") for f in write}
+    return next((str(f.get("func")) for f in read if f.get("func") in writers), "")
+
+
 def find(run: Run, step: Step, func: str, path: str, success: Any = True) -> Witness | None:
     """The first pair of successful calls whose read-decide-writes interleaved: the second read the shared
-    state after the first read it and before the first wrote it back."""
+    state after the first read it and before the first wrote it back. When `func` never read and wrote the
+    file (its work written out inline elsewhere), the read-modify-writes of the file wherever they were made."""
     done = sorted((s for s in sections(run, step, func, path, success) if s.won and s.read and s.write),
                   key=lambda s: s.read.t)  # type: ignore[union-attr]
+    if not done:
+        done = sorted(rewrites(run, step, path), key=lambda s: s.read.t)  # type: ignore[union-attr]
     for i, a in enumerate(done):
         for b in done[i + 1:]:
             assert a.read is not None and a.write is not None and b.read is not None

@@ -81,6 +81,7 @@ class CheckView:
     locations: list[LocationView]
     run: "RunView | None"
     traceback: str | None
+    start_methods: str = ""  # "under spawn only": a verdict that differed between start methods
 
 
 @dataclass
@@ -191,6 +192,7 @@ class RunView:
     outputs: list[OutputView]
     files: list[StreamView]
     isolation: str
+    late_items: bool = False  # its timeline marks items put after a consumer had stopped, never taken
 
 
 # ---- public API --------------------------------------------------------------------------------------------
@@ -281,6 +283,8 @@ def _check_view(number: int, check: CheckResult, runs: dict[str, RunView], lines
     overlap = ""
     if run is not None and critical and check.outcome == FAILED and check.id.split("::")[-1] in critical.explains:
         overlap = run.overlap
+    elif run is not None and check.outcome == FAILED and run.late_items:
+        overlap = run.overlap  # items put after a consumer stopped: the interleaving that lost them
     locations = [
         LocationView(loc.line, loc.label, _code(lines, loc.line), f"#L{loc.line}" if _code_exists(lines, loc.line) else "")
         for loc in check.locations if Path(loc.file).name == filename and loc.line
@@ -291,7 +295,7 @@ def _check_view(number: int, check: CheckResult, runs: dict[str, RunView], lines
         reason=_link_traceback(_link_lines(check.message, lines), check.message, run),
         overlap=overlap, expected=check.expected, actual=check.actual,
         hint=check.hint if check.outcome == FAILED else "", locations=locations, run=run,
-        traceback=check.traceback if check.outcome == ERROR else None)
+        traceback=check.traceback if check.outcome == ERROR else None, start_methods=check.start_method_words())
 
 
 def _code_exists(lines: list[str], number: int) -> bool:
@@ -345,7 +349,7 @@ def _runs(report: Report, exercise: ExerciseResult, lines: list[str], filename: 
         assert evidence is not None
         failed = any(c.outcome == FAILED and critical and c.id.split("::")[-1] in critical.explains for c in checks)
         views[run_id] = _run_view(number, evidence, [(f"#check-{numbers[id(c)]}", c.title) for c in checks], lines,
-                                  filename, critical, bool(failed))
+                                  filename, critical, bool(failed), any(c.outcome == FAILED for c in checks))
     return views
 
 
@@ -360,11 +364,13 @@ def _status_words(evidence: Evidence) -> str:
 
 
 def _run_view(number: int, evidence: Evidence, checks: list[tuple[str, str]], lines: list[str], filename: str,
-              critical: CriticalSection | None, failed: bool) -> RunView:
-    """The view of one run: its timeline built from the probe's events, its stacks and output."""
+              critical: CriticalSection | None, failed: bool, any_failed: bool = False) -> RunView:
+    """The view of one run: its timeline built from the probe's events, its stacks and output (the overlaps
+    drawn when a check they explain failed; items put after a consumer stopped when any check failed)."""
     anchor = f"run-{number}"
     line = timelines.build(evidence, critical.func if critical else None, critical.success if critical else True,
-                           show_overlaps=failed)
+                           show_overlaps=failed, any_return=bool(critical and critical.any_return),
+                           show_late=any_failed)
     title = f"Timeline of run {number}: one lane per process"
     return RunView(
         number=number, anchor=anchor, status=evidence.status,
@@ -373,7 +379,7 @@ def _run_view(number: int, evidence: Evidence, checks: list[tuple[str, str]], li
         words=timelines.words(line), legend=_legend(line), overlap=timelines.overlap_sentence(line),
         stacks=[_stack_view(s, lines, filename) for s in evidence.stacks],
         outputs=_outputs(evidence, anchor), files=[_stream(name, text, FILE_LIMIT) for name, text in sorted(evidence.files.items())],
-        isolation=evidence.isolation)
+        isolation=evidence.isolation, late_items=any(m.kind == "late" for m in line.marks))
 
 
 def _legend(line: timelines.Timeline) -> list[str]:
@@ -385,7 +391,7 @@ def _legend(line: timelines.Timeline) -> list[str]:
     if line.stop is not None:
         kinds.add("stop")
     order = ["life", "daemon", "call", "hold", "orphan", "overlap", "wait", "put", "get", "put sentinel", "get sentinel",
-             "spawn", "crash", "self-deadlock", "unlocked", "stop"]
+             "spawn", "crash", "self-deadlock", "unlocked", "late", "stop"]
     return [k for k in order if k == "life" or k in kinds]
 
 

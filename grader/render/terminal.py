@@ -48,7 +48,9 @@ def _exercise(console: Console, exercise: ExerciseResult) -> None:
 
 def _check(console: Console, check: CheckResult, lines: list[str], filename: str) -> None:
     symbol, style = SYMBOLS.get(check.outcome, ("?", "yellow"))
-    console.print(f"  [{style}]{symbol} {WORDS.get(check.outcome, check.outcome)}[/{style}]  {escape(check.title)} "
+    methods = check.start_method_words()
+    word = WORDS.get(check.outcome, check.outcome) + (f" {methods}" if methods else "")
+    console.print(f"  [{style}]{symbol} {word}[/{style}]  {escape(check.title)} "
                   f"[dim]({check.points:g}/{check.max_points:g})[/dim]")
     if check.outcome == PASSED:
         return

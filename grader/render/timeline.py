@@ -76,6 +76,7 @@ class Overlap:
     func: str
     start: float
     end: float
+    same_return: str | None = None  # both calls returned this (the value each wrote, from the same read)
 
 
 @dataclass
@@ -106,8 +107,11 @@ class Timeline:
 
 
 # ---- reading the events ---------------------------------------------------------------------------------
-def build(evidence: Evidence, critical: str | None = None, success: Any = True, show_overlaps: bool = False) -> Timeline:
-    """Read a run's evidence into lanes, intervals and marks (overlaps only when `show_overlaps`)."""
+def build(evidence: Evidence, critical: str | None = None, success: Any = True, show_overlaps: bool = False,
+          any_return: bool = False, show_late: bool = False) -> Timeline:
+    """Read a run's evidence into lanes, intervals and marks (overlaps only when `show_overlaps`; with
+    `any_return`, every return of the critical function counts as success; items put on a queue after its
+    consumers had stopped, never taken, only when `show_late`)."""
     events = [e for e in evidence.events if isinstance(e, dict) and _is_time(e.get("t"))]
     events.sort(key=lambda e: e["t"])
     times = [e["t"] for e in events] + [p["started"] for p in evidence.processes if _is_time(p.get("started"))]
@@ -126,13 +130,18 @@ def build(evidence: Evidence, critical: str | None = None, success: Any = True, 
     holds = _holds(events, locks, ends, {lane.pid for lane in timeline.lanes if not lane.running_at_stop}, stop)
     timeline.segments += holds
     timeline.segments += _waits(events, locks, ends)
-    calls = _calls(events, critical, success, ends, holds) if critical else []
+    calls = _calls(events, critical, success, ends, holds, any_return) if critical else []
+    inside = f"{critical}()"
+    if critical and not calls:  # its work written out inline: the read-modify-writes of a file, wherever made
+        calls, inside = _rewrites(events), "their read-modify-write of the shared file"
     timeline.segments += [c.segment for c in calls]
     if show_overlaps:
-        overlaps, segments = _overlaps(calls, timeline.lanes, str(critical))
+        overlaps, segments = _overlaps(calls, timeline.lanes, inside)
         timeline.overlaps, timeline.segments = overlaps, timeline.segments + segments
     timeline.segments += _lock_overlaps(holds, timeline.lanes)
     timeline.marks = _marks(events, timeline.lanes, locks)
+    if show_late:
+        timeline.marks += _late_puts(events, timeline.lanes)
     if show_overlaps and timeline.overlaps:
         timeline.marks += _unlocked_accesses(events, calls, holds, str(critical))
     timeline.segments = [s for s in timeline.segments if s.pid in shown]
@@ -293,10 +302,12 @@ class _Call:
     until: float
     won: bool
     segment: Segment
+    func: str = ""  # of a read-modify-write written out inline: the function that made both the read and the write
+    returned: str | None = None  # with any_return: the repr of what the call returned
 
 
 def _calls(events: list[dict[str, Any]], func: str, success: Any, ends: dict[int, float],
-           holds: list[Segment]) -> list[_Call]:
+           holds: list[Segment], any_return: bool = False) -> list[_Call]:
     """Calls of the critical function. The critical section is the call's read-decide-write, from its first
     read of a file of the run to its last write, wherever the lock was (a lock around only part of it protects
     nothing); without file events, inside a call that takes a lock it is from its first acquire to its last
@@ -323,7 +334,8 @@ def _calls(events: list[dict[str, Any]], func: str, success: Any, ends: dict[int
         start = open_[key].pop()
         pid = event["pid"]
         value = event.get("value") if isinstance(event.get("value"), dict) else {}
-        won = kind == grader_events.RETURN and "value" in value and value["value"] == success and type(value["value"]) is type(success)
+        won = kind == grader_events.RETURN and (any_return or ("value" in value and value["value"] == success
+                                                              and type(value["value"]) is type(success)))
         result = f"returned {value.get('repr', '?')}" if kind == grader_events.RETURN else f"raised {event.get('error', 'an exception')}"
         mine = [h for h in held.get(pid, []) if start <= h.start <= event["t"]]
         inside, until = (min(h.start for h in mine), min(max(h.end for h in mine), event["t"])) if mine else (start, event["t"])
@@ -332,12 +344,37 @@ def _calls(events: list[dict[str, Any]], func: str, success: Any, ends: dict[int
         writes = [e["t"] for e in within if e["ev"] == grader_events.FILE_WRITE and (not reads or e["t"] >= min(reads))]
         if reads and writes:
             inside, until = min(reads), max(writes)
-        calls.append(_Call(pid, inside, until, won, Segment(pid, start, event["t"], "call", f"inside {func}(): {result}")))
+        calls.append(_Call(pid, inside, until, won, Segment(pid, start, event["t"], "call", f"inside {func}(): {result}"),
+                           returned=str(value.get("repr")) if any_return and kind == grader_events.RETURN else None))
     for (pid, _tid), starts in open_.items():
         for start in starts:
             if pid in ends:
                 calls.append(_Call(pid, start, ends[pid], False,
                                    Segment(pid, start, ends[pid], "call", f"inside {func}(), never returns")))
+    return calls
+
+
+def _rewrites(events: list[dict[str, Any]]) -> list[_Call]:
+    """Read-modify-writes of a file of the run by child processes, without the critical function around them
+    (written out inline): each write back with that process's last read of the same file before it."""
+    mains = {e.get("pid") for e in events if e.get("ev") == grader_events.PROC_START and e.get("target") == "__main__"}
+    last_read: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    calls = []
+    for event in events:
+        if event.get("ev") not in grader_events.FILE_EVENTS or event.get("pid") in mains:
+            continue
+        key = (event.get("pid"), event.get("tid"), event.get("path"))
+        if event["ev"] == grader_events.FILE_READ:
+            last_read[key] = event
+            continue
+        read = last_read.pop(key, None)
+        if read is not None:
+            pid = event["pid"]
+            writers = {f.get("func") for f in event.get("frames") or []}
+            func = next((str(f.get("func")) for f in read.get("frames") or [] if f.get("func") in writers), "")
+            calls.append(_Call(pid, read["t"], event["t"], True, Segment(
+                pid, read["t"], event["t"], "call", f"reads {event.get('path', 'the shared file')} and writes it back"),
+                func))
     return calls
 
 
@@ -360,17 +397,23 @@ def _overlaps(calls: list[_Call], lanes: list[Lane], func: str) -> tuple[list[Ov
     windows: dict[int, list[tuple[float, float]]] = {}
     for i, a in enumerate(wins):
         for b in wins[i + 1:]:
-            if b.inside >= a.until:
-                break
+            if b.inside >= a.until and a.returned is None:
+                break  # sorted by `inside`: no later call overlaps a (equal returns are compared over whole calls)
             if a.pid == b.pid:
                 continue
             start, end = max(a.inside, b.inside), min(a.until, b.until)
+            same = None
+            if not start < end and a.returned is not None and a.returned == b.returned:
+                # the same value returned by two calls running at once: both wrote it, from the same read, whatever
+                # lock each held for part of its call (the accesses themselves are not recorded)
+                start, end, same = max(a.segment.start, b.segment.start), min(a.segment.end, b.segment.end), a.returned
             if start < end:
-                overlaps.append(Overlap(labels[a.pid], labels[b.pid], func, start, end))
+                overlaps.append(Overlap(labels[a.pid], labels[b.pid], func, start, end, same))
                 for call in (a, b):
                     windows.setdefault(call.pid, []).append((start, end))
-    segments = [Segment(pid, s, e, "overlap", "inside the critical section at the same time as another process, "
-                        "and both succeeded") for pid, spans in windows.items() for s, e in _merge(spans)]
+    text = "inside the critical section at the same time as another process" + (
+        ", and both succeeded" if all(c.returned is None for c in wins) else "")  # every return counts: no "success"
+    segments = [Segment(pid, s, e, "overlap", text) for pid, spans in windows.items() for s, e in _merge(spans)]
     return overlaps, segments
 
 
@@ -390,10 +433,12 @@ def _unlocked_accesses(events: list[dict[str, Any]], calls: list[_Call], holds: 
             continue
         if not any(other != pid and inside <= t <= until for other, inside, until in windows):
             continue
-        if not any(c.pid == pid and c.segment.start <= t <= c.segment.end for c in calls):
+        mine = next((c for c in calls if c.pid == pid and c.segment.start <= t <= c.segment.end), None)
+        if mine is None:
             continue  # an access outside the critical function (a read-only look) is not part of the race
         frames = event.get("frames") or []
-        line = next((f.get("line") for f in frames if f.get("func") == func), frames[0].get("line") if frames else None)
+        named = mine.func or func  # inline: the function that made the read and the write, not load() or save()
+        line = next((f.get("line") for f in frames if f.get("func") == named), frames[0].get("line") if frames else None)
         verb = "reads" if event["ev"] == grader_events.FILE_READ else "writes"
         marks.append(Mark(pid, t, "unlocked", f"{verb} {event.get('path', 'the shared file')}"
                           + (f" at line {line}" if line else "") + " without holding the lock, while another "
@@ -453,6 +498,65 @@ def _marks(events: list[dict[str, Any]], lanes: list[Lane], locks: dict[str, str
         elif kind == grader_events.PROC_EXIT and event.get("code") not in (0, None):
             marks.append(Mark(pid, event["t"], "crash", f"ends with exit code {event.get('code')} (crashed)"))
     return marks
+
+
+def _late_puts(events: list[dict[str, Any]], lanes: list[Lane]) -> list[Mark]:
+    """Items put on a queue after a consumer of the same step had stopped taking (its last get, or its end when it
+    only waited; the consumer ended normally and put nothing), and never taken off it: the interleaving that lost them (a stop decided before the work was
+    over). Each call of the plan (step) has queues of its own, so everything is matched within one step."""
+    labels = {lane.pid: lane.label for lane in lanes}
+    starts = sorted(e["t"] for e in events if e.get("ev") == grader_events.STEP_START)
+
+    def step_of(t: float) -> int:
+        return sum(start <= t for start in starts)
+
+    stop_gets, sentinel_puts = _stop_items(events, lanes)
+    puts = [e for e in events if e.get("ev") == grader_events.Q_PUT and id(e) not in sentinel_puts]
+    sentinels = {_item_key(e) for e in events if id(e) in sentinel_puts}  # put by a process that put only those
+    putters = {(step_of(e["t"]), e.get("pid")) for e in events if e.get("ev") == grader_events.Q_PUT}
+    taken: dict[tuple[int, str, Any, Any], int] = {}
+    last_get: dict[tuple[int, Any], dict[str, Any]] = {}
+    for event in events:
+        if event.get("ev") == grader_events.Q_GET:
+            key = (step_of(event["t"]), *_item_key(event))
+            taken[key] = taken.get(key, 0) + 1
+            last_get[(key[0], event.get("pid"))] = event
+    getters = {(step_of(e["t"]), e.get("pid")) for e in events
+               if e.get("ev") in (grader_events.Q_GET, grader_events.Q_GET_WAIT, grader_events.Q_GET_RAISE)}
+    stops: dict[int, dict[Any, tuple[float, str]]] = {}  # step -> consumer -> (when it stopped taking, how)
+    for lane in lanes:  # a consumer seen taking from a queue that ended normally took nothing after its last get
+        step = step_of(lane.start)
+        if (lane.is_main or lane.running_at_stop or lane.code != 0 or (step, lane.pid) not in getters
+                or (step, lane.pid) in putters):
+            continue
+        last = last_get.get((step, lane.pid))
+        if last is None:
+            stops.setdefault(step, {})[lane.pid] = (lane.end, "it had ended")
+        elif id(last) in stop_gets and _item_key(last) in sentinels:
+            stops.setdefault(step, {})[lane.pid] = (last["t"], "on its sentinel")
+        else:
+            stops.setdefault(step, {})[lane.pid] = (last["t"], "it took nothing after that")
+    put_count: dict[tuple[int, str, Any, Any], int] = {}
+    for event in puts:
+        key = (step_of(event["t"]), *_item_key(event))
+        put_count[key] = put_count.get(key, 0) + 1
+    left = {key: count - taken.get(key, 0) for key, count in put_count.items()}
+    marks = []
+    for event in reversed(puts):  # a FIFO queue: the items of a kind never taken are the last ones put
+        key = (step_of(event["t"]), *_item_key(event))
+        if left[key] <= 0:
+            continue
+        left[key] -= 1
+        before = sorted((t, pid, how) for pid, (t, how) in stops.get(key[0], {}).items()
+                        if t < event["t"] and pid != event.get("pid"))
+        if not before:
+            continue
+        _t, pid, how = before[0]
+        where = _line(event.get("where"))
+        marks.append(Mark(event["pid"], event["t"], "late", f"puts {key[3]}" + (f" at {where}" if where else "")
+                          + f" after {labels.get(pid, f'pid {pid}')} had stopped taking ({how}): never taken off "
+                          "the queue"))
+    return sorted(marks, key=lambda m: m.t)
 
 
 def _item_key(event: dict[str, Any]) -> tuple[str, Any, Any]:
@@ -654,6 +758,7 @@ _MARK_SHAPES = {
     "crash": "M{xa} {ya}l7 7m0-7l-7 7",
     "self-deadlock": "M{xa} {ya}l7 7m0-7l-7 7",
     "unlocked": "M{x} {y0}v24",  # a red bar across the lane: an access without the lock
+    "late": "M{x} {y0}v24",  # a red bar across the lane: an item put after a consumer stopped, never taken
 }
 
 
@@ -712,14 +817,30 @@ def summary(timeline: Timeline) -> str:
 
 
 def overlap_sentence(timeline: Timeline) -> str:
-    """The overlaps in words, as the reason of a failed check names them (empty when there are none)."""
+    """The overlaps in words, as the reason of a failed check names them (empty when there are none); without
+    overlaps, the items put after a consumer had stopped."""
+    late = [m for m in timeline.marks if m.kind == "late"]
+    if not timeline.overlaps and late:
+        labels = {lane.pid: lane.label for lane in timeline.lanes}
+        mains = {lane.pid for lane in timeline.lanes if lane.is_main}
+        first = next((m for m in late if m.pid not in mains), late[0])  # an item of a producer tells it best
+        return (f"In red on the timeline: {labels.get(first.pid, 'a process')} {first.text} "
+                f"({timeline.rel(first.t)})"
+                + (f"; {len(late) - 1} more item{'s' if len(late) != 2 else ''} like that" if len(late) > 1 else "")
+                + ": nothing takes an item put after the consumers have stopped.")
     if not timeline.overlaps:
         return ""
     first = timeline.overlaps[0]
     more = len(timeline.overlaps) - 1
-    return (f"In red on the timeline: {first.first} and {first.second} were both inside {first.func}() at the same time "
+    if first.same_return is not None:
+        return (f"In red on the timeline: {first.first} and {first.second} were both inside {first.func} at the same "
+                f"time (from {timeline.rel(first.start)} to {timeline.rel(first.end)}) and both returned "
+                f"{first.same_return}: each wrote {first.same_return} after reading the same value"
+                + (f"; {more} more pair{'s' if more != 1 else ''} of processes overlapped" if more else "")
+                + ". A critical section lets one process in at a time.")
+    return (f"In red on the timeline: {first.first} and {first.second} were both inside {first.func} at the same time "
             f"(from {timeline.rel(first.start)} to {timeline.rel(first.end)}), between their read and their write of "
-            "the shared state, and both succeeded"
+            "the shared state, and both " + ("succeeded" if first.func.endswith("()") else "wrote it back")
             + (f"; {more} more pair{'s' if more != 1 else ''} of processes overlapped like that" if more else "")
             + ". A critical section lets one process in at a time."
             + (" Each red bar is a read or write of the shared file made without holding the lock while another "

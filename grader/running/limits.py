@@ -7,10 +7,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.running import privileges
+
 DISK_LIMIT = 256 * 1024 * 1024  # bytes a run may write in all
 MAX_FILES = 20000  # files and folders a run may create
 CHECK_EVERY = 0.25  # seconds between two looks
-SHARED_SCRATCH = ("/tmp", "/dev/shm")
 
 
 def usage(folders: list[Path], uid: int | None) -> tuple[int, int]:
@@ -18,17 +19,7 @@ def usage(folders: list[Path], uid: int | None) -> tuple[int, int]:
     stops counting past MAX_FILES."""
     tops: list[str] = [str(f) for f in folders]
     if uid is not None:
-        for shared in SHARED_SCRATCH:
-            try:
-                entries = list(os.scandir(shared))
-            except OSError:
-                continue
-            for entry in entries:
-                try:
-                    if entry.stat(follow_symlinks=False).st_uid == uid:
-                        tops.append(entry.path)
-                except OSError:
-                    continue
+        tops.extend(entry.path for entry in privileges.scratch_entries(uid))
     size = files = 0
     for top in tops:
         try:

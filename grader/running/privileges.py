@@ -175,6 +175,21 @@ def sweep(identity: Identity | None) -> int:
                 killed += 1
             except OSError:
                 continue
+    for entry in scratch_entries(identity.uid):
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            continue
+    return killed
+
+
+def scratch_entries(uid: int) -> list[os.DirEntry[str]]:
+    """What `uid` owns at the top of /tmp and /dev/shm (links not followed): the places outside its run folder
+    where a dropped uid can still write, counted against its disk limit and removed after its run."""
+    owned: list[os.DirEntry[str]] = []
     for scratch in SHARED_SCRATCH:
         try:
             entries = list(os.scandir(scratch))
@@ -182,12 +197,8 @@ def sweep(identity: Identity | None) -> int:
             continue
         for entry in entries:
             try:
-                if entry.stat(follow_symlinks=False).st_uid != identity.uid:
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
+                if entry.stat(follow_symlinks=False).st_uid == uid:
+                    owned.append(entry)
             except OSError:
                 continue
-    return killed
+    return owned
