@@ -47,21 +47,22 @@ def unhidden_reason() -> str | None:
     """Why student code could read the solutions at the level the grader picks now, or None."""
     from grader.running import isolation, privileges
 
-    level = isolation.detect().name
-    if level == "bwrap" or (level == "net" and privileges.run_identity() is not None):
+    level = isolation.detect()
+    if level.read_only or (level.name == "net" and privileges.run_identity() is not None):
         return None
     return "no mount namespace here to hide the solutions (they are world-readable files)"
 
 
 def unprotected_reason() -> str | None:
     """Why student code could change the checkout at the level the grader picks now, or None when it cannot
-    (bubblewrap's read-only view, or an unprivileged uid when the grader is root)."""
+    (bubblewrap's or the net level's read-only view, or an unprivileged uid when the grader is root)."""
     from grader.running import isolation, privileges
 
-    if isolation.detect().name == "bwrap" or privileges.run_identity() is not None:
+    if isolation.detect().read_only or privileges.run_identity() is not None:
         return None
-    return ("student code runs with the grader's own rights here (no bubblewrap, and not root, or root with a "
-            "Python an unprivileged uid cannot read): nothing protects the checkout at this level")
+    return ("student code runs with the grader's own rights here (no read-only view: no bubblewrap and no mount "
+            "namespace; and not root, or root with a Python an unprivileged uid cannot read): nothing protects the "
+            "checkout at this level")
 
 
 # Cases that would freeze or kill the grader itself where student code can signal it: run only where it cannot
