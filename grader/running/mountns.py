@@ -204,12 +204,14 @@ def main(argv: list[str]) -> int:
     try:
         options = _parse(list(argv))
         lists = options.lists
+        cwd = os.getcwd()
         _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing of ours may propagate to the machine's mounts
         # Descriptors of what is bound back, taken before anything covers it (a run folder may be in /dev/shm).
         fds = {path: _path_fd(path) for path in {*lists["--need"], *lists["--writable"]} if os.path.exists(path)}
         read_only_everything()
         minimal_dev(options.shm)
         cover_and_bind_back(fds, lists["--hide"], lists["--scratch"], options.scratch_size, lists["--writable"])
+        os.chdir(cwd)  # the working folder as the new mounts show it (the old one is read-only or covered)
         if options.drop_caps:
             drop_privileges()
     except (SetupError, OSError, ValueError, IndexError) as error:
