@@ -72,7 +72,8 @@ def _read_only_view(argv: list[str], run_root: Path | None, hidden: list[Path]) 
         options += ["--writable", str(run_root), "--error-file", str(run_root / "meta" / "probe-error-isolation.txt")]
     temp = Path(tempfile.gettempdir()).resolve()
     keep = [*_needed(), *([run_root] if run_root is not None else [])]
-    for path in _hideable(hidden):
+    # As bubblewrap: whatever the caller hides, the temporary folder (every other run's folder) is hidden.
+    for path in _hideable([*hidden, temp, rundir.base()]):
         kind = "--scratch" if path in (Path("/tmp"), temp) else "--hide"
         options += [kind, str(path)]
     for needed in keep:
