@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from grader.running import isolation, limits, privileges, proctree, rundir, startup
+from grader.running import isolation, limits, preload, privileges, proctree, rundir, startup
 # The statuses of a run are defined with the results model; the runner decides them, the checks read them here.
 from grader.results import (DEADLOCK, DISK_LIMIT, EXITED, KEPT_ALIVE, OUTPUT_LIMIT, PROCESS_LIMIT,  # noqa: F401
                             SELF_DEADLOCK, TIMEOUT)
@@ -362,6 +362,7 @@ def _is_infrastructure(proc: psutil.Process) -> bool:
 def run(spec: RunSpec) -> RunOutcome:
     """Run student code as `spec` says and return what was observed. Never leaves a process behind."""
     proctree.become_subreaper()
+    preload.before_student_code()  # nothing a submission could rewrite is imported after it ran
     _compile_probe()
     identity = privileges.run_identity() if spec.isolate else None
     dirs = _Dirs.create(privileges.runs_parent(identity, spec.temp_root))
