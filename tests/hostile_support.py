@@ -35,10 +35,11 @@ REASONS = {
     "stops_parents": ["did not end"],
     "fills_disk": ["wrote more than"],
     "thread_bomb": ["can't start new thread", "in the middle of main()"],
+    "plants_modules": ["got a ticket"],
 }
 # Cases that would change files outside the run (or read the solutions) where nothing stops them: run only at
 # a level that protects the checkout (see unprotected_reason).
-NEEDS_BWRAP = {"writes_outside", "reads_solutions", "rewrites_checkout"}
+NEEDS_BWRAP = {"writes_outside", "reads_solutions", "rewrites_checkout", "plants_modules"}
 # Cases that read what only a mount namespace can hide from a uid that may read world-readable files.
 NEEDS_HIDING = {"reads_solutions"}
 

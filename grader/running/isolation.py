@@ -197,8 +197,9 @@ def level_name(level: Isolation, identity: Identity | None) -> str:
 
 
 def _works(argv: list[str]) -> bool:
+    """Whether `argv true` succeeds, from / (a working folder the view covers, in /tmp, would fail it)."""
     try:
-        return subprocess.run([*argv, "true"], capture_output=True, timeout=10).returncode == 0
+        return subprocess.run([*argv, "true"], capture_output=True, timeout=10, cwd="/").returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
