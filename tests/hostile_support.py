@@ -32,7 +32,7 @@ REASONS = {
     "symlink_out": ["link to a file outside"],
     "huge_source": ["MB"],
     "rewrites_checkout": ["got a ticket"],
-    "stops_parents": ["did not end"],
+    "stops_parents": ["stopped by a signal (SIGSTOP or SIGTSTP"],
     "fills_disk": ["wrote more than"],
     "thread_bomb": ["can't start new thread", "in the middle of main()"],
     "plants_modules": ["got a ticket"],

@@ -98,6 +98,7 @@ class RunOutcome:
     # then the machine was too busy, and the run says nothing about the student's code.
     starting: list[int] = field(default_factory=list)
     too_busy: bool = False  # stopped by the outer wall-clock limit after long start-ups: the machine's fault
+    stopped: list[int] = field(default_factory=list)  # probe pids of processes stopped (SIGSTOP) when the run was stopped
 
 
 @dataclass
@@ -400,12 +401,14 @@ def run(spec: RunSpec) -> RunOutcome:
         leftovers: list[dict[str, Any]] = []
         still_starting: list[int] = []
         too_busy = False
+        stopped: list[int] = []
         if status == EXITED:
             leftovers = _settle(tree, dirs)
         else:
             pids = tree.pids()
             still_starting = starts.starting(pids) if status in (TIMEOUT, KEPT_ALIVE) else []
             too_busy = starts.too_busy
+            stopped = proctree.stopped(pids)
             proctree.request_stacks(pids, str(dirs.meta / "stacks"))
         killed = proctree.kill_tree(tree.processes)
         duration = time.monotonic() - started
@@ -436,6 +439,7 @@ def run(spec: RunSpec) -> RunOutcome:
             isolation=isolation.describe(level, identity),
             starting=still_starting,
             too_busy=too_busy,
+            stopped=stopped,
         )
     finally:
         # Whatever happened above (an exception, pytest-timeout interrupting us), the tree dies here.
