@@ -93,23 +93,49 @@ def shared_uid_reason() -> str | None:
     return "student code runs as the user running the tests: its thread limit would be that user's own"
 
 
-def checkout_digest() -> dict[str, str]:
-    """A hash of everything of the checkout a submission could rewrite to change later verdicts: the package
-    (the probe's bytecode included), the solutions, the stubs, the tests' corpus, the git metadata, and the
-    .pth files of this Python's site-packages."""
+def checkout_digest(root: Path = ROOT) -> dict[str, str]:
+    """A hash of everything of the checkout at `root` a submission could rewrite to change later verdicts: the
+    package, the solutions, the stubs, the tests' corpus, the git metadata, any bytecode in the package that is not
+    what Python compiles from its source (a planted .pyc), the names at the checkout's top (a sitecustomize.py
+    there runs at the next `python -m grader`), and the .pth and sitecustomize files of this Python's
+    site-packages."""
     import site
 
-    digest = tree_digest(ROOT / "grader", ROOT / "solutions", ROOT / "exercises", ROOT / "tests")
-    digest |= tree_digest(ROOT / "grader" / "probe" / "__pycache__") if (ROOT / "grader" / "probe" / "__pycache__").is_dir() else {}
-    git = ROOT / ".git"
+    digest = tree_digest(*(folder for folder in (root / "grader", root / "solutions", root / "exercises", root / "tests")
+                           if folder.is_dir()))
+    digest |= planted_bytecode(root / "grader")
+    git = root / ".git"
     for path in ([git] if git.is_file() else [git / "HEAD", git / "config", git / "index"]):
         digest[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
     for folder in site.getsitepackages():
-        for pth in sorted(Path(folder).glob("*.pth")):
-            digest[str(pth)] = hashlib.sha256(pth.read_bytes()).hexdigest()
-    digest["solutions listing"] = " ".join(sorted(p.name for p in (ROOT / "solutions").iterdir()))
-    digest["grader listing"] = " ".join(sorted(p.name for p in (ROOT / "grader").iterdir()))
+        for path in sorted([*Path(folder).glob("*.pth"), *Path(folder).glob("sitecustomize.py"),
+                            *Path(folder).glob("usercustomize.py")]):
+            digest[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    if (root / "solutions").is_dir():
+        digest["solutions listing"] = " ".join(sorted(p.name for p in (root / "solutions").iterdir()))
+    digest["grader listing"] = " ".join(sorted(p.name for p in (root / "grader").iterdir()))
+    digest["checkout listing"] = " ".join(sorted(p.name for p in root.iterdir()))
     return digest
+
+
+def planted_bytecode(folder: Path) -> dict[str, str]:
+    """Every .pyc below `folder` whose code is not what Python compiles from its source, by hash: bytecode the
+    grader itself writes (an import, the probe's compilation) is the source's own and is left out, so a digest
+    stays the same whether or not Python wrote bytecode during a run."""
+    import importlib.util
+    import marshal
+
+    found = {}
+    for pyc in sorted(folder.rglob("__pycache__/*.pyc")):
+        try:
+            source = Path(importlib.util.source_from_cache(str(pyc)))
+            genuine = source.is_file() and marshal.loads(pyc.read_bytes()[16:]) == compile(
+                source.read_bytes(), str(source), "exec", dont_inherit=True)
+        except (ValueError, EOFError, TypeError, SyntaxError, OSError):
+            genuine = False
+        if not genuine:
+            found[str(pyc)] = hashlib.sha256(pyc.read_bytes()).hexdigest()
+    return found
 
 
 def tree_digest(*folders: Path) -> dict[str, str]:

@@ -141,20 +141,6 @@ def test_a_submission_cannot_change_the_checkout(level: str, tmp_path: Path, mon
     assert report.exit_code() == 1 and any("got a ticket" in c.message for c in failed), [c.message for c in failed]
 
 
-def _package_digest(root: Path) -> dict[str, str]:
-    """Every file of the package at `root`, bytecode included, the names at the checkout's top (a sitecustomize.py
-    there runs at the next `python -m grader`) and in site-packages (a .pth runs at every start of this Python)."""
-    import hashlib
-    import site
-
-    digest = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((root / "grader").rglob("*"))
-              if p.is_file()}
-    digest["top"] = " ".join(sorted(p.name for p in root.iterdir()))
-    for folder in site.getsitepackages():
-        digest[folder] = " ".join(sorted(p.name for p in Path(folder).iterdir()))
-    return digest
-
-
 @pytest.mark.parametrize("command", ["ci", "check"])
 @pytest.mark.parametrize("level", ["default", "net", "none"])
 def test_code_planted_for_later_is_never_loaded(level: str, command: str, tmp_path: Path,
@@ -181,7 +167,7 @@ def test_code_planted_for_later_is_never_loaded(level: str, command: str, tmp_pa
         (tmp_path / "site").mkdir()
         env["HOSTILE_SITE"] = str(tmp_path / "site")  # not the real site-packages: nothing reads this folder
     env["HOSTILE_CHECKOUT"] = str(root)
-    before = _package_digest(root)
+    before = checkout_digest(root)
     folder = submission("plants_modules", tmp_path)
     code = f"import sys; sys.path.insert(0, {str(root)!r}); from grader.commands.cli import main; sys.exit(main())"
     outputs = {"ci": ["--junit", str(tmp_path / "junit.xml"), "--gradescope", str(tmp_path / "results.json"),
@@ -208,11 +194,11 @@ def test_code_planted_for_later_is_never_loaded(level: str, command: str, tmp_pa
             else "".join(p.read_text() for p in (tmp_path / "feedback").glob("*.html"))
         assert "got a ticket" in page  # (the page quotes the submission's source: the payload's text is in it)
     if protected:
-        assert _package_digest(root) == before
+        assert checkout_digest(root) == before
     elif privileges.run_identity() is None:  # student code had the grader's rights: the plants did land
         assert "HOSTILE_PLANT_MARKER" in (root / "grader" / "render" / "junit.py").read_text()
         assert (root / "sitecustomize.py").exists()
-        assert _package_digest(root) != before
+        assert checkout_digest(root) != before
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> None:
