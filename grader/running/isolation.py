@@ -214,24 +214,23 @@ def detect() -> Isolation:
         return NONE
     if shutil.which("bwrap") and _works(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--unshare-net", "--"]):
         return BWRAP
-    if shutil.which("unshare") and _works(["unshare", *_NET_UNSHARE, "--"]):
-        return _net()
-    return NONE
+    return (shutil.which("unshare") and _net()) or NONE
 
 
 @functools.lru_cache(maxsize=1)
-def _net() -> Isolation:
+def _net() -> Isolation | None:
     """NET where the read-only view can be made here (tried once per grader process, as a run makes it), else
-    NET_OPEN: namespaces, but files not protected, and said so in every report."""
-    view = _read_only_view(["--"], None, hidden_paths(None))
-    return NET if _works(["unshare", *_NET_UNSHARE, "--", *view]) else NET_OPEN
+    NET_OPEN where the namespaces can (files not protected, and said so in every report), else None."""
+    if _works(["unshare", *_NET_UNSHARE, "--", *_read_only_view(["--"], None, hidden_paths(None))]):
+        return NET
+    return NET_OPEN if _works(["unshare", *_NET_UNSHARE, "--"]) else None
 
 
 def named(level: str | None) -> Isolation:
     """The level called `level` ("bwrap", "net", "none"), or the strongest this machine allows when None."""
     if level is None:
         return detect()
-    return {"bwrap": BWRAP}.get(level) or (_net() if level == "net" else NONE)
+    return {"bwrap": BWRAP}.get(level) or ((_net() or NET_OPEN) if level == "net" else NONE)
 
 
 def hidden_paths(course_root: Path | None, temp_root: Path | None = None) -> list[Path]:

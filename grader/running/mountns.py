@@ -204,6 +204,8 @@ def main(argv: list[str]) -> int:
     try:
         options = _parse(list(argv))
         lists = options.lists
+        if os.getpid() != 1:  # outside a new pid (and mount) namespace this would remount the machine's own files
+            raise SetupError("not the first process of a new pid and mount namespace (run it under unshare --fork)")
         cwd = os.getcwd()
         _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing of ours may propagate to the machine's mounts
         # Descriptors of what is bound back, taken before anything covers it (a run folder may be in /dev/shm).
