@@ -1,7 +1,9 @@
 """Isolation of student runs on Linux: with bubblewrap, everything but the run's own folder is read-only,
 the solutions, the check modules, the course's history and the home folder are hidden, /tmp and /dev/shm are
 private (and size-limited), and there is no network; without it, new network, pid and mount namespaces (own
-/proc) where the kernel allows them; else nothing. Orthogonal to the level: when the grader is root, student
+/proc) where the kernel allows them, in which mountns.py makes the same read-only view before the keeper starts
+(hidden folders covered, a minimal /dev, no capability left to student code: the "net" level; NET_OPEN where the
+kernel refuses the mounts, and the reports say files were not protected); else nothing. Orthogonal to the level: when the grader is root, student
 code runs as an unprivileged uid of its own (see privileges.py), so the checkout is never writable by it.
 
 Every level dies with the grader: bwrap --die-with-parent, setpriv --pdeathsig before unshare, and the
