@@ -32,6 +32,7 @@ PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_CAP_AMBIENT, PR_CAP_
 SECUREBITS = 0x1 | 0x2 | 0x4 | 0x8 | 0x20 | 0x40 | 0x80
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 EXIT_SETUP_FAILED = 125
+CAPABILITY_VERSION_3 = 0x20080522
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -162,6 +163,10 @@ def drop_privileges() -> None:
         last = int(f.read())
     for cap in range(last + 1):
         _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
+    # And none left to this process itself (an exec would clear them; the keeper may run in this interpreter).
+    header = (ctypes.c_uint32 * 2)(CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    _check(_libc.capset(ctypes.byref(header), ctypes.byref(data)), "clear capabilities")
 
 
 class Options:
@@ -226,7 +231,16 @@ def main(argv: list[str]) -> int:
             except OSError:
                 pass
         return EXIT_SETUP_FAILED
-    os.execvp(options.command[0], options.command)
+    command = options.command
+    if command[:3] == [sys.executable, "-I", "-S"] and len(command) > 3 and command[3].endswith(".py"):
+        # A script for this same interpreter and flags (the keeper): run it here, as its own __main__, which
+        # saves a Python start per run.
+        import runpy
+
+        sys.argv = command[3:]
+        runpy.run_path(command[3], run_name="__main__")
+        return 0
+    os.execvp(command[0], command)
     return EXIT_SETUP_FAILED  # not reached
 
 
