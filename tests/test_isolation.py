@@ -2,8 +2,10 @@
 it never runs anything with a partial view."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,24 @@ def test_the_view_is_never_made_outside_its_own_namespaces(tmp_path: Path) -> No
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 125 and "could not be made" in done.stderr
     assert not touched.exists()
+
+
+def test_a_view_that_cannot_be_made_runs_nothing_and_says_why(tmp_path: Path) -> None:
+    """A step of the view that fails half-way (here a private /tmp of an impossible size) stops before the keeper:
+    the command never runs, and the reason is in the run's error file, where the grader reports it as its own
+    failure (the probe-error file), never as the student's."""
+    if not isolation.named("net").read_only:
+        pytest.skip("this machine refuses the net level's mount namespace")
+    run_root = Path(tempfile.mkdtemp(prefix="grader-run-"))
+    try:
+        (run_root / "meta").mkdir()
+        touched = run_root / "ran"
+        view = isolation._read_only_view(["--"], run_root, isolation.hidden_paths(ROOT))  # noqa: SLF001
+        view[view.index("--scratch-size") + 1] = "-1"  # a size tmpfs refuses: fails after the first mounts
+        done = subprocess.run(["unshare", *isolation._NET_UNSHARE, "--", *view, "touch", str(touched)],  # noqa: SLF001
+                              capture_output=True, text=True, timeout=30, cwd="/")
+        assert done.returncode == 125 and "could not be made" in done.stderr
+        assert not touched.exists()
+        assert "could not be made" in (run_root / "meta" / "probe-error-isolation.txt").read_text()
+    finally:
+        shutil.rmtree(run_root, ignore_errors=True)

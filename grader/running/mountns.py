@@ -26,7 +26,7 @@ MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 0x20, 0x400, 0x800, 0x1
 MS_PRIVATE, MS_RELATIME, MS_STRICTATIME = 1 << 18, 1 << 21, 1 << 24
 ST_NOSUID, ST_NODEV, ST_NOEXEC, ST_NOATIME, ST_NODIRATIME, ST_RELATIME = 0x2, 0x4, 0x8, 0x400, 0x800, 0x1000
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture (syscalls after 424 are unified)
-AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 0x1
+AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY, MNT_DETACH = -100, 0x8000, 0x1, 0x2
 PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 38, 24, 28, 47, 4
 # SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP, SECBIT_KEEP_CAPS_LOCKED, SECBIT_NO_CAP_AMBIENT_RAISE and their locks
 SECUREBITS = 0x1 | 0x2 | 0x4 | 0x8 | 0x20 | 0x40 | 0x80
@@ -169,6 +169,21 @@ def drop_privileges() -> None:
     _check(_libc.capset(ctypes.byref(header), ctypes.byref(data)), "clear capabilities")
 
 
+def _report(options: "Options", message: str) -> None:
+    """Write `message` to the error file, where the grader finds it (a grader error, never the student's fault).
+    The half-made view may cover or write-protect that file: nothing of the run will ever start in this namespace,
+    so the covers are taken off and the mounts made writable again first, as far as they go."""
+    for folder in sorted({"/dev", *options.lists["--hide"], *options.lists["--scratch"]}, key=lambda p: -p.count("/")):
+        _libc.umount2(folder.encode(), MNT_DETACH)
+    attr = _MountAttr(0, MOUNT_ATTR_RDONLY, 0, 0)
+    _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr))
+    try:
+        with open(options.error_file, "w") as f:
+            f.write(message + "\n")
+    except OSError:
+        pass
+
+
 class Options:
     def __init__(self) -> None:
         self.lists: dict[str, list[str]] = {"--writable": [], "--hide": [], "--scratch": [], "--need": []}
@@ -225,11 +240,7 @@ def main(argv: list[str]) -> int:
         message = f"the run's read-only view of the machine could not be made: {error}"
         print(f"grader: {message}", file=sys.stderr)
         if options is not None and options.error_file:
-            try:
-                with open(options.error_file, "w") as f:
-                    f.write(message + "\n")
-            except OSError:
-                pass
+            _report(options, message)
         return EXIT_SETUP_FAILED
     command = options.command
     if command[:3] == [sys.executable, "-I", "-S"] and len(command) > 3 and command[3].endswith(".py"):
