@@ -6,7 +6,8 @@ plus 2 s, 0 processes left, 0 files changed, the grader working; isolation cost 
 
 Levels (each in its own process, forced with GRADER_ISOLATION / GRADER_NO_UID_DROP):
   none      no namespaces, the grader's own uid
-  userns    network, pid and mount namespaces (unshare; the "net" level)
+  userns    network, pid and mount namespaces (unshare; the "net" level): the machine read-only but the run's
+            folder, the hidden folders covered, a minimal /dev, student code without capabilities (mountns.py)
   bwrap     bubblewrap's read-only view, private /tmp and /dev/shm
   uid       no namespaces, student code as a fresh unprivileged uid (the grader is root)
   userns+uid namespaces and the uid drop; the keeper hides the solutions, checks and tests

@@ -32,13 +32,14 @@ REASONS = {
     "symlink_out": ["link to a file outside"],
     "huge_source": ["MB"],
     "rewrites_checkout": ["got a ticket"],
-    "stops_parents": ["did not end"],
+    "stops_parents": ["stopped by a signal (SIGSTOP or SIGTSTP"],
     "fills_disk": ["wrote more than"],
     "thread_bomb": ["can't start new thread", "in the middle of main()"],
+    "plants_modules": ["got a ticket"],
 }
 # Cases that would change files outside the run (or read the solutions) where nothing stops them: run only at
 # a level that protects the checkout (see unprotected_reason).
-NEEDS_BWRAP = {"writes_outside", "reads_solutions", "rewrites_checkout"}
+NEEDS_BWRAP = {"writes_outside", "reads_solutions", "rewrites_checkout", "plants_modules"}
 # Cases that read what only a mount namespace can hide from a uid that may read world-readable files.
 NEEDS_HIDING = {"reads_solutions"}
 
@@ -47,21 +48,22 @@ def unhidden_reason() -> str | None:
     """Why student code could read the solutions at the level the grader picks now, or None."""
     from grader.running import isolation, privileges
 
-    level = isolation.detect().name
-    if level == "bwrap" or (level == "net" and privileges.run_identity() is not None):
+    level = isolation.detect()
+    if level.read_only or (level.name == "net" and privileges.run_identity() is not None):
         return None
     return "no mount namespace here to hide the solutions (they are world-readable files)"
 
 
 def unprotected_reason() -> str | None:
     """Why student code could change the checkout at the level the grader picks now, or None when it cannot
-    (bubblewrap's read-only view, or an unprivileged uid when the grader is root)."""
+    (bubblewrap's or the net level's read-only view, or an unprivileged uid when the grader is root)."""
     from grader.running import isolation, privileges
 
-    if isolation.detect().name == "bwrap" or privileges.run_identity() is not None:
+    if isolation.detect().read_only or privileges.run_identity() is not None:
         return None
-    return ("student code runs with the grader's own rights here (no bubblewrap, and not root, or root with a "
-            "Python an unprivileged uid cannot read): nothing protects the checkout at this level")
+    return ("student code runs with the grader's own rights here (no read-only view: no bubblewrap and no mount "
+            "namespace; and not root, or root with a Python an unprivileged uid cannot read): nothing protects the "
+            "checkout at this level")
 
 
 # Cases that would freeze or kill the grader itself where student code can signal it: run only where it cannot
@@ -91,23 +93,49 @@ def shared_uid_reason() -> str | None:
     return "student code runs as the user running the tests: its thread limit would be that user's own"
 
 
-def checkout_digest() -> dict[str, str]:
-    """A hash of everything of the checkout a submission could rewrite to change later verdicts: the package
-    (the probe's bytecode included), the solutions, the stubs, the tests' corpus, the git metadata, and the
-    .pth files of this Python's site-packages."""
+def checkout_digest(root: Path = ROOT) -> dict[str, str]:
+    """A hash of everything of the checkout at `root` a submission could rewrite to change later verdicts: the
+    package, the solutions, the stubs, the tests' corpus, the git metadata, any bytecode in the package that is not
+    what Python compiles from its source (a planted .pyc), the names at the checkout's top (a sitecustomize.py
+    there runs at the next `python -m grader`), and the .pth and sitecustomize files of this Python's
+    site-packages."""
     import site
 
-    digest = tree_digest(ROOT / "grader", ROOT / "solutions", ROOT / "exercises", ROOT / "tests")
-    digest |= tree_digest(ROOT / "grader" / "probe" / "__pycache__") if (ROOT / "grader" / "probe" / "__pycache__").is_dir() else {}
-    git = ROOT / ".git"
+    digest = tree_digest(*(folder for folder in (root / "grader", root / "solutions", root / "exercises", root / "tests")
+                           if folder.is_dir()))
+    digest |= planted_bytecode(root / "grader")
+    git = root / ".git"
     for path in ([git] if git.is_file() else [git / "HEAD", git / "config", git / "index"]):
         digest[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
     for folder in site.getsitepackages():
-        for pth in sorted(Path(folder).glob("*.pth")):
-            digest[str(pth)] = hashlib.sha256(pth.read_bytes()).hexdigest()
-    digest["solutions listing"] = " ".join(sorted(p.name for p in (ROOT / "solutions").iterdir()))
-    digest["grader listing"] = " ".join(sorted(p.name for p in (ROOT / "grader").iterdir()))
+        for path in sorted([*Path(folder).glob("*.pth"), *Path(folder).glob("sitecustomize.py"),
+                            *Path(folder).glob("usercustomize.py")]):
+            digest[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    if (root / "solutions").is_dir():
+        digest["solutions listing"] = " ".join(sorted(p.name for p in (root / "solutions").iterdir()))
+    digest["grader listing"] = " ".join(sorted(p.name for p in (root / "grader").iterdir()))
+    digest["checkout listing"] = " ".join(sorted(p.name for p in root.iterdir()))
     return digest
+
+
+def planted_bytecode(folder: Path) -> dict[str, str]:
+    """Every .pyc below `folder` whose code is not what Python compiles from its source, by hash: bytecode the
+    grader itself writes (an import, the probe's compilation) is the source's own and is left out, so a digest
+    stays the same whether or not Python wrote bytecode during a run."""
+    import importlib.util
+    import marshal
+
+    found = {}
+    for pyc in sorted(folder.rglob("__pycache__/*.pyc")):
+        try:
+            source = Path(importlib.util.source_from_cache(str(pyc)))
+            genuine = source.is_file() and marshal.loads(pyc.read_bytes()[16:]) == compile(
+                source.read_bytes(), str(source), "exec", dont_inherit=True)
+        except (ValueError, EOFError, TypeError, SyntaxError, OSError):
+            genuine = False
+        if not genuine:
+            found[str(pyc)] = hashlib.sha256(pyc.read_bytes()).hexdigest()
+    return found
 
 
 def tree_digest(*folders: Path) -> dict[str, str]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import json
+import os
+import shutil
 import secrets
 import signal
 import socket
@@ -106,7 +109,7 @@ def test_hostile_submission_fails_and_nothing_escapes(case: str, tmp_path: Path,
     assert [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE] == []
     assert psutil.Process().memory_info().rss - rss_before < 300 * 1024**2
     assert listener == []
-    if isolation.detect().name == "bwrap":
+    if isolation.detect().read_only:
         assert tree_digest(*protected) == before
         assert canary.read_text() == canary_text
 
@@ -119,13 +122,13 @@ def fresh_isolation() -> Iterator[None]:
     isolation.detect.cache_clear()
 
 
-@pytest.mark.parametrize("level", ["default", "none"])
+@pytest.mark.parametrize("level", ["default", "net", "none"])
 def test_a_submission_cannot_change_the_checkout(level: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  fresh_isolation: None) -> None:
     """The README's test command, run as root in CI with or without bubblewrap: a submission that rewrites
     grader modules, the probe's bytecode, the solutions, course.toml, .git and site-packages changes nothing."""
-    if level == "none":
-        monkeypatch.setenv("GRADER_ISOLATION", "none")
+    if level != "default":
+        monkeypatch.setenv("GRADER_ISOLATION", level)
     reason = unprotected_reason()
     if reason:
         pytest.skip(reason)
@@ -136,6 +139,66 @@ def test_a_submission_cannot_change_the_checkout(level: str, tmp_path: Path, mon
     assert checkout_digest() == before
     failed = [c for c in report.all_checks() if c.outcome == FAILED]
     assert report.exit_code() == 1 and any("got a ticket" in c.message for c in failed), [c.message for c in failed]
+
+
+@pytest.mark.parametrize("command", ["ci", "check"])
+@pytest.mark.parametrize("level", ["default", "net", "none"])
+def test_code_planted_for_later_is_never_loaded(level: str, command: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch, fresh_isolation: None) -> None:
+    """`grader ci` with every output, or `grader check` with its JSON and HTML, on a submission that appends to
+    renderers, plants .pyc files that match the other renderers' sources, a .pth in site-packages and a
+    sitecustomize.py beside the package: the command that judged it loads none of them and reports the truth.
+    Where the level protects the checkout nothing is planted at all; where it does not (none, as the grader's own
+    user) the command runs a copy of the package, the plants land in it, and still none of them is loaded
+    (everything was imported before student code ran). A later command would load them there: see the README."""
+    from grader.running import privileges
+
+    env = {**os.environ, "HOSTILE_PLANT_MARKER": str(tmp_path / "planted.txt"),
+           "GITHUB_OUTPUT": str(tmp_path / "github_output")}
+    if level != "default":
+        monkeypatch.setenv("GRADER_ISOLATION", level)
+        env["GRADER_ISOLATION"] = level
+    protected = unprotected_reason() is None
+    root = ROOT
+    if not protected:  # the plants would really land in the checkout: give the command a copy to run
+        root = tmp_path / "checkout"
+        shutil.copytree(ROOT / "grader", root / "grader")
+        shutil.copytree(ROOT / "exercises", root / "exercises")
+        (tmp_path / "site").mkdir()
+        env["HOSTILE_SITE"] = str(tmp_path / "site")  # not the real site-packages: nothing reads this folder
+    env["HOSTILE_CHECKOUT"] = str(root)
+    before = checkout_digest(root)
+    folder = submission("plants_modules", tmp_path)
+    code = f"import sys; sys.path.insert(0, {str(root)!r}); from grader.commands.cli import main; sys.exit(main())"
+    outputs = {"ci": ["--junit", str(tmp_path / "junit.xml"), "--gradescope", str(tmp_path / "results.json"),
+                      "--classroom"],
+               "check": ["--json", str(tmp_path / "results.json"), "--report-dir", str(tmp_path / "feedback")]}
+
+    done = subprocess.run([sys.executable, "-c", code, command, "1", "--submission", str(folder), "--start-method",
+                           "fork", *outputs[command]], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    marker = tmp_path / "planted.txt"
+    assert not marker.exists(), marker.read_text()
+    assert "got a ticket" in done.stdout and "all 10/10 passed" not in done.stdout, done.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    if command == "ci":
+        assert 0 < len(results["tests"]) and results["score"] < 10
+        assert 'failures="0"' not in (tmp_path / "junit.xml").read_text()
+        assert "result=" in (tmp_path / "github_output").read_text()
+    else:
+        checks = [c for e in results["exercises"] for c in e["checks"]]
+        assert any(c["outcome"] == FAILED for c in checks)
+        page = (tmp_path / "feedback" / "ex01.html").read_text() if (tmp_path / "feedback" / "ex01.html").exists() \
+            else "".join(p.read_text() for p in (tmp_path / "feedback").glob("*.html"))
+        assert "got a ticket" in page  # (the page quotes the submission's source: the payload's text is in it)
+    if protected:
+        assert checkout_digest(root) == before
+    elif privileges.run_identity() is None:  # student code had the grader's rights: the plants did land
+        assert "HOSTILE_PLANT_MARKER" in (root / "grader" / "render" / "junit.py").read_text()
+        assert (root / "sitecustomize.py").exists()
+        assert checkout_digest(root) != before
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> None:

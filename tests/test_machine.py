@@ -35,7 +35,7 @@ def test_run_folders_fit_unix_sockets_whatever_the_tmpdir() -> None:
     assert rundir.fits(rundir.base()) or not any(rundir.fits(b) for b in rundir.SHORT_BASES)
 
 
-@pytest.mark.parametrize("isolation", ["bwrap", "none"])
+@pytest.mark.parametrize("isolation", ["bwrap", "net", "none"])
 def test_solutions_pass_under_forkserver_with_a_long_tmpdir(tmp_path: Path, isolation: str) -> None:
     if isolation == "bwrap" and subprocess.run(["which", "bwrap"], capture_output=True).returncode != 0:
         pytest.skip("bubblewrap is not installed")

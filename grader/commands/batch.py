@@ -335,6 +335,9 @@ def preload(numbers: list[int]) -> None:
 
     from grader.judging import plugin, session  # noqa: F401 - the plugin brings the harness and the runner
     from grader.render import terminal  # noqa: F401
+    from grader.running import preload
+
+    preload.before_student_code()  # what the renderers load late, loaded before any student code
 
     with contextlib.suppress(ImportError):
         from grader.render import html  # noqa: F401

@@ -58,8 +58,9 @@ def run_jobs(jobs: list[Job], workers: int, time_limit: float, on_end: Callable[
     Ctrl-C (KeyboardInterrupt) kills every running worker with its whole tree before it propagates."""
     import psutil
 
-    from grader.running import proctree
+    from grader.running import preload, proctree
 
+    preload.before_student_code()  # this process renders after its workers ran student code
     proctree.become_subreaper()
     before = {c.pid for c in psutil.Process().children()}
     pending, running = deque(jobs), {}

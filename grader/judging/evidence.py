@@ -295,6 +295,14 @@ def explain_hang(run: Run) -> tuple[list[str], list[Location]]:
     sentences: list[str] = []
     locations: list[Location] = []
     status = run.outcome.status
+    stopped = getattr(run.outcome, "stopped", [])
+    if stopped:  # one cause said once: whatever else waited, waited on these (never a deadlock, never slowness)
+        names = [run.processes[pid].label if pid in run.processes else f"process {pid}" for pid in stopped]
+        sentences.append(
+            f"{_join_names(names)} {'was' if len(names) == 1 else 'were'} stopped by a signal (SIGSTOP or SIGTSTP; "
+            "the grader never sends one) and never continued: a stopped process does nothing until it gets SIGCONT, "
+            "so the run could not end. Does your program send a stop signal to a process (os.kill)?")
+        return sentences, locations
     for event in run.events(grader_events.SELF_DEADLOCK):
         proc = run.processes.get(event["pid"])
         who = proc.label if proc else f"process {event['pid']}"

@@ -1,7 +1,9 @@
 """Isolation of student runs on Linux: with bubblewrap, everything but the run's own folder is read-only,
 the solutions, the check modules, the course's history and the home folder are hidden, /tmp and /dev/shm are
 private (and size-limited), and there is no network; without it, new network, pid and mount namespaces (own
-/proc) where the kernel allows them; else nothing. Orthogonal to the level: when the grader is root, student
+/proc) where the kernel allows them, in which mountns.py makes the same read-only view before the keeper starts
+(hidden folders covered, a minimal /dev, no capability left to student code: the "net" level; NET_OPEN where the
+kernel refuses the mounts, and the reports say files were not protected); else nothing. Orthogonal to the level: when the grader is root, student
 code runs as an unprivileged uid of its own (see privileges.py), so the checkout is never writable by it.
 
 Every level dies with the grader: bwrap --die-with-parent, setpriv --pdeathsig before unshare, and the
@@ -32,6 +34,7 @@ class Isolation:
 
     name: str
     description: str
+    read_only: bool = False  # the machine's files read-only to student code (bwrap; net where mounts work)
 
     def wrap(self, argv: list[str], run_root: Path, hidden: list[Path]) -> list[str]:
         """`argv` run under this isolation; `run_root` stays writable, `hidden` paths appear empty."""
@@ -51,8 +54,33 @@ class Isolation:
             prefix += ["--bind", str(run_root), str(run_root)]
             return [*prefix, "--", *argv]
         if self.name == "net":
-            return [*_dies_with_parent(), "unshare", *_NET_UNSHARE, "--", *argv]
+            view = _read_only_view(argv, run_root, hidden) if self.read_only else []
+            return [*_dies_with_parent(), "unshare", *_NET_UNSHARE, "--", *view, *argv]
         return argv
+
+
+MOUNTNS = Path(__file__).resolve().parent / "mountns.py"
+
+
+def _read_only_view(argv: list[str], run_root: Path | None, hidden: list[Path]) -> list[str]:
+    """The command that makes the net level's read-only view (mountns.py) before `argv`, the keeper: the run's folder
+    writable, `hidden` covered, what the run needs bound back. It drops every capability unless the keeper
+    drops to an unprivileged uid itself (its --user option), which needs root's."""
+    options = ["--shm", str(SHM_SIZE), "--scratch-size", str(DISK_LIMIT)]
+    keeper_options = argv[:argv.index("--")] if "--" in argv else argv
+    if "--user" not in keeper_options:
+        options.append("--drop-caps")
+    if run_root is not None:
+        options += ["--writable", str(run_root), "--error-file", str(run_root / "meta" / "probe-error-isolation.txt")]
+    temp = Path(tempfile.gettempdir()).resolve()
+    keep = [*_needed(), *([run_root] if run_root is not None else [])]
+    # As bubblewrap: whatever the caller hides, the temporary folder (every other run's folder) is hidden.
+    for path in _hideable([*hidden, temp, rundir.base()]):
+        kind = "--scratch" if path in (Path("/tmp"), temp) else "--hide"
+        options += [kind, str(path)]
+    for needed in keep:
+        options += ["--need", str(needed)]
+    return [sys.executable, "-I", "-S", str(MOUNTNS), *options, "--"]
 
 
 # A normal user needs a user namespace for the others (the student is then "root" in it, with the user's own
@@ -61,10 +89,14 @@ _NET_UNSHARE = (*(("--user", "--map-root-user") if hasattr(os, "geteuid") and os
                 "--net", "--pid", "--mount", "--mount-proc", "--fork", "--kill-child")
 
 NONE = Isolation("none", "none: student code ran with the grader's user rights and network access")
-NET = Isolation("net", "network and pid namespaces: no network; files were not protected (bubblewrap is not "
-                      "installed)")
+NET = Isolation("net", "network, pid and mount namespaces: no network; the machine's files read-only except the run's "
+                      "folder, solutions, checks, tests, the course's history, the home folder and /tmp hidden, a "
+                      "minimal /dev; student code without any capability (bubblewrap is not installed)",
+                read_only=True)
+NET_OPEN = Isolation("net", "network and pid namespaces: no network; files were not protected (bubblewrap is not "
+                            "installed, and this machine refused the read-only view)")
 BWRAP = Isolation("bwrap", "bubblewrap: read-only file system except the run's folder, solutions and checks "
-                           "hidden, no network, own pid namespace")
+                           "hidden, no network, own pid namespace", read_only=True)
 
 
 def _needed() -> list[Path]:
@@ -116,14 +148,15 @@ def _private_scratch() -> tuple[str, ...]:
 def keeper_options(identity: Identity | None, level: Isolation, writable: list[Path],
                    hidden: list[Path] = []) -> list[str]:  # noqa: B006 - never mutated
     """The keeper's options for a run: the unprivileged identity and its hard limits when there is one; where the
-    keeper may mount (root in the net level's mount namespace) a private /dev/shm and empty folders over the
-    hidden ones that hold nothing the run needs (the solutions, the checks, the tests, .git)."""
+    keeper may mount (root in the net level's mount namespace, when the read-only view was refused) a private
+    /dev/shm and empty folders over the hidden ones that hold nothing the run needs (the solutions, the checks,
+    the tests, .git). With the read-only view, mountns.py does both."""
     options: list[str] = []
     if identity is None:
         return options
     # RLIMIT_NPROC counts every thread of the uid: the run's own, since the uid is.
     options += [*identity.keeper_args(), "--limit", f"nproc={THREAD_LIMIT}", "--limit", f"fsize={FILE_SIZE_LIMIT}"]
-    if level.name == "net":
+    if level.name == "net" and not level.read_only:
         options += ["--shm", str(SHM_SIZE)]
         keep = [*_needed(), *writable]
         for path in _hideable(hidden):
@@ -143,6 +176,8 @@ def describe(level: Isolation, identity: Identity | None) -> str:
         return level.description
     dropped = "student code ran as an unprivileged uid of its own, not as root: the grader's and the course's files " \
               "were read-only to it"
+    if level.name == "net" and level.read_only:
+        return f"{level.description.replace('student code without any capability', 'no capability')}; {dropped}"
     if level.name == "net":
         return f"network, pid and mount namespaces: no network, solutions, checks and tests hidden; {dropped}"
     if level.name == "none":
@@ -164,8 +199,9 @@ def level_name(level: Isolation, identity: Identity | None) -> str:
 
 
 def _works(argv: list[str]) -> bool:
+    """Whether `argv true` succeeds, from / (a working folder the view covers, in /tmp, would fail it)."""
     try:
-        return subprocess.run([*argv, "true"], capture_output=True, timeout=10).returncode == 0
+        return subprocess.run([*argv, "true"], capture_output=True, timeout=10, cwd="/").returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -175,19 +211,28 @@ def detect() -> Isolation:
     """The strongest isolation this machine allows (tried once per grader process)."""
     forced = os.environ.get("GRADER_ISOLATION")
     if forced:
-        return {"bwrap": BWRAP, "net": NET}.get(forced, NONE)
+        return named(forced)
     if not sys.platform.startswith("linux"):
         return NONE
     if shutil.which("bwrap") and _works(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--unshare-net", "--"]):
         return BWRAP
-    if shutil.which("unshare") and _works(["unshare", *_NET_UNSHARE, "--"]):
+    return (shutil.which("unshare") and _net()) or NONE
+
+
+@functools.lru_cache(maxsize=1)
+def _net() -> Isolation | None:
+    """NET where the read-only view can be made here (tried once per grader process, as a run makes it), else
+    NET_OPEN where the namespaces can (files not protected, and said so in every report), else None."""
+    if _works(["unshare", *_NET_UNSHARE, "--", *_read_only_view(["--"], None, hidden_paths(None))]):
         return NET
-    return NONE
+    return NET_OPEN if _works(["unshare", *_NET_UNSHARE, "--"]) else None
 
 
 def named(level: str | None) -> Isolation:
     """The level called `level` ("bwrap", "net", "none"), or the strongest this machine allows when None."""
-    return detect() if level is None else {"bwrap": BWRAP, "net": NET}.get(level, NONE)
+    if level is None:
+        return detect()
+    return {"bwrap": BWRAP}.get(level) or ((_net() or NET_OPEN) if level == "net" else NONE)
 
 
 def hidden_paths(course_root: Path | None, temp_root: Path | None = None) -> list[Path]:

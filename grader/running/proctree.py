@@ -223,6 +223,17 @@ def ns_pid(pid: int) -> int:
     return pid
 
 
+def stopped(pids: list[int]) -> list[int]:
+    """The processes among `pids` that are stopped (SIGSTOP, SIGTSTP: state T) or stopped by a tracer (t), as their
+    namespace pids: they do nothing until continued, so a run that waits for them never ends."""
+    found = []
+    for pid in pids:
+        stat = read_stat(pid)
+        if stat is not None and stat[0] in ("T", "t"):
+            found.append(ns_pid(pid))
+    return found
+
+
 def request_stacks(pids: list[int], stack_dir: str, wait: float = 0.5) -> None:
     """Ask every probed process to dump all its threads' stacks, and wait until the dumps are written."""
     asked = []

@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from grader.running import conductor, isolation, limits, privileges, proctree, rundir, startup
+from grader.running import conductor, isolation, limits, preload, privileges, proctree, rundir, startup
 # The statuses of a run are defined with the results model; the runner decides them, the checks read them here.
 from grader.results import (DEADLOCK, DISK_LIMIT, EXITED, KEPT_ALIVE, OUTPUT_LIMIT, PROCESS_LIMIT,  # noqa: F401
                             SELF_DEADLOCK, TIMEOUT)
@@ -102,6 +102,7 @@ class RunOutcome:
     starting: list[int] = field(default_factory=list)
     too_busy: bool = False  # stopped by the outer wall-clock limit after long start-ups: the machine's fault
     schedule: dict[str, Any] | None = None  # what the controlled scheduler did (conductor.Schedule), if one ran
+    stopped: list[int] = field(default_factory=list)  # probe pids of processes stopped (SIGSTOP) when the run was stopped
 
 
 @dataclass
@@ -367,6 +368,7 @@ def _is_infrastructure(proc: psutil.Process) -> bool:
 def run(spec: RunSpec) -> RunOutcome:
     """Run student code as `spec` says and return what was observed. Never leaves a process behind."""
     proctree.become_subreaper()
+    preload.before_student_code()  # nothing a submission could rewrite is imported after it ran
     _compile_probe()
     identity = privileges.run_identity() if spec.isolate else None
     dirs = _Dirs.create(privileges.runs_parent(identity, spec.temp_root))
@@ -409,12 +411,14 @@ def run(spec: RunSpec) -> RunOutcome:
         leftovers: list[dict[str, Any]] = []
         still_starting: list[int] = []
         too_busy = False
+        stopped: list[int] = []
         if status == EXITED:
             leftovers = _settle(tree, dirs)
         else:
             pids = tree.pids()
             still_starting = starts.starting(pids) if status in (TIMEOUT, KEPT_ALIVE) else []
             too_busy = starts.too_busy
+            stopped = proctree.stopped(pids)
             proctree.request_stacks(pids, str(dirs.meta / "stacks"))
         killed = proctree.kill_tree(tree.processes)
         duration = time.monotonic() - started
@@ -446,6 +450,7 @@ def run(spec: RunSpec) -> RunOutcome:
             starting=still_starting,
             too_busy=too_busy,
             schedule=scheduler.schedule.as_dict() if scheduler is not None else None,
+            stopped=stopped,
         )
     finally:
         # Whatever happened above (an exception, pytest-timeout interrupting us), the tree dies here.
