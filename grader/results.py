@@ -58,6 +58,9 @@ class Evidence:
     processes: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
     isolation: str = ""
+    # How the controlled scheduler chose the interleaving (strategy, seed, turns, threads, and under PCT the
+    # probability it guarantees per run for a bug of depth 2 and 3); empty for a run without it.
+    schedule: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -230,6 +233,27 @@ def _exercise_from_dict(data: dict[str, Any], runs: list[RunResult], start_metho
         checks=[check_from_dict(c, runs, start_method) for c in data.get("checks", [])],
         critical_section=CriticalSection(**section) if section else None,
     )
+
+
+def describe_schedule(schedule: dict[str, Any]) -> str:
+    """One sentence on how the grader chose a run's interleaving, and what that guarantees (empty: no scheduler)."""
+    if not schedule:
+        return ""
+    if schedule.get("failure"):
+        return "The grader's scheduler failed during this run; it went on unscheduled (a grader bug: please report it)."
+    trials = schedule.get("trials", 1)
+    what = (f"The grader chose the interleaving at every synchronisation point: {str(schedule.get('strategy')).upper()}, "
+            f"{schedule.get('steps', 0)} turns among {schedule.get('threads', 0)} threads over {trials} "
+            f"trial{'s' if trials != 1 else ''}")
+    bounds = schedule.get("bounds") or {}
+    if bounds:
+        return (what + "; it catches a bug of depth 2 in a run with probability at least "
+                f"{_percent(bounds.get('2', 0.0))}, of depth 3 at least {_percent(bounds.get('3', 0.0))} (PCT's bound).")
+    return what + "."
+
+
+def _percent(p: float) -> str:
+    return f"{p * 100:.2g}%"
 
 
 def replay_command(numbers: list[int], seed: int, submission: str | None = None, start_method: str | None = None) -> str:

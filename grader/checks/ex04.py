@@ -13,7 +13,7 @@ import pytest
 from grader.checks.common import call_raised, crashed_failure, number_in_file, too_few_ran
 from grader.judging import witness
 from grader.judging.evidence import Hold, Run, Step, capital, explain_hang, overlapping_holders
-from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
+from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children, scheduled
 from grader.results import CriticalSection, Location
 from grader.probe import grader_events
 
@@ -63,7 +63,8 @@ def _call_text() -> str:
 def bank(student: Student) -> Bank:
     """One supervised run of main(): every check of the whole program judges it."""
     step = {"call": "main", "args": [BANK_DB, CLIENTS, DEPOSITS, AMOUNT], "label": "4 clients"}
-    run = student.run_steps("bank", [step], contract=CONTRACT, spy=["deposit", "withdraw"], timeout=20)
+    run = student.run_steps("bank", [step], contract=CONTRACT, spy=["deposit", "withdraw"], timeout=20,
+                           **scheduled())
     return Bank(run, run.steps[0] if run.steps else None, number_in_file(run, BANK_DB, "balance"))
 
 
@@ -81,7 +82,8 @@ def withdrawals(student: Student, bank: Bank) -> Withdrawals:
     steps = [{"call": call, "args": [db, {placeholder: lock}] + ([amount] if amount is not None else []),
               "label": _scenario_text(index, kind)} for index, (call, db, lock, amount) in enumerate(SCENARIO)]
     files = {name: json.dumps({"balance": START}) for name in ("refused.json", "allowed.json")}
-    run = student.run_steps("withdrawals", steps, contract=CONTRACT, spy=["withdraw"], files=files, timeout=20)
+    run = student.run_steps("withdrawals", steps, contract=CONTRACT, spy=["withdraw"], files=files, timeout=20,
+                           **scheduled())
     return Withdrawals(run, kind)
 
 

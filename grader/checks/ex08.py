@@ -14,7 +14,7 @@ from grader.checks.common import (
     TrialRuns, call_raised, crashed_failure, number_in_file, spied_calls, too_few_ran,
 )
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
-from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
+from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children, scheduled
 from grader.results import CriticalSection, Location
 from grader.probe import grader_events
 
@@ -96,7 +96,7 @@ def totals(student: Student) -> Totals:
     steps = [{"call": "main", "args": [_path(i), w, c], "label": f"{w} workers, {c} documents"}
              for i, (w, c) in enumerate(SETTINGS)]
     run = student.run_steps("totals", steps, contract=CONTRACT, spy=["score", "add_to_total"],
-                            sleep_scale=SLEEP_SCALE, timeout=TIMEOUT)
+                            sleep_scale=SLEEP_SCALE, timeout=TIMEOUT, **scheduled())
     return Totals(run, [_trial(run, step) for step in run.steps if step.finished and step.error is None])
 
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from grader.running import runner
+from grader.running import conductor, runner
 from grader.results import HANG_STATUSES, Evidence, Location, ProcessStack
 from grader.probe import grader_events
 MAX_EVENTS_KEPT = 4000
@@ -178,9 +178,14 @@ class Run:
         if len(events) > MAX_EVENTS_KEPT:
             events = events[:MAX_EVENTS_KEPT]
         files = {k: v[:4000] for k, v in self.outcome.files.items()}
+        schedule: dict[str, Any] = {}
+        if self.outcome.schedule:
+            trials = sum(1 for e in self.outcome.events if e["ev"] == grader_events.STEP_START) or 1
+            schedule = {**self.outcome.schedule, "trials": trials,
+                        "bounds": conductor.detection_bounds(self.outcome.schedule, trials)}
         return Evidence(status=self.outcome.status, duration=round(self.outcome.duration, 3), output=output,
                         stacks=stacks, events=events, processes=processes, files=files,
-                        isolation=self.outcome.isolation)
+                        isolation=self.outcome.isolation, schedule=schedule)
 
 
 def _named_streams(streams: dict[str, str], procs: Iterable[Proc]) -> dict[str, str]:

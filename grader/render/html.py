@@ -23,7 +23,8 @@ from grader.render import timeline as timelines
 from grader.render import latest
 from grader.render.latest import LatestExercise
 from grader.render.source import is_library_frame, read_source
-from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, CriticalSection, Evidence, ExerciseResult, ProcessStack, Report
+from grader.results import (ERROR, FAILED, PASSED, SKIPPED, CheckResult, CriticalSection, Evidence, ExerciseResult,
+                            ProcessStack, Report, describe_schedule)
 
 VERDICTS = MappingProxyType({
     PASSED: ("✔", "passed"), FAILED: ("✘", "failed"), ERROR: ("!", "grader error"), SKIPPED: ("–", "not judged"),
@@ -192,6 +193,7 @@ class RunView:
     outputs: list[OutputView]
     files: list[StreamView]
     isolation: str
+    schedule: str = ""  # how the grader chose the interleaving (results.describe_schedule)
     late_items: bool = False  # its timeline marks items put after a consumer had stopped, never taken
 
 
@@ -379,7 +381,7 @@ def _run_view(number: int, evidence: Evidence, checks: list[tuple[str, str]], li
         words=timelines.words(line), legend=_legend(line), overlap=timelines.overlap_sentence(line),
         stacks=[_stack_view(s, lines, filename) for s in evidence.stacks],
         outputs=_outputs(evidence, anchor), files=[_stream(name, text, FILE_LIMIT) for name, text in sorted(evidence.files.items())],
-        isolation=evidence.isolation, late_items=any(m.kind == "late" for m in line.marks))
+        isolation=evidence.isolation, schedule=describe_schedule(evidence.schedule), late_items=any(m.kind == "late" for m in line.marks))
 
 
 def _legend(line: timelines.Timeline) -> list[str]:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from grader.render.source import excerpt, read_source
-from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, ExerciseResult, Report
+from grader.results import ERROR, FAILED, PASSED, SKIPPED, CheckResult, ExerciseResult, Report, describe_schedule
 
 SYMBOLS = {PASSED: ("✔", "green"), FAILED: ("✘", "red"), ERROR: ("!", "magenta"), SKIPPED: ("–", "yellow")}
 WORDS = {PASSED: "passed", FAILED: "FAILED", ERROR: "GRADER ERROR", SKIPPED: "not judged"}
@@ -31,18 +31,24 @@ def render(report: Report, color: bool | None = None) -> str:
     console = Console(file=io.StringIO(), force_terminal=color, no_color=not color, width=width,
                       highlight=False, emoji=False)
     for exercise in report.exercises:
-        _exercise(console, exercise)
+        _exercise(console, exercise, report)
     _footer(console, report)
     return console.file.getvalue()  # type: ignore[attr-defined]
 
 
-def _exercise(console: Console, exercise: ExerciseResult) -> None:
+def _exercise(console: Console, exercise: ExerciseResult, report: Report) -> None:
     style = "green" if exercise.passed else "red"
     console.print(f"[bold]Exercise {exercise.number}: {escape(exercise.title)}[/bold]  "
                   f"[{style}]{exercise.score:g}/{exercise.max_score:g} points[/{style}]  [dim]{escape(exercise.file)}[/dim]")
     lines = read_source(exercise.file)
     for check in exercise.checks:
         _check(console, check, lines, Path(exercise.file).name)
+    seen: set[str] = set()
+    for check in exercise.checks:  # how the interleavings were chosen, once per run
+        run = report.run_of(check)
+        if run is not None and run.id not in seen and run.evidence.schedule:
+            seen.add(run.id)
+            console.print(f"[dim]{escape(_wrap(describe_schedule(run.evidence.schedule), console.width))}[/dim]")
     console.print()
 
 

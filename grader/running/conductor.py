@@ -96,6 +96,8 @@ class Schedule:
 
     strategy: str
     seed: int
+    depth: int = 0
+    steps_hint: int = 0
     steps: int = 0
     threads: int = 0
     jumps: int = 0
@@ -106,7 +108,8 @@ class Schedule:
     failure: str | None = None  # the conductor failed (a bug of ours): the run went on unscheduled
 
     def as_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "seed": self.seed, "steps": self.steps, "threads": self.threads,
+        return {"strategy": self.strategy, "seed": self.seed, "depth": self.depth, "steps_hint": self.steps_hint,
+                "steps": self.steps, "threads": self.threads,
                 "jumps": self.jumps, "jumped": round(self.jumped, 6), "real_waits": self.real_waits,
                 "freed": self.freed, "decisions": list(self.decisions), "failure": self.failure}
 
@@ -118,6 +121,19 @@ def bound(steps: int, threads: int, depth: int) -> float:
     return 1.0 / (steps * threads ** (depth - 1))
 
 
+def detection_bounds(schedule: dict[str, Any], trials: int) -> dict[str, float]:
+    """What a run under PCT guarantees for a bug of depth 2 and 3: at least 1/(n k^(d-1)), n the turns its
+    change points were drawn from and k the threads alive in one of its `trials` (calls of main()). Empty
+    under POS, which has no such proven bound, and when the run took more turns than n (then none holds)."""
+    if schedule.get("strategy") != "pct" or schedule.get("failure") or trials <= 0:
+        return {}
+    steps, planned = int(schedule.get("steps", 0)), int(schedule.get("steps_hint", 0))
+    if steps > planned:
+        return {}
+    threads = -(-int(schedule.get("threads", 0)) // trials)
+    return {str(d): bound(planned, threads, d) for d in (2, 3)}
+
+
 class Conductor:
     """Serves one run's scheduler socket from a thread of the grader; `with Conductor(...)` runs it."""
 
@@ -126,7 +142,7 @@ class Conductor:
         self.rules = rules
         self.still = 0  # turns given since virtual time last moved (see Rules.spin)
         self.rng = random.Random(f"turns/{seed}/{rules.strategy}")  # pct's change points
-        self.schedule = Schedule(rules.strategy, seed)
+        self.schedule = Schedule(rules.strategy, seed, depth=rules.depth, steps_hint=rules.steps_hint)
         self.offset = 0.0
         self.threads: dict[socket.socket, _Thread] = {}
         self.counts: dict[str, int] = {}  # items known to be on each queue
