@@ -36,6 +36,7 @@ REASONS = {
     "fills_disk": ["wrote more than"],
     "thread_bomb": ["can't start new thread", "in the middle of main()"],
     "plants_modules": ["got a ticket"],
+    "rewrites_evidence": ["buyers got a ticket:"],  # the oversold check itself, judged from the events
 }
 # Cases that would change files outside the run (or read the solutions) where nothing stops them: run only at
 # a level that protects the checkout (see unprotected_reason).

@@ -273,11 +273,14 @@ def _tagged(token: str) -> list[psutil.Process]:
 
 
 class _EventTail:
-    """Reads the events the probe appends, incrementally, so the runner can react while the run goes on."""
+    """Reads the events the probe appends, incrementally, so the runner can react while the run goes on, and
+    keeps each one as it was when read: the run's events are those, read once, so a student who rewrites its
+    event files afterwards changes nothing. An event in a file not of its own process is dropped."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.offsets: dict[str, int] = {}
+        self.seen: list[dict[str, Any]] = []
 
     def new(self) -> list[dict[str, Any]]:
         events = []
@@ -290,7 +293,9 @@ class _EventTail:
                 data = f.read()
             complete = data[: data.rfind(b"\n") + 1]
             self.offsets[entry.name] = offset + len(complete)
-            events.extend(_parse_lines(complete))
+            owner = entry.name.split(".", 1)[0]
+            events.extend(e for e in _parse_lines(complete) if str(e.get("pid")) == owner)
+        self.seen.extend(events)
         return events
 
 
@@ -407,7 +412,8 @@ def run(spec: RunSpec) -> RunOutcome:
             )
         starts = tree.starts = startup.StartupWatch(student, _cmdline, proctree.ns_pid, proctree.read_stat)
         disk = limits.DiskWatch(writable, identity.uid if identity else None)
-        status, lines_at_exit = _supervise(spec, popen, tree, dirs, started, disk, scheduler)
+        tail = _EventTail(dirs.meta / "events")
+        status, lines_at_exit = _supervise(spec, popen, tree, dirs, started, tail, disk, scheduler)
         leftovers: list[dict[str, Any]] = []
         still_starting: list[int] = []
         too_busy = False
@@ -421,6 +427,7 @@ def run(spec: RunSpec) -> RunOutcome:
             stopped = proctree.stopped(pids)
             proctree.request_stacks(pids, str(dirs.meta / "stacks"))
         killed = proctree.kill_tree(tree.processes)
+        tail.new()  # the last events, written since the supervisor's last look
         duration = time.monotonic() - started
         returncode = _main_exit(dirs)
         try:
@@ -436,7 +443,7 @@ def run(spec: RunSpec) -> RunOutcome:
             status=status,
             returncode=returncode,
             duration=duration,
-            events=sorted(_EventTail(dirs.meta / "events").new(), key=lambda e: e["t"]),
+            events=sorted(tail.seen, key=lambda e: e["t"]),
             stacks=_collect_stacks(dirs.meta / "stacks"),
             output=_collect_output(dirs.meta / "out"),
             leftovers=leftovers,
@@ -465,7 +472,7 @@ def run(spec: RunSpec) -> RunOutcome:
 
 
 def _supervise(
-    spec: RunSpec, popen: subprocess.Popen[bytes], tree: _Tree, dirs: _Dirs, started: float,
+    spec: RunSpec, popen: subprocess.Popen[bytes], tree: _Tree, dirs: _Dirs, started: float, tail: _EventTail,
     disk: limits.DiskWatch | None = None, scheduler: conductor.Conductor | None = None,
 ) -> tuple[str, dict[str, int]]:
     """Watch the run until the main process exits or a rule stops it; returns the status.
@@ -474,7 +481,6 @@ def _supervise(
     deadlock is called."""
     watch = proctree.DeadlockWatch(quiet=spec.deadlock_quiet)
     starts = tree.starts or startup.StartupWatch([], _cmdline, proctree.ns_pid, proctree.read_stat)
-    tail = _EventTail(dirs.meta / "events")
     main_done_at: float | None = None
     waiting_at: float | None = None  # main's code done, with non-daemonic children to wait for
     self_deadlock_at: float | None = None
