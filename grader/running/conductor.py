@@ -51,7 +51,7 @@ class Rules:
     depth: int = 3  # pct: the bug depth it aims at (d - 1 priority change points)
     steps_hint: int = 400  # pct: the expected number of steps, where change points are drawn
     budget: float = 0.05  # real seconds a thread may hold the turn without reaching a point (then it runs free)
-    quiet: float = 0.004  # real seconds with no message before virtual time may jump or a wait become real
+    quiet: float = 0.004  # real seconds with no message before a wait becomes the real call (see _decide)
     arrival_wait: float = 2.0  # real seconds to wait for a started process to arrive before deciding without it
     max_steps: int = 200_000  # then the schedule steps aside (a livelock is the runner's to call)
     # A get() with a timeout gives up after this much virtual time on an empty queue, whatever its timeout:
@@ -397,9 +397,16 @@ class Conductor:
                 return
             self._give_turn(self._pick(ready), now)
             return
-        if now - self.last_message < self.rules.quiet or self._awaiting_arrivals(now, any_parent=True):
+        if self._awaiting_arrivals(now, any_parent=True):
             return
-        if self._jump(vt):  # nothing can run: time moves to the next timer
+        # Nothing can run: time moves to the next timer at once (a thread outside the schedule, computing or in
+        # a call the conductor does not model, may take any virtual time: so it may on a busy machine).
+        if self._jump(vt):
+            return
+        # A wait becomes the real call only once nothing is on its way: a thread outside the schedule may be
+        # about to release what the waiters wait for.
+        in_flight = any(t.state in (FREE, NEW) for t in self.threads.values())
+        if in_flight and now - self.last_message < self.rules.quiet:
             return
         blocked = [t for t in self.threads.values() if t.state == BLOCKED]
         for thread in blocked:  # nothing the conductor knows of will wake them: make the real calls
