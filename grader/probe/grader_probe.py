@@ -301,15 +301,10 @@ def _timeout_of(args: tuple[Any, ...], kwargs: dict[str, Any], position: int, na
 def _scale_timeout(probe: Probe, args: tuple[Any, ...], kwargs: dict[str, Any], position: int,
                    name: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The arguments with the timeout (positional `position` or keyword `name`) turned into real seconds."""
-    if name in kwargs:
-        value = kwargs[name]
-    elif len(args) > position:
-        value = args[position]
-    else:
-        return args, kwargs
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    value = _timeout_of(args, kwargs, position, name)
+    if value is None:
         return args, kwargs  # None (forever), 0 (poll) and anything odd pass as written
-    real = probe.real_seconds(float(value))
+    real = probe.real_seconds(value)
     if name in kwargs:
         return args, {**kwargs, name: real}
     return args[:position] + (real,) + args[position + 1:], kwargs
@@ -502,14 +497,14 @@ def _recording_lock(
         probe.delay("lock", lock)
         probe.emit(grader_events.ACQUIRE_WAIT, lock=lock, kind=kind, where=where)
         got: bool | None = None
-        if probe.turns is not None and block and where is not None:  # the conductor decides who gets it
+        scheduled = probe.turns is not None and block and where is not None
+        if scheduled:  # the conductor decides who gets it
             got = probe.turns.acquire(lock, lambda: bool(real_acquire(False)),
                                       None if asked is None or asked < 0 else asked)
-            if got is None:  # the real call, off the schedule: nothing the conductor knows of will release it
-                got = real_acquire(block, timeout) if timeout is not None else real_acquire(block)
-                probe.turns.step("lock", lock)
-        if got is None:
+        if got is None:  # (under the scheduler: nothing the conductor knows of will release it)
             got = real_acquire(block, timeout) if timeout is not None else real_acquire(block)
+            if scheduled:
+                probe.turns.step("lock", lock)  # back in turn after the real call
         if got:
             probe.held.setdefault(key, []).append(where)
             probe.emit(grader_events.ACQUIRED, lock=lock, kind=kind, where=where)
@@ -669,12 +664,11 @@ def _patch_managers(probe: Probe) -> None:
     @functools.wraps(original_callmethod)
     def _callmethod(self: Any, methodname: str, args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> Any:
         student = probe.where() is not None
-        waits = getattr(getattr(self, "_token", None), "typeid", "") in _MANAGER_WAITS
-        if (methodname in reads or methodname in writes) and student and not waits:
+        if student and probe.turns is not None and getattr(getattr(self, "_token", None), "typeid", "") in _MANAGER_WAITS:
+            probe.delay("queue")  # it may wait in the server for another process (a Manager queue's get, an
+            return probe.turns.off(original_callmethod, self, methodname, args, kwds or {})  # Event's wait)
+        if (methodname in reads or methodname in writes) and student:
             probe.delay("write" if methodname in writes else "read")
-        elif student and waits and probe.turns is not None:  # it may wait in the server for another
-            probe.delay("queue")  # process (a Manager queue's get, an Event's wait): off the schedule
-            return probe.turns.off(original_callmethod, self, methodname, args, kwds or {})
         return original_callmethod(self, methodname, args, kwds or {})
 
     def recording(method: str) -> Callable[..., Any]:

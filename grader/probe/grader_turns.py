@@ -135,26 +135,19 @@ class Turns:
         while True:
             if try_once():
                 return True
-            answer = self.ask({"op": grader_events.TURN_BLOCK, "res": res, "deadline": until})
-            if answer is None or answer.get("real"):
-                return None
-            if answer.get("timeout"):
-                return False
+            verdict = _verdict(self.ask({"op": grader_events.TURN_BLOCK, "res": res, "deadline": until}))
+            if verdict != "go":
+                return None if verdict == "real" else False
 
     def get(self, res: str, timeout: float | None) -> tuple[str, float | None]:
         """A blocking get on queue `res`: "go" (an item is there: take it), "timeout" or "real", and the
         patience the conductor cut the timeout to, if it did."""
         answer = self.ask({"op": grader_events.TURN_GET, "res": res, "deadline": self.deadline(timeout)})
-        if answer is None or answer.get("real"):
-            return "real", None
-        return ("timeout" if answer.get("timeout") else "go"), answer.get("cut")
+        return _verdict(answer), (answer or {}).get("cut")
 
     def join(self, child: int, timeout: float | None) -> str:
         """Wait for a student process to end: "go" (it has: join it), "timeout" or "real"."""
-        answer = self.ask({"op": grader_events.TURN_JOIN, "child": child, "deadline": self.deadline(timeout)})
-        if answer is None or answer.get("real"):
-            return "real"
-        return "timeout" if answer.get("timeout") else "go"
+        return _verdict(self.ask({"op": grader_events.TURN_JOIN, "child": child, "deadline": self.deadline(timeout)}))
 
     def off(self, call: Callable[..., Any], *args: Any,
             timeouts: tuple[float | None, float | None] = (None, None), **kwargs: Any) -> Any:
@@ -172,3 +165,11 @@ class Turns:
         finally:
             used_up = made is not None and _monotonic() - started >= made
             self.ask({"op": grader_events.TURN_STEP, "point": "back", "at_least": deadline if used_up else None})
+
+
+def _verdict(answer: dict[str, Any] | None) -> str:
+    """What the conductor said to a wait: "go", "timeout", or "real" (make the real call: it said so, or there
+    is no conductor)."""
+    if answer is None or answer.get("real"):
+        return "real"
+    return "timeout" if answer.get("timeout") else "go"

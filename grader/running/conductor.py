@@ -290,16 +290,14 @@ class Conductor:
             if at_least is not None:  # an unmodelled wait that used up its timeout: its time has passed
                 thread.pending = {"at_least": at_least}
         elif op == ev.TURN_BLOCK:
-            thread.state, thread.res, thread.waiting_get = BLOCKED, message.get("res"), False
-            thread.until = _number(message.get("deadline"))
+            self._block(thread, message.get("res"), message)
         elif op == ev.TURN_GET:
             res = str(message.get("res"))
             if thread.state == TURN and self.counts.get(res, 0) > 0:
                 self.counts[res] -= 1
                 self._reply(thread, {"go": 1})  # keeps the turn: the item is there
             else:
-                thread.state, thread.res, thread.waiting_get = BLOCKED, res, True
-                thread.until = _number(message.get("deadline"))
+                self._block(thread, res, message, waiting_get=True)
                 patience = self.rules.patience
                 if patience is not None and thread.until is not None and thread.until > self.vt() + patience:
                     thread.until, thread.cut = self.vt() + patience, patience
@@ -318,8 +316,7 @@ class Conductor:
             if child in self.finished or (child not in self.arrived and child not in self.expected):
                 self._reply(thread, {"go": 1})  # it ended (or is no process of the student's): the join returns
             else:
-                thread.state, thread.res, thread.waiting_get = BLOCKED, f"proc-{child}", False
-                thread.until = _number(message.get("deadline"))
+                self._block(thread, f"proc-{child}", message)
         elif op == ev.TURN_SPAWNED:
             child = int(message.get("child") or 0)
             if child:
@@ -333,6 +330,12 @@ class Conductor:
             thread.state = FREE
         elif op == ev.TURN_BYE:
             self._gone(thread)
+
+    @staticmethod
+    def _block(thread: _Thread, res: Any, message: dict[str, Any], waiting_get: bool = False) -> None:
+        """The thread waits until `res` is signalled, or until the message's deadline in virtual time."""
+        thread.state, thread.res, thread.waiting_get = BLOCKED, res, waiting_get
+        thread.until = _number(message.get("deadline"))
 
     def _signal(self, res: str) -> None:
         """`res` may have changed: the threads waiting for it try again (a get keeps its deadline)."""
