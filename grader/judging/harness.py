@@ -48,7 +48,8 @@ T = TypeVar("T")
 def scheduled(**rules: Any) -> dict[str, Any]:
     """The rules of a run under the controlled scheduler (running/conductor.py): the grader picks the
     interleaving at every synchronisation point and owns the clock, instead of injecting random delays."""
-    return {"schedule": conductor.Rules(**rules), "delays": {}, "queue_patience": None, "virtual_time": False}
+    return {"schedule": conductor.Rules(**rules), "delays": {}, "queue_patience": None, "virtual_time": False,
+            "start_gate": False}  # the conductor holds a new process until its starter stops starting
 
 
 # What a check can depend on (check50's dependencies): when one fails, the checks that need it are not
