@@ -15,7 +15,7 @@ from grader.checks.common import (
 )
 from grader.judging import witness
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
-from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children
+from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children, scheduled
 from grader.results import CriticalSection, Location
 from grader.probe import grader_events
 
@@ -94,7 +94,8 @@ def _trial(run: Run, step: Step) -> Trial:
 def counters(student: Student) -> CounterRuns:
     """One supervised run of every setting: each check judges the same trials."""
     steps = [{"call": "main", "args": list(setting), "label": f"main{setting}"} for setting in SETTINGS]
-    run = student.run_steps("counter", steps, contract=CONTRACT, spy=["decrement", "worker"], timeout=30)
+    run = student.run_steps("counter", steps, contract=CONTRACT, spy=["decrement", "worker"], timeout=30,
+                           **scheduled())
     return CounterRuns(run, [_trial(run, step) for step in run.steps if step.finished])
 
 
