@@ -4,8 +4,9 @@ which worker took which task off the queue (q_get), what handle() did with it (t
 raise), when the worker marked it done (q_task_done), when main's q.join() returned (q_joined), how each
 worker ended, and the dict main() returned.
 
-Manager writes get a long injected delay (WRITE_DELAY): a task marked done before its result is stored then always
-shows as a missing result, because q.join() returns and main() copies the results before the write lands."""
+The run is under the controlled scheduler (running/conductor.py): it decides, at every queue operation and
+Manager write, which worker goes on, so a task marked done before its result is stored shows as a missing
+result whenever main()'s q.join() is let return and copy the results before the write lands."""
 from __future__ import annotations
 
 import ast
@@ -17,7 +18,7 @@ import pytest
 
 from grader.checks.common import TrialRuns, too_few_ran, waited_at_exit
 from grader.judging.evidence import Proc, Run, Step, capital, explain_hang
-from grader.judging.harness import ENDS, RACE_DELAYS, CheckFailed, Student, check
+from grader.judging.harness import ENDS, CheckFailed, Student, check, scheduled
 from grader.results import Location
 from grader.probe import grader_events
 
@@ -25,7 +26,6 @@ EXERCISE = 9
 CONTRACT: dict[str, list[str] | None] = {
     "handle": ["task"], "worker": ["tasks", "results"], "main": ["tasks", "workers"],
 }
-WRITE_DELAY = (0.03, 0.05)  # seconds before each Manager write: a q.join() that returns early always misses results
 # The run's limit. A Manager's server wakes up every second, so the runner never calls a hang with a live Manager
 # a deadlock: a hung run lasts this long. The solution takes about 1 s under fork, 2-3 s under spawn.
 TIMEOUT = 15.0
@@ -190,7 +190,7 @@ def pool(student: Student) -> PoolRuns:
     """One supervised run that calls main() once per shape: every check judges the same calls."""
     steps = [{"call": "main", "args": [list(shape.tasks), shape.workers], "label": shape.label} for shape in SHAPES]
     run = student.run_steps("pool", steps, contract=CONTRACT, spy=["handle", "worker"],
-                            delays={**RACE_DELAYS, "write": WRITE_DELAY}, timeout=TIMEOUT)
+                            timeout=TIMEOUT, **scheduled())
     by_pid: dict[int, list[dict[str, Any]]] = {}
     for event in run.outcome.events:
         by_pid.setdefault(event["pid"], []).append(event)
