@@ -147,8 +147,11 @@ def main() -> int:
     for index, step in enumerate(plan["steps"]):
         args = _resolve(step.get("args", []), shared)
         kwargs = {k: _resolve(v, shared) for k, v in step.get("kwargs", {}).items()}
-        _emit(grader_events.STEP_START, step=index, call=step["call"], label=step.get("label", ""))
+        counter = _start_process_counter(step.get("counter"))
+        _emit(grader_events.STEP_START, step=index, call=step["call"], label=step.get("label", ""), counter=counter)
         probe = grader_probe.current()
+        if probe is not None and probe.turns is not None:
+            probe.turns.mark(index, step.get("taken"))
         if probe is not None:
             probe.hold_next_put()
         try:
@@ -165,6 +168,17 @@ def main() -> int:
         _emit(grader_events.STEP_END, step=index, value=grader_probe._describe(result))
         _report_tampering()
     return 1 if failed else 0
+
+
+def _start_process_counter(start: int | None) -> int:
+    """The number multiprocessing gives the next process it creates ("Process-7"), first set to `start`: a
+    replay of one step of a plan names its processes as the whole run did (the counter runs across steps)."""
+    import itertools
+    import multiprocessing.process as mp_process
+
+    number = int(start) if start is not None else next(mp_process._process_counter)  # type: ignore[attr-defined]
+    mp_process._process_counter = itertools.count(number)  # type: ignore[attr-defined]
+    return number
 
 
 def _report_tampering() -> None:
