@@ -135,23 +135,13 @@ def check_no_ticket_is_oversold(student: Student, tickets: TicketRuns) -> None:
 
 def _shrunk_witness(student: Student, tickets: TicketRuns, trial: Trial, seen: witness.Witness | None) -> str:
     """The trial replayed alone with the fewest forced switches that still oversold, as the interleaving that
-    broke the invariant ('' when no replay reproduced it, or it did not show a pair that read the same count)."""
-    def oversold(replay: Run, step: Step) -> bool:
+    broke the invariant ('' when no replay reproduced it)."""
+    def oversold(replay: Run, step: Step) -> str | None:
         again = _trial(replay, step, trial.tickets, trial.buyers, trial.db)
-        return again.sold > trial.tickets and bool(_replay_witness(replay, again))
+        return f"{again.sold} buyers still got a ticket" if again.sold > trial.tickets else None
 
-    among = [s.pid for s in (seen.first, seen.second) if s is not None] if seen else []
-    shrunk = shrink.smallest(student, tickets.plan, tickets.run, trial.step, oversold, among=among)
-    if shrunk is None:
-        return ""
-    again = _trial(shrunk.run, shrunk.step, trial.tickets, trial.buyers, trial.db)
-    return f"{shrunk.sentence(f'{again.sold} buyers still got a ticket', 'buyer')} {_replay_witness(shrunk.run, again)} "
-
-
-def _replay_witness(run: Run, trial: Trial) -> str:
-    """The interleaving of a replayed trial in words ('' when no pair of buyers was caught reading alike)."""
-    seen = witness.find(run, trial.step, "buy_ticket", trial.db)
-    return seen.sentence(run, trial.step, f"sold: {trial.sold} sales of {trial.tickets} ticket(s)") if seen else ""
+    return shrink.witnessed(student, tickets.plan, tickets.run, trial.step, seen, broke=oversold, func="buy_ticket",
+                            path=trial.db, what="sold a ticket", who="buyer")
 
 
 @check("The file ends at exactly count - sold", points=2,

@@ -3,8 +3,8 @@ of its preemptions (running/conductor.py: a switch away from a thread that could
 still breaks the invariant, and hand the smallest failing replay to the explanation: "the grader replayed
 this trial with only 2 forced switches, and it still oversold: buyer 3 read ...".
 
-Greedy, in the spirit of delta debugging (Zeller): first only the switches between the processes the witness
-names, then whole chunks dropped while the failure holds; a few replays of one trial, so a check stays fast."""
+Greedy, in the spirit of delta debugging (Zeller): first no switch, then only the switches between the
+processes the witness names, then whole chunks dropped while the failure holds; a few replays of one trial, so a check stays fast."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Collection
 
+from grader.judging import witness
 from grader.judging.evidence import Run, Step
 from grader.judging.harness import CheckFailed, MachineTooBusy, Student
 from grader.probe import grader_events
@@ -73,8 +74,8 @@ def trial_preemptions(run: Run, step: Step) -> list[Preemption]:
 def smallest(student: Student, plan: Plan, run: Run, step: Step, fails: Callable[[Run, Step], bool], *,
              among: Collection[int] = (), replays: int = REPLAYS, seconds: float = SECONDS) -> Shrunk | None:
     """The failing replay of `step` alone with the fewest preemptions found within the budget, trying first
-    only those between the processes `among` (pids of `run`, those the witness names), then dropping chunks
-    while `fails(replay, its step)` holds. None when no replay reproduced the failure (then say nothing)."""
+    none, then only those between the processes `among` (pids of `run`, those the witness names), then dropping
+    chunks while `fails(replay, its step)` holds. None when no replay reproduced the failure (then say nothing)."""
     schedule = run.outcome.schedule or {}
     rules = plan.call.get("schedule")
     if rules is None or schedule.get("failure") or not 0 <= step.index < len(plan.steps):
@@ -110,7 +111,9 @@ def smallest(student: Student, plan: Plan, run: Run, step: Step, fails: Callable
 
     between = [p for p in mine if process_of(p[0]) in focus and process_of(p[2]) in focus]
     current = mine
-    if len(between) < len(mine) and attempt(between):
+    if mine and attempt([]):  # no forced switch at all: the program's own waits open the window
+        current = []
+    elif between and len(between) < len(mine) and attempt(between):
         current = between
     chunk = max(1, len(current) // 2)
     while current and made < replays and time.monotonic() < deadline:
@@ -127,3 +130,25 @@ def smallest(student: Student, plan: Plan, run: Run, step: Step, fails: Callable
     if best is not None:
         best.replays = made
     return best
+
+
+def witnessed(student: Student, plan: Plan, run: Run, step: Step, seen: witness.Witness | None, *,
+              broke: Callable[[Run, Step], str | None], func: str, path: str, what: str, who: str,
+              success: Any = True) -> str:
+    """The witness of a check-then-act race (judging/witness.py) taken from the smallest failing replay of
+    `step`: a sentence on the replay, then its interleaving, and a space; '' when no replay broke the invariant
+    with a pair caught interleaving (then the caller keeps its own witness). `broke(replay, its step)` says what
+    still went wrong ("4 buyers still got a ticket"), None when nothing did; `func`, `path`, `success` and `what`
+    are witness.find's and Witness.sentence's; `who` names one process of the trial ("buyer")."""
+    def interleaving(replay: Run, again: Step) -> str:
+        found = witness.find(replay, again, func, path, success)
+        return found.sentence(replay, again, what) if found else ""
+
+    def fails(replay: Run, again: Step) -> bool:
+        return broke(replay, again) is not None and bool(interleaving(replay, again))
+
+    among = [s.pid for s in (seen.first, seen.second) if s is not None] if seen else []
+    shrunk = smallest(student, plan, run, step, fails, among=among)
+    if shrunk is None:
+        return ""
+    return f"{shrunk.sentence(str(broke(shrunk.run, shrunk.step)), who)} {interleaving(shrunk.run, shrunk.step)} "
