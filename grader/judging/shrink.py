@@ -87,12 +87,13 @@ def smallest(student: Student, plan: Plan, run: Run, step: Step, fails: Callable
     mine = trial_preemptions(run, step)
     focus = {run.processes[pid].name for pid in among if pid in run.processes}
     best: Shrunk | None = None
-    made = 0
+    made, took = 0, 0.2  # replays made, and the longest one took (the next is not started without that long left)
 
     def attempt(script: list[Preemption]) -> bool:
-        nonlocal best, made
-        left = deadline - time.monotonic()
-        if made >= replays or left <= 0.2:
+        nonlocal best, made, took
+        began = time.monotonic()
+        left = deadline - began
+        if made >= replays or left < took:
             return False
         made += 1
         call = {**plan.call, "schedule": dataclasses.replace(rules, preemptions=list(script)),
@@ -101,6 +102,8 @@ def smallest(student: Student, plan: Plan, run: Run, step: Step, fails: Callable
             replay = student.run_steps(plan.label, [one], **call)
         except (CheckFailed, MachineTooBusy):
             return False
+        finally:
+            took = max(took, time.monotonic() - began)
         done = replay.steps[0] if replay.steps and replay.steps[0].finished else None
         if replay.hung or done is None or not fails(replay, done):
             return False
