@@ -136,12 +136,18 @@ def check_no_ticket_is_oversold(student: Student, tickets: TicketRuns) -> None:
 def _shrunk_witness(student: Student, tickets: TicketRuns, trial: Trial, seen: witness.Witness | None) -> str:
     """The trial replayed alone with the fewest forced switches that still oversold, as the interleaving that
     broke the invariant ('' when no replay reproduced it)."""
+    def again(replay: Run, step: Step) -> Trial:
+        return _trial(replay, step, trial.tickets, trial.buyers, trial.db)
+
     def oversold(replay: Run, step: Step) -> str | None:
-        again = _trial(replay, step, trial.tickets, trial.buyers, trial.db)
-        return f"{again.sold} buyers still got a ticket" if again.sold > trial.tickets else None
+        sold = again(replay, step).sold
+        return f"{sold} buyers still got a ticket" if sold > trial.tickets else None
+
+    def sales(replay: Run, step: Step) -> str:
+        return f"sold: {again(replay, step).sold} sales of {trial.tickets} ticket(s)"
 
     return shrink.witnessed(student, tickets.plan, tickets.run, trial.step, seen, broke=oversold, func="buy_ticket",
-                            path=trial.db, what="sold a ticket", who="buyer")
+                            path=trial.db, what=sales, who="buyer")
 
 
 @check("The file ends at exactly count - sold", points=2,

@@ -71,6 +71,17 @@ def trial_preemptions(run: Run, step: Step) -> list[Preemption]:
     return [(str(a), int(k), str(b)) for a, k, b in found if process_of(str(a)) in names or process_of(str(b)) in names]
 
 
+def _same_labels(replay: Run, run: Run, step: Step) -> None:
+    """Name the replay's processes as the run named the same processes of its trial ("buyer 3 of 10 (trial
+    1)"): the replay started multiprocessing's counter where the trial did, so each has the same name there.
+    Left as they are when a process of the replay is not one of the trial's."""
+    labels = {p.name: p.label for p in run.children_of_step(step) if p.name}
+    children = [p for p in replay.processes.values() if not p.is_main]
+    if all(p.name in labels for p in children):
+        for proc in children:
+            proc.label = labels[proc.name]
+
+
 def smallest(student: Student, plan: Plan, run: Run, step: Step, fails: Callable[[Run, Step], bool], *,
              among: Collection[int] = (), replays: int = REPLAYS, seconds: float = SECONDS) -> Shrunk | None:
     """The failing replay of `step` alone with the fewest preemptions found within the budget, trying first
@@ -105,6 +116,7 @@ def smallest(student: Student, plan: Plan, run: Run, step: Step, fails: Callable
         finally:
             took = max(took, time.monotonic() - began)
         done = replay.steps[0] if replay.steps and replay.steps[0].finished else None
+        _same_labels(replay, run, step)
         if replay.hung or done is None or not fails(replay, done):
             return False
         switches = [(str(a), int(k), str(b)) for a, k, b in (replay.outcome.schedule or {}).get("preemptions") or []]
@@ -136,16 +148,18 @@ def smallest(student: Student, plan: Plan, run: Run, step: Step, fails: Callable
 
 
 def witnessed(student: Student, plan: Plan, run: Run, step: Step, seen: witness.Witness | None, *,
-              broke: Callable[[Run, Step], str | None], func: str, path: str, what: str, who: str,
-              success: Any = True) -> str:
+              broke: Callable[[Run, Step], str | None], func: str, path: str,
+              what: str | Callable[[Run, Step], str], who: str, success: Any = True) -> str:
     """The witness of a check-then-act race (judging/witness.py) taken from the smallest failing replay of
     `step`: a sentence on the replay, then its interleaving, and a space; '' when no replay broke the invariant
     with a pair caught interleaving (then the caller keeps its own witness). `broke(replay, its step)` says what
     still went wrong ("4 buyers still got a ticket"), None when nothing did; `func`, `path`, `success` and `what`
-    are witness.find's and Witness.sentence's; `who` names one process of the trial ("buyer")."""
+    are witness.find's and Witness.sentence's (`what` may depend on the replay); `who` names one process of the
+    trial ("buyer")."""
     def interleaving(replay: Run, again: Step) -> str:
         found = witness.find(replay, again, func, path, success)
-        return found.sentence(replay, again, what) if found else ""
+        told = what(replay, again) if callable(what) else what
+        return found.sentence(replay, again, told) if found else ""
 
     def fails(replay: Run, again: Step) -> bool:
         return broke(replay, again) is not None and bool(interleaving(replay, again))
