@@ -152,7 +152,8 @@ def witnessed(student: Student, plan: Plan, run: Run, step: Step, seen: witness.
               what: str | Callable[[Run, Step], str], who: str, success: Any = True) -> str:
     """The witness of a check-then-act race (judging/witness.py) taken from the smallest failing replay of
     `step`: a sentence on the replay, then its interleaving, and a space; '' when no replay broke the invariant
-    with a pair caught interleaving (then the caller keeps its own witness). `broke(replay, its step)` says what
+    with a pair caught interleaving, or when the run itself showed no such pair (then the caller keeps its own
+    reason). `broke(replay, its step)` says what
     still went wrong ("4 buyers still got a ticket"), None when nothing did; `func`, `path`, `success` and `what`
     are witness.find's and Witness.sentence's (`what` may depend on the replay); `who` names one process of the
     trial ("buyer")."""
@@ -164,7 +165,9 @@ def witnessed(student: Student, plan: Plan, run: Run, step: Step, seen: witness.
     def fails(replay: Run, again: Step) -> bool:
         return broke(replay, again) is not None and bool(interleaving(replay, again))
 
-    among = [s.pid for s in (seen.first, seen.second) if s is not None] if seen else []
+    if seen is None or seen.first is None or seen.second is None:
+        return ""  # the run showed no pair interleaving: a replay's pair would tell another story than the run's
+    among = [seen.first.pid, seen.second.pid]
     shrunk = smallest(student, plan, run, step, fails, among=among)
     if shrunk is None:
         return ""
