@@ -236,11 +236,11 @@ def test_one_step_replayed_alone_names_its_processes_and_draws_its_switches_as_i
     second = whole.steps[1]
     names = sorted(p.name for p in whole.children_of_step(second))
     start = next(e for e in whole.events(grader_events.STEP_START) if e["step"] == 1)
-    assert start["counter"] == 5  # four buyers of the first trial were Process-1 to Process-4
+    assert start["counters"]["process"] == 5  # four buyers of the first trial were Process-1 to Process-4
     assert whole.outcome.schedule is not None
     script = shrink.trial_preemptions(whole, second)
     assert script  # the trial had switches to replay
-    alone = run([{**steps[1], "counter": start["counter"], "taken": whole.outcome.schedule["marks"]["1"]}],
+    alone = run([{**steps[1], "counters": start["counters"], "taken": whole.outcome.schedule["marks"]["1"]}],
                 preemptions=script)
     assert sorted(p.name for p in alone.children_of_step(alone.steps[0])) == names
     assert alone.outcome.schedule is not None

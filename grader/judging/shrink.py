@@ -92,7 +92,7 @@ def smallest(student: Student, plan: Plan, run: Run, step: Step, fails: Callable
     if rules is None or schedule.get("failure") or not 0 <= step.index < len(plan.steps):
         return None
     start = next((e for e in run.events(grader_events.STEP_START) if e.get("step") == step.index), {})
-    one = {**plan.steps[step.index], "counter": start.get("counter"),
+    one = {**plan.steps[step.index], "counters": start.get("counters"),
            "taken": (schedule.get("marks") or {}).get(str(step.index))}
     deadline = time.monotonic() + seconds
     mine = trial_preemptions(run, step)

@@ -147,8 +147,8 @@ def main() -> int:
     for index, step in enumerate(plan["steps"]):
         args = _resolve(step.get("args", []), shared)
         kwargs = {k: _resolve(v, shared) for k, v in step.get("kwargs", {}).items()}
-        counter = _start_process_counter(step.get("counter"))
-        _emit(grader_events.STEP_START, step=index, call=step["call"], label=step.get("label", ""), counter=counter)
+        counters = _start_counters(step.get("counters") or {})
+        _emit(grader_events.STEP_START, step=index, call=step["call"], label=step.get("label", ""), counters=counters)
         probe = grader_probe.current()
         if probe is not None and probe.turns is not None:
             probe.turns.mark(index, step.get("taken"))
@@ -170,15 +170,18 @@ def main() -> int:
     return 1 if failed else 0
 
 
-def _start_process_counter(start: int | None) -> int:
-    """The number multiprocessing gives the next process it creates ("Process-7"), first set to `start`: a
-    replay of one step of a plan names its processes as the whole run did (the counter runs across steps)."""
+def _start_counters(start: dict[str, int]) -> dict[str, int]:
+    """The numbers the next process and thread made will get ("Process-7", "Thread-3"), first set to `start`'s:
+    a replay of one step of a plan names them as the whole run did (both counters run across the steps)."""
     import itertools
     import multiprocessing.process as mp_process
+    import threading
 
-    number = int(start) if start is not None else next(mp_process._process_counter)  # type: ignore[attr-defined]
-    mp_process._process_counter = itertools.count(number)  # type: ignore[attr-defined]
-    return number
+    process = int(start.get("process") or next(mp_process._process_counter))  # type: ignore[attr-defined]
+    mp_process._process_counter = itertools.count(process)  # type: ignore[attr-defined]
+    thread = int(start.get("thread") or threading._counter())  # type: ignore[attr-defined]
+    threading._counter = itertools.count(thread).__next__  # type: ignore[attr-defined]
+    return {"process": process, "thread": thread}
 
 
 def _report_tampering() -> None:
