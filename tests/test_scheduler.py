@@ -30,6 +30,18 @@ def _printed(outcome: runner.RunOutcome) -> list[str]:
     return outcome.output["main"]["out"].split()
 
 
+def _ex01_program(buyers: int = 6) -> str:
+    """Exercise 1's wrong fix (lock around the write only) as a whole program: one sale among `buyers`."""
+    source = (FIXES / "ex01" / "wrong_lock_only_write.py").read_text()
+    source = source.replace('if __name__ == "__main__":', "if False:")
+    return source + textwrap.dedent(f"""
+        import json as _json
+        with open("db.json", "w") as _f:
+            _json.dump({{"count": 1}}, _f)
+        main("db.json", {buyers})
+    """)
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_every_timed_wait_and_clock_agree_on_virtual_time(method: str) -> None:
     # 22 waits of 100 s each (sleeps, timed gets and acquires, unmodelled waits that leave the schedule, a
@@ -100,13 +112,7 @@ def test_a_timed_get_times_out_in_virtual_time_only_behind_a_slower_producer(pro
 
 
 def test_the_same_seed_replays_the_same_schedule() -> None:
-    source = (FIXES / "ex01" / "wrong_lock_only_write.py").read_text().replace('if __name__ == "__main__":', "if False:")
-    source += textwrap.dedent("""
-        import json as _json
-        with open("db.json", "w") as _f:
-            _json.dump({"count": 1}, _f)
-        main("db.json", 6)
-    """)
+    source = _ex01_program()
     runs = {seed: [_run(source, seed=seed).schedule for _ in range(2)] for seed in (7, 8)}
     for seed, (first, second) in runs.items():
         assert first is not None and second is not None
@@ -175,17 +181,6 @@ def test_pct_states_its_guarantee() -> None:
     assert conductor.bound(0, 10, 2) == 0.0
 
 
-def _ex01_program(buyers: int = 6) -> str:
-    """Exercise 1's wrong fix (lock around the write only) as a whole program: one sale among `buyers`."""
-    source = (FIXES / "ex01" / "wrong_lock_only_write.py").read_text().replace('if __name__ == "__main__":', "if False:")
-    return source + textwrap.dedent(f"""
-        import json as _json
-        with open("db.json", "w") as _f:
-            _json.dump({{"count": 1}}, _f)
-        main("db.json", {buyers})
-    """)
-
-
 def _switches(decisions: list[str]) -> int:
     """Context switches in a schedule: consecutive turns given to different threads."""
     names = [d.rsplit(":", 1)[0] for d in decisions]
@@ -229,7 +224,8 @@ def test_one_step_replayed_alone_names_its_processes_and_draws_its_switches_as_i
                               files={"ex01_oversold_ticket.py": source, **files}, start_method="fork", seed=3,
                               timeout=20, schedule=conductor.Rules(**rules),  # type: ignore[arg-type]
                               spy={"ex01_oversold_ticket": ["buy_ticket"]})
-        spec.meta_files["plan.json"] = json.dumps({"module": "ex01_oversold_ticket", "contract": {}, "steps": plan_steps})
+        plan = {"module": "ex01_oversold_ticket", "contract": {}, "steps": plan_steps}
+        spec.meta_files["plan.json"] = json.dumps(plan)
         return Run(outcome=runner.run(spec), label="t", student_file="ex01_oversold_ticket.py")
 
     whole = run(steps)

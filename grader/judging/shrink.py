@@ -4,7 +4,8 @@ still breaks the invariant, and hand the smallest failing replay to the explanat
 this trial with only 2 forced switches, and it still oversold: buyer 3 read ...".
 
 Greedy, in the spirit of delta debugging (Zeller): first no switch, then only the switches between the
-processes the witness names, then whole chunks dropped while the failure holds; a few replays of one trial, so a check stays fast."""
+processes the witness names, then whole chunks dropped while the failure holds; a few replays of one trial,
+so that a check stays fast."""
 from __future__ import annotations
 
 import dataclasses

@@ -121,8 +121,9 @@ class Schedule:
         return {"strategy": self.strategy, "seed": self.seed, "depth": self.depth, "steps_hint": self.steps_hint,
                 "steps": self.steps, "threads": self.threads,
                 "jumps": self.jumps, "jumped": round(self.jumped, 6), "real_waits": self.real_waits,
-                "freed": self.freed, "decisions": list(self.decisions), "preemptions": [list(p) for p in self.preemptions],
-                "marks": {str(k): v for k, v in self.marks.items()}, "failure": self.failure}
+                "freed": self.freed, "decisions": list(self.decisions),
+                "preemptions": [list(p) for p in self.preemptions], "marks": {str(k): v for k, v in self.marks.items()},
+                "failure": self.failure}
 
 
 def bound(steps: int, threads: int, depth: int) -> float:
@@ -167,7 +168,8 @@ class Conductor:
             self.change_points = {self.rng.randint(1, max(1, rules.steps_hint)) for _ in range(rules.depth - 1)}
         self.failure: str | None = None
         self.last: _Thread | None = None  # the thread that had the last turn
-        self.script = None if rules.preemptions is None else {(str(n), int(k)): str(to) for n, k, to in rules.preemptions}
+        self.script = None if rules.preemptions is None else {
+            (str(name), int(taken)): str(to) for name, taken, to in rules.preemptions}
         self._stop = threading.Event()
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(str(path))
@@ -501,7 +503,7 @@ class Conductor:
 
     def _choose(self, ready: list[_Thread]) -> _Thread:
         """The strategy's pick, or under a script (Rules.preemptions) the last holder when it may go on and the
-        script does not switch away from it there; a switch away from a holder that could go on is recorded."""
+        script does not switch away from it there (_give_turn records every switch away from such a holder)."""
         picked = self._pick(ready)
         last = next((t for t in ready if t is self.last), None)
         if last is not None and self.script is not None:
