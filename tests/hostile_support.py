@@ -37,6 +37,7 @@ REASONS = {
     "thread_bomb": ["can't start new thread", "in the middle of main()"],
     "plants_modules": ["got a ticket"],
     "rewrites_evidence": ["buyers got a ticket:"],  # the oversold check itself, judged from the events
+    "speaks_for_another": ["could not observe your program: process"],  # a correct solution, but an impostor
 }
 # Cases that would change files outside the run (or read the solutions) where nothing stops them: run only at
 # a level that protects the checkout (see unprotected_reason).

@@ -241,3 +241,42 @@ def test_one_step_replayed_alone_names_its_processes_and_draws_its_switches_as_i
     assert sorted(p.name for p in alone.children_of_step(alone.steps[0])) == names
     assert alone.outcome.schedule is not None
     assert [tuple(p) for p in alone.outcome.schedule["preemptions"]] == script  # each switch where it was
+
+
+def test_the_kernel_names_the_process_at_the_other_end_of_the_socket() -> None:
+    import os
+    import socket
+
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with left, right:
+        assert conductor.peer_pid(left) == os.getpid()
+
+
+def test_a_process_that_speaks_to_the_scheduler_as_another_is_cut_off_and_named() -> None:
+    # The program is correct; only its own connection lies about who it is (its parent's pid, then "bye").
+    outcome = _run("""
+        import json, os, socket
+        from multiprocessing import Process
+
+        def lie():
+            path = json.loads(os.environ["GRADER_PROBE"])["turns"]["socket"]
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(path)
+            print(os.getpid(), os.getppid(), flush=True)
+            try:
+                for message in ({"op": "hello", "pid": os.getppid(), "tid": 1, "main": True}, {"op": "bye"}):
+                    sock.sendall((json.dumps(message) + "\\n").encode())
+                sock.recv(1)  # until the conductor hangs up
+            except OSError:
+                pass  # it did
+
+        if __name__ == "__main__":
+            p = Process(target=lie)
+            p.start()
+            p.join()
+            print("done", flush=True)
+    """)
+    assert outcome.status == runner.EXITED, outcome.output
+    assert outcome.schedule is not None
+    child, parent = next(out["out"].split() for name, out in outcome.output.items() if name != "main")
+    assert outcome.schedule["impostors"] == [f"process {child} said it was process {parent}"]

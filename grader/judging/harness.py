@@ -59,7 +59,7 @@ LOADS = "loads"
 ENDS = "ends"
 CLEAN = "clean"
 PREREQUISITES: dict[str, str] = {
-    LOADS: "your file did not load as the exercise asks",
+    LOADS: "the grader could not load your file and watch it run",
     ENDS: "the run it judges did not run to the end",
     CLEAN: "processes of the run it judges outlived the program",
 }
@@ -252,6 +252,11 @@ def bad_input(run: Run, shown_as: str) -> None:
         raise CheckFailed(
             "Your program started far more processes than the exercise needs and was stopped (runaway "
             "forking?). Start a fixed number of processes and join them.", run=run, prerequisite=ENDS)
+    impostors = (run.outcome.schedule or {}).get("impostors") or []
+    if impostors:
+        raise CheckFailed(
+            f"The grader could not observe your program: {impostors[0]}, on the grader's own channel to its "
+            "scheduler. The exercise never needs to touch the grader's files or sockets.", run=run, prerequisite=LOADS)
     error = run.first(grader_events.IMPORT_ERROR) or run.first(grader_events.IMPORT_EXIT)
     if error is not None:
         raise CheckFailed(_import_message(error, shown_as), locations=_frames_to_locations(run, error), run=run, prerequisite=LOADS)

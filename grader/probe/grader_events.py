@@ -56,6 +56,10 @@ WORK_END = "work_end"  # (lines_seen, raised)
 FILE_READ = "file_read"  # (path, head, frames)
 FILE_WRITE = "file_write"  # (path, head, frames)
 FILE_EVENTS = (FILE_READ, FILE_WRITE)
+# Shared state behind a Manager: a read or a write through a proxy by the student's code (typeid, method,
+# key, value: the value read or written, described; frames)
+SHARED_READ = "shared_read"
+SHARED_WRITE = "shared_write"
 
 # The probe itself
 TAMPER = "tamper"  # the student's code replaced what the probe patched (replaced)

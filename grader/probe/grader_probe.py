@@ -667,9 +667,18 @@ def _patch_managers(probe: Probe) -> None:
         if student and probe.turns is not None and getattr(getattr(self, "_token", None), "typeid", "") in _MANAGER_WAITS:
             probe.delay("queue")  # it may wait in the server for another process (a Manager queue's get, an
             return probe.turns.off(original_callmethod, self, methodname, args, kwds or {})  # Event's wait)
-        if (methodname in reads or methodname in writes) and student:
-            probe.delay("write" if methodname in writes else "read")
-        return original_callmethod(self, methodname, args, kwds or {})
+        if not ((methodname in reads or methodname in writes) and student):
+            return original_callmethod(self, methodname, args, kwds or {})
+        write = methodname in writes
+        probe.delay("write" if write else "read")
+        result = original_callmethod(self, methodname, args, kwds or {})
+        typeid = getattr(getattr(self, "_token", None), "typeid", "")
+        if methodname in _SHARED_ACCESSES and typeid not in _MANAGER_WAITS:  # one value of shared state (not a
+            value = args[-1] if write else result  # queue's item): the witness of a lost update is built from these
+            probe.emit(grader_events.SHARED_WRITE if write else grader_events.SHARED_READ, typeid=typeid, method=methodname,
+                       key=_describe(args[0]) if args and methodname != "set" else None, value=_describe(value),
+                       frames=probe.frames())
+        return result
 
     def recording(method: str) -> Callable[..., Any]:
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -689,6 +698,8 @@ def _patch_managers(probe: Probe) -> None:
     probe.install(managers.AcquirerProxy, "__exit__", lambda self, *exc_info: self.release())
 
 
+# Proxy methods that read or write one value (a dict's item, a Value's value): recorded with the value.
+_SHARED_ACCESSES = frozenset({"__getitem__", "get", "__setitem__", "set"})
 # Manager types whose proxy calls may wait in the server for another process (a get on an empty queue...).
 _MANAGER_WAITS = frozenset({"Queue", "JoinableQueue", "Event", "Condition", "Barrier", "Semaphore",
                             "BoundedSemaphore", "Pool"})

@@ -22,6 +22,7 @@ import os
 import random
 import selectors
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -116,6 +117,9 @@ class Schedule:
     preemptions: list[tuple[str, int, str]] = field(default_factory=list)
     marks: dict[int, int] = field(default_factory=dict)  # step of the driver's plan -> its thread's taken then
     failure: str | None = None  # the conductor failed (a bug of ours): the run went on unscheduled
+    # Connections whose hello claimed a process other than the one the kernel says is at the other end
+    # (SO_PEERCRED): student code speaking to the scheduler as another process. Each was cut off.
+    impostors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "seed": self.seed, "depth": self.depth, "steps_hint": self.steps_hint,
@@ -123,7 +127,7 @@ class Schedule:
                 "jumps": self.jumps, "jumped": round(self.jumped, 6), "real_waits": self.real_waits,
                 "freed": self.freed, "decisions": list(self.decisions),
                 "preemptions": [list(p) for p in self.preemptions], "marks": {str(k): v for k, v in self.marks.items()},
-                "failure": self.failure}
+                "failure": self.failure, "impostors": list(self.impostors)}
 
 
 def bound(steps: int, threads: int, depth: int) -> float:
@@ -291,6 +295,11 @@ class Conductor:
             thread.state = FREE  # whatever it says first, it is no longer on its way
         if op == ev.TURN_HELLO:
             pid, tid = int(message.get("pid", 0)), int(message.get("tid", 0))
+            actual = peer_pid(thread.sock)
+            if actual is not None and actual != pid:  # it speaks as another process: cut it off, say so
+                self.schedule.impostors.append(f"process {actual} said it was process {pid}")
+                self._gone(thread)
+                return
             thread.key = (pid, tid)
             process = str(message.get("name", pid))
             thread.name = process if message.get("main") else f"{process}/{message.get('thread', tid)}"
@@ -348,7 +357,7 @@ class Conductor:
         elif op == ev.TURN_BYE:
             self._gone(thread)
         elif op == ev.TURN_MARK:  # a step of the plan begins: a one-step replay goes on from the turns taken then
-            self.schedule.marks[int(message.get("step") or 0)] = thread.taken
+            self.schedule.marks.setdefault(int(message.get("step") or 0), thread.taken)  # the driver's mark comes first
             taken = message.get("taken")
             if taken is not None:
                 thread.taken = int(taken)
@@ -545,6 +554,24 @@ class Conductor:
         thread.pending = {}
         self._reply(thread, answer)
         return True
+
+
+def peer_pid(sock: socket.socket) -> int | None:
+    """The pid of the process at the other end of a Unix socket, as the student's processes number it (in the
+    run's own pid namespace, if it has one): from the kernel (SO_PEERCRED), so a process cannot claim to be
+    another. None where that cannot be told (not Linux, or the process has already ended)."""
+    try:
+        host_pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[0]
+    except (AttributeError, OSError, struct.error):
+        return None
+    try:
+        with open(f"/proc/{host_pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])  # the innermost namespace's number: the one it knows itself by
+    except (OSError, ValueError, IndexError):
+        return None  # it has already ended: nothing to compare (never accuse on a guess)
+    return host_pid
 
 
 def _number(value: Any) -> float | None:
