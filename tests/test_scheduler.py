@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from grader.judging import shrink
+from grader.judging.evidence import Run
+from grader.probe import grader_events
 from grader.running import conductor, runner
 
 FIXES = Path(__file__).parent / "fixes"
@@ -25,6 +28,18 @@ def _run(source: str, method: str = "fork", seed: int = 1, timeout: float = 20, 
 
 def _printed(outcome: runner.RunOutcome) -> list[str]:
     return outcome.output["main"]["out"].split()
+
+
+def _ex01_program(buyers: int = 6) -> str:
+    """Exercise 1's wrong fix (lock around the write only) as a whole program: one sale among `buyers`."""
+    source = (FIXES / "ex01" / "wrong_lock_only_write.py").read_text()
+    source = source.replace('if __name__ == "__main__":', "if False:")
+    return source + textwrap.dedent(f"""
+        import json as _json
+        with open("db.json", "w") as _f:
+            _json.dump({{"count": 1}}, _f)
+        main("db.json", {buyers})
+    """)
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
@@ -97,13 +112,7 @@ def test_a_timed_get_times_out_in_virtual_time_only_behind_a_slower_producer(pro
 
 
 def test_the_same_seed_replays_the_same_schedule() -> None:
-    source = (FIXES / "ex01" / "wrong_lock_only_write.py").read_text().replace('if __name__ == "__main__":', "if False:")
-    source += textwrap.dedent("""
-        import json as _json
-        with open("db.json", "w") as _f:
-            _json.dump({"count": 1}, _f)
-        main("db.json", 6)
-    """)
+    source = _ex01_program()
     runs = {seed: [_run(source, seed=seed).schedule for _ in range(2)] for seed in (7, 8)}
     for seed, (first, second) in runs.items():
         assert first is not None and second is not None
@@ -170,6 +179,68 @@ def test_pct_states_its_guarantee() -> None:
     assert conductor.bound(100, 10, 2) == pytest.approx(1 / 1000)
     assert conductor.bound(100, 10, 3) == pytest.approx(1 / 10000)
     assert conductor.bound(0, 10, 2) == 0.0
+
+
+def _switches(decisions: list[str]) -> int:
+    """Context switches in a schedule: consecutive turns given to different threads."""
+    names = [d.rsplit(":", 1)[0] for d in decisions]
+    return sum(a != b for a, b in zip(names, names[1:]))
+
+
+def test_preemptions_are_recorded_and_a_replay_under_them_is_the_same_schedule() -> None:
+    source = _ex01_program()
+    original = _run(source, seed=7).schedule
+    assert original is not None and original["failure"] is None
+    preemptions = original["preemptions"]
+    assert preemptions, original["decisions"]
+    for preempted, taken, picked in preemptions:
+        assert preempted != picked and isinstance(taken, int) and taken >= 1
+    # every preemption is a switch in the recorded decisions: the preempted thread had the turn just before
+    assert _switches(original["decisions"]) >= len(preemptions)
+    replayed = _run(source, seed=7, preemptions=preemptions).schedule
+    assert replayed is not None
+    assert replayed["decisions"] == original["decisions"]
+    assert replayed["preemptions"] == preemptions
+
+
+def test_a_replay_under_no_preemption_switches_only_where_a_thread_cannot_go_on() -> None:
+    source = _ex01_program()
+    original = _run(source, seed=7).schedule
+    calm = _run(source, seed=7, preemptions=[]).schedule
+    assert original is not None and calm is not None and calm["failure"] is None
+    assert calm["preemptions"] == []
+    assert _switches(calm["decisions"]) < _switches(original["decisions"])
+    # each thread runs on until it waits: a thread's turns come in runs, never one turn each in round robin
+    assert _switches(calm["decisions"]) <= len(calm["decisions"]) // 2
+
+
+def test_one_step_replayed_alone_names_its_processes_and_draws_its_switches_as_in_the_whole_run() -> None:
+    source = (FIXES / "ex01" / "wrong_lock_only_write.py").read_text()
+    steps = [{"call": "main", "args": [f"db-{i}.json", 4], "label": f"trial {i}"} for i in range(2)]
+    files = {f"db-{i}.json": json.dumps({"count": 1}) for i in range(2)}
+
+    def run(plan_steps: list[dict], **rules: object) -> Run:
+        spec = runner.RunSpec(argv=[str(runner.DRIVER), "{meta}/plan.json"], copy={}, sleep_scale=0.001,
+                              files={"ex01_oversold_ticket.py": source, **files}, start_method="fork", seed=3,
+                              timeout=20, schedule=conductor.Rules(**rules),  # type: ignore[arg-type]
+                              spy={"ex01_oversold_ticket": ["buy_ticket"]})
+        plan = {"module": "ex01_oversold_ticket", "contract": {}, "steps": plan_steps}
+        spec.meta_files["plan.json"] = json.dumps(plan)
+        return Run(outcome=runner.run(spec), label="t", student_file="ex01_oversold_ticket.py")
+
+    whole = run(steps)
+    second = whole.steps[1]
+    names = sorted(p.name for p in whole.children_of_step(second))
+    start = next(e for e in whole.events(grader_events.STEP_START) if e["step"] == 1)
+    assert start["counters"]["process"] == 5  # four buyers of the first trial were Process-1 to Process-4
+    assert whole.outcome.schedule is not None
+    script = shrink.trial_preemptions(whole, second)
+    assert script  # the trial had switches to replay
+    alone = run([{**steps[1], "counters": start["counters"], "taken": whole.outcome.schedule["marks"]["1"]}],
+                preemptions=script)
+    assert sorted(p.name for p in alone.children_of_step(alone.steps[0])) == names
+    assert alone.outcome.schedule is not None
+    assert [tuple(p) for p in alone.outcome.schedule["preemptions"]] == script  # each switch where it was
 
 
 def test_the_kernel_names_the_process_at_the_other_end_of_the_socket() -> None:

@@ -124,3 +124,15 @@ def number_in_file(run: Run, name: str, key: str) -> object:
     except (ValueError, TypeError, KeyError):
         return text[:80]
     return number if isinstance(number, int) and not isinstance(number, bool) else text[:80]
+
+
+def still_below(path: str, key: str, expected: int) -> Callable[[Run, Step], str | None]:
+    """A shrink's test of a replayed trial (judging/shrink.py): the number the file `path` holds under `key`
+    still ended below `expected` (updates were lost), said as such; None when it did not."""
+    def lost(replay: Run, step: Step) -> str | None:
+        final = number_in_file(replay, path, key)
+        if isinstance(final, int) and final < expected:
+            return f"the {key} still ended at {final} instead of {expected}"
+        return None
+
+    return lost

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from grader.checks.common import call_raised, crashed_failure, number_in_file, too_few_ran
-from grader.judging import witness
+from grader.checks.common import call_raised, crashed_failure, number_in_file, still_below, too_few_ran
+from grader.judging import shrink, witness
 from grader.judging.evidence import Hold, Run, Step, capital, explain_hang, overlapping_holders
 from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children, scheduled
 from grader.results import CriticalSection, Location
@@ -44,6 +44,7 @@ class Bank:
     run: Run
     step: Step | None
     final: object
+    plan: shrink.Plan  # how the run was made: a trial that lost a deposit is replayed alone to shrink its schedule
 
 
 @dataclass
@@ -63,9 +64,9 @@ def _call_text() -> str:
 def bank(student: Student) -> Bank:
     """One supervised run of main(): every check of the whole program judges it."""
     step = {"call": "main", "args": [BANK_DB, CLIENTS, DEPOSITS, AMOUNT], "label": "4 clients"}
-    run = student.run_steps("bank", [step], contract=CONTRACT, spy=["deposit", "withdraw"], timeout=20,
-                           **scheduled())
-    return Bank(run, run.steps[0] if run.steps else None, number_in_file(run, BANK_DB, "balance"))
+    plan = shrink.Plan("bank", [step], dict(contract=CONTRACT, spy=["deposit", "withdraw"], timeout=20, **scheduled()))
+    run = plan.run(student)
+    return Bank(run, run.steps[0] if run.steps else None, number_in_file(run, BANK_DB, "balance"), plan)
 
 
 def _lock_kind(run: Run) -> str:
@@ -276,17 +277,23 @@ def check_final_balance_exact(student: Student, bank: Bank) -> None:
     unprotected: list[Location] = []
     if isinstance(final, int) and 0 <= final <= expected:
         lost = f"{(expected - final) / AMOUNT:g}"
-        cause, unprotected = _lost_update_cause(run, children, step)
+        cause, unprotected = _lost_update_cause(student, bank, children, step)
         why = f"it ended at {final}: {lost} deposit(s) were lost. {cause}"
     raise CheckFailed(f"{setting}, but {why}", expected=f"balance {expected}", actual=f"balance {final}",
                       locations=unprotected or _def_location(run, "deposit"), run=run)
 
 
-def _lost_update_cause(run: Run, clients: set[int], step: Step) -> tuple[str, list[Location]]:
+def _lost_update_cause(student: Student, bank: Bank, clients: set[int], step: Step) -> tuple[str, list[Location]]:
     """Why two clients could read the same balance: no lock, different locks, or a lock that does not cover it all;
-    led by the witness, the interleaving of two deposits that lost one."""
+    led by the witness, the interleaving of two deposits that lost one (from the run replayed with the fewest
+    forced switches that still lost one, when a replay did)."""
+    run = bank.run
     seen = witness.find(run, step, "deposit", BANK_DB, witness.ANY)
-    told = seen.told(run, step, "deposited, and the second write overwrote the first") if seen else ""
+    what = "deposited, and the second write overwrote the first"
+    told = seen.told(run, step, what) if seen else ""
+    told = shrink.witnessed(student, bank.plan, run, step, seen, func="deposit", path=BANK_DB, what=what,
+                            success=witness.ANY, who="client",
+                            broke=still_below(BANK_DB, "balance", CLIENTS * DEPOSITS * AMOUNT)) or told
     misplaced = seen.placement_sentence(run, "balance") if seen else ""
     if misplaced and seen is not None:
         return told + misplaced, seen.locations(run)

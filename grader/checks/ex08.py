@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from grader.judging import witness
+from grader.judging import shrink, witness
 from grader.checks.common import (
-    TrialRuns, call_raised, crashed_failure, number_in_file, spied_calls, too_few_ran,
+    TrialRuns, call_raised, crashed_failure, number_in_file, spied_calls, still_below, too_few_ran,
 )
 from grader.judging.evidence import Hold, Proc, Run, Step, capital, explain_hang, overlapping_holders
 from grader.judging.harness import ENDS, CheckFailed, Student, check, crashed_children, scheduled
@@ -68,7 +68,12 @@ class Trial:
         return f"main({self.path!r}, workers={self.workers}, count={self.count})"
 
 
-Totals = TrialRuns[Trial]  # its trials: one per call of main() that finished without an error
+@dataclass
+class Totals(TrialRuns[Trial]):
+    """Its trials (one per call of main() that finished without an error), and how the run was made: a trial
+    that lost an update is replayed alone to shrink its schedule."""
+
+    plan: shrink.Plan
 
 
 def _path(index: int) -> str:
@@ -95,9 +100,10 @@ def totals(student: Student) -> Totals:
     """One supervised run of every setting: each check judges the same trials."""
     steps = [{"call": "main", "args": [_path(i), w, c], "label": f"{w} workers, {c} documents"}
              for i, (w, c) in enumerate(SETTINGS)]
-    run = student.run_steps("totals", steps, contract=CONTRACT, spy=["score", "add_to_total"],
-                            sleep_scale=SLEEP_SCALE, timeout=TIMEOUT, **scheduled())
-    return Totals(run, [_trial(run, step) for step in run.steps if step.finished and step.error is None])
+    plan = shrink.Plan("totals", steps, dict(contract=CONTRACT, spy=["score", "add_to_total"], sleep_scale=SLEEP_SCALE,
+                                             timeout=TIMEOUT, **scheduled()))
+    run = plan.run(student)
+    return Totals(run, [_trial(run, step) for step in run.steps if step.finished and step.error is None], plan)
 
 
 def _call_text(index: int) -> str:
@@ -158,11 +164,12 @@ def check_total_exact(student: Student, totals: Totals) -> None:
                           locations=failed.locations, run=run, prerequisite=failed.prerequisite) from None
     student.show(run)
     for trial in totals.trials:
-        _judge_total(run, trial)
+        _judge_total(student, totals, trial)
 
 
-def _judge_total(run: Run, trial: Trial) -> None:
+def _judge_total(student: Student, totals: Totals, trial: Trial) -> None:
     """One call of main(): the file's total must be exact, and main() must return it."""
+    run = totals.run
     scored = len([s for s in trial.scores if s.returned is not None])
     setting = (f"{trial.call_text} shares {trial.count} documents (1 to {trial.count} words) out among "
                f"{trial.workers} workers, so the total must end at {trial.expected}")
@@ -184,7 +191,11 @@ def _judge_total(run: Run, trial: Trial) -> None:
         why = f"it ended at {final}, more than the scores add up to."
     else:
         seen = witness.find(run, trial.step, "add_to_total", trial.path, witness.ANY)
-        told = seen.told(run, trial.step, "added their score, and the second write overwrote the first") if seen else ""
+        what = "added their score, and the second write overwrote the first"
+        told = seen.told(run, trial.step, what) if seen else ""
+        told = shrink.witnessed(student, totals.plan, run, trial.step, seen, func="add_to_total", path=trial.path,
+                                what=what, success=witness.ANY, who="worker",
+                                broke=still_below(trial.path, "total", trial.expected)) or told
         misplaced = seen.placement_sentence(run, "total") if seen else ""
         why = (f"it ended at {final}: some scores were added and then lost. {told}"
                f"{misplaced or _lost_update_cause(run, trial)}")

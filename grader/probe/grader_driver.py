@@ -147,8 +147,11 @@ def main() -> int:
     for index, step in enumerate(plan["steps"]):
         args = _resolve(step.get("args", []), shared)
         kwargs = {k: _resolve(v, shared) for k, v in step.get("kwargs", {}).items()}
-        _emit(grader_events.STEP_START, step=index, call=step["call"], label=step.get("label", ""))
+        counters = _start_counters(step.get("counters") or {})
+        _emit(grader_events.STEP_START, step=index, call=step["call"], label=step.get("label", ""), counters=counters)
         probe = grader_probe.current()
+        if probe is not None and probe.turns is not None:
+            probe.turns.mark(index, step.get("taken"))
         if probe is not None:
             probe.hold_next_put()
         try:
@@ -165,6 +168,20 @@ def main() -> int:
         _emit(grader_events.STEP_END, step=index, value=grader_probe._describe(result))
         _report_tampering()
     return 1 if failed else 0
+
+
+def _start_counters(start: dict[str, int]) -> dict[str, int]:
+    """The numbers the next process and thread made will get ("Process-7", "Thread-3"), first set to `start`'s:
+    a replay of one step of a plan names them as the whole run did (both counters run across the steps)."""
+    import itertools
+    import multiprocessing.process as mp_process
+    import threading
+
+    process = int(start.get("process") or next(mp_process._process_counter))  # type: ignore[attr-defined]
+    mp_process._process_counter = itertools.count(process)  # type: ignore[attr-defined]
+    thread = int(start.get("thread") or threading._counter())  # type: ignore[attr-defined]
+    threading._counter = itertools.count(thread).__next__  # type: ignore[attr-defined]
+    return {"process": process, "thread": thread}
 
 
 def _report_tampering() -> None:

@@ -81,6 +81,7 @@ TURN_SIGNAL = "signal"  # res may have changed (delta: items put on or taken off
 TURN_SPAWNED = "spawned"  # this thread started a student process (child); no reply
 TURN_OFF = "off"  # leaving the schedule for a call the conductor does not model (a join, a wait); no reply
 TURN_BYE = "bye"  # the thread ends; no reply
+TURN_MARK = "mark"  # the driver begins step `step` of its plan (taken: go on from this count of turns); no reply
 # Replies: {"go": 1, "off": offset} the turn (offset: virtual minus real seconds); {"timeout": 1} the wait's
 # deadline passed first; {"real": 1} make the real blocking call, off the schedule (the conductor cannot tell
 # what would unblock it: a deadlock then shows as one, with real stacks).

@@ -106,6 +106,11 @@ class Turns:
         """Say that this thread started a student process: the conductor waits for it to arrive."""
         self.ask({"op": grader_events.TURN_SPAWNED, "child": child}, reply=False)
 
+    def mark(self, step: int, taken: int | None) -> None:
+        """Say that the driver begins `step` of its plan; `taken`: count this thread's turns on from there
+        (a replay of that one step then draws the priorities the whole run drew)."""
+        self.ask({"op": grader_events.TURN_MARK, "step": step, "taken": taken}, reply=False)
+
     def bye(self) -> None:
         """This thread ends: leave the schedule."""
         conn = getattr(self.local, "conn", None)

@@ -67,6 +67,10 @@ class Rules:
     tick: float = 0.005  # virtual seconds that pass at each clock read of the student's
     spin: int = 500  # turns without time moving after which time moves to the next timer anyway (a poll loop)
     hold: float = 1.0
+    # A replay under a script (judging/shrink.py): None schedules as the strategy picks. A list of preemptions
+    # (see Schedule.preemptions) makes the run non-preemptive except there: where the thread that had the last
+    # turn may go on, it goes on, unless (its name, its taken) is listed; then the listed thread runs.
+    preemptions: list[tuple[str, int, str]] | None = None
 
 
 @dataclass
@@ -107,6 +111,11 @@ class Schedule:
     real_waits: int = 0
     freed: int = 0
     decisions: list[str] = field(default_factory=list)
+    # Every decision that switched away from the thread that had the last turn while it could go on: (its
+    # name, its taken count then, the thread given the turn). Stable across replays of the same seed, so a
+    # replay under a subset of them (Rules.preemptions) is the same run with fewer context switches.
+    preemptions: list[tuple[str, int, str]] = field(default_factory=list)
+    marks: dict[int, int] = field(default_factory=dict)  # step of the driver's plan -> its thread's taken then
     failure: str | None = None  # the conductor failed (a bug of ours): the run went on unscheduled
     # Connections whose hello claimed a process other than the one the kernel says is at the other end
     # (SO_PEERCRED): student code speaking to the scheduler as another process. Each was cut off.
@@ -116,8 +125,9 @@ class Schedule:
         return {"strategy": self.strategy, "seed": self.seed, "depth": self.depth, "steps_hint": self.steps_hint,
                 "steps": self.steps, "threads": self.threads,
                 "jumps": self.jumps, "jumped": round(self.jumped, 6), "real_waits": self.real_waits,
-                "freed": self.freed, "decisions": list(self.decisions), "failure": self.failure,
-                "impostors": list(self.impostors)}
+                "freed": self.freed, "decisions": list(self.decisions),
+                "preemptions": [list(p) for p in self.preemptions], "marks": {str(k): v for k, v in self.marks.items()},
+                "failure": self.failure, "impostors": list(self.impostors)}
 
 
 def bound(steps: int, threads: int, depth: int) -> float:
@@ -161,6 +171,9 @@ class Conductor:
         if rules.strategy == "pct":
             self.change_points = {self.rng.randint(1, max(1, rules.steps_hint)) for _ in range(rules.depth - 1)}
         self.failure: str | None = None
+        self.last: _Thread | None = None  # the thread that had the last turn
+        self.script = None if rules.preemptions is None else {
+            (str(name), int(taken)): str(to) for name, taken, to in rules.preemptions}
         self._stop = threading.Event()
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(str(path))
@@ -343,6 +356,11 @@ class Conductor:
             thread.state = FREE
         elif op == ev.TURN_BYE:
             self._gone(thread)
+        elif op == ev.TURN_MARK:  # a step of the plan begins: a one-step replay goes on from the turns taken then
+            self.schedule.marks.setdefault(int(message.get("step") or 0), thread.taken)  # the driver's mark comes first
+            taken = message.get("taken")
+            if taken is not None:
+                thread.taken = int(taken)
 
     @staticmethod
     def _block(thread: _Thread, res: Any, message: dict[str, Any], waiting_get: bool = False) -> None:
@@ -413,7 +431,7 @@ class Conductor:
         if ready:
             if self._awaiting_arrivals(now):
                 return False
-            return not self._give_turn(self._pick(ready), now)  # not given: decide again at once
+            return not self._give_turn(self._choose(ready), now)  # not given: decide again at once
         if self._awaiting_arrivals(now, any_parent=True):
             return False
         # Nothing can run: time moves to the next timer at once (a thread outside the schedule, computing or in
@@ -492,6 +510,21 @@ class Conductor:
                 chosen = max(others, key=lambda t: t.priority)
         return chosen
 
+    def _choose(self, ready: list[_Thread]) -> _Thread:
+        """The strategy's pick, or under a script (Rules.preemptions) the last holder when it may go on and the
+        script does not switch away from it there (_give_turn records every switch away from such a holder)."""
+        picked = self._pick(ready)
+        last = next((t for t in ready if t is self.last), None)
+        if last is not None and self.script is not None:
+            named = self.script.get((last.name, last.taken))
+            others = [t for t in ready if t is not last]
+            if named is None or not others:
+                picked = last
+            else:
+                picked = next((t for t in others if t.name == named), None) or (
+                    picked if picked is not last else max(others, key=lambda t: t.priority))
+        return picked
+
     def _give_turn(self, thread: _Thread, now: float) -> bool:
         """Give `thread` the turn; False when it cannot take it after all (its queue's item went)."""
         if thread.waiting_get:  # woken by a put: the item must still be there when it gets the turn
@@ -502,6 +535,10 @@ class Conductor:
             self.counts[res] -= 1
             thread.waiting_get = False
         self.schedule.steps += 1
+        last = self.last
+        if last is not None and last is not thread and last.state == READY and self._eligible(last):
+            self.schedule.preemptions.append((last.name, last.taken, thread.name))
+        self.last = thread
         if len(self.schedule.decisions) < DECISIONS_KEPT:
             self.schedule.decisions.append(f"{thread.name}:{thread.point}")
         thread.state, thread.since = TURN, now
