@@ -177,10 +177,13 @@ def _start_counters(start: dict[str, int]) -> dict[str, int]:
     import multiprocessing.process as mp_process
     import threading
 
-    process = int(start.get("process") or next(mp_process._process_counter))  # type: ignore[attr-defined]
-    mp_process._process_counter = itertools.count(process)  # type: ignore[attr-defined]
-    thread = int(start.get("thread") or threading._counter())  # type: ignore[attr-defined]
-    threading._counter = itertools.count(thread).__next__  # type: ignore[attr-defined]
+    try:
+        process = int(start.get("process") or next(mp_process._process_counter))  # type: ignore[attr-defined]
+        mp_process._process_counter = itertools.count(process)  # type: ignore[attr-defined]
+        thread = int(start.get("thread") or threading._counter())  # type: ignore[attr-defined]
+        threading._counter = itertools.count(thread).__next__  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):  # a Python without these counters: names as they come
+        return {}
     return {"process": process, "thread": thread}
 
 
