@@ -280,3 +280,36 @@ def test_a_process_that_speaks_to_the_scheduler_as_another_is_cut_off_and_named(
     assert outcome.schedule is not None
     child, parent = next(out["out"].split() for name, out in outcome.output.items() if name != "main")
     assert outcome.schedule["impostors"] == [f"process {child} said it was process {parent}"]
+
+
+THREADS_PROGRAM = """
+    import threading
+
+    def worker(n, lock, log):
+        for _ in range(3):
+            with lock:
+                log.append(n)
+
+    if __name__ == "__main__":
+        lock, log = threading.Lock(), []
+        workers = [threading.Thread(target=worker, args=(n, lock, log)) for n in range(4)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        print(*log, flush=True)
+"""
+
+
+def test_threads_wait_for_their_turn_and_the_same_seed_replays_their_interleaving() -> None:
+    # Each worker thread says hello only once the OS runs it; its starter tells the conductor, which waits for
+    # it and holds its first line until the starter stops starting: the interleaving is the seed's alone.
+    runs = [_run(THREADS_PROGRAM, seed=seed) for seed in (5, 5, 5, 6, 7, 8, 9)]
+    for outcome in runs:
+        assert outcome.status == runner.EXITED, outcome.output
+        assert sorted(_printed(outcome)) == sorted(["0", "1", "2", "3"] * 3)
+    same = [(tuple(_printed(o)), tuple(o.schedule["decisions"])) for o in runs[:3]]  # type: ignore[index]
+    assert same[0] == same[1] == same[2]
+    assert any(name.startswith("MainProcess/Thread-") for name in runs[0].schedule["decisions"][0:40]
+               for name in [name.split(":")[0]])  # type: ignore[index]
+    assert len({tuple(_printed(o)) for o in runs}) > 1  # and other seeds interleave them otherwise

@@ -75,10 +75,11 @@ TURN_STEP = "step"  # at a synchronisation point: wait for the turn (point, res;
 #   unmodelled wait that used up its timeout has reached)
 TURN_BLOCK = "block"  # a non-blocking try on res failed: wait until res is signalled (deadline)
 TURN_GET = "get"  # a blocking get on queue res: the turn only when the conductor knows an item is there (deadline)
-TURN_JOIN = "join"  # join a student process (child): the turn once its every thread has left (deadline)
+TURN_JOIN = "join"  # join a student process (child: the turn once its every thread has left) or a thread of this
+#                    process (thread: its ident; the turn once it has left) (deadline)
 TURN_SLEEP = "sleep"  # wait until the run's virtual time reaches `until`
 TURN_SIGNAL = "signal"  # res may have changed (delta: items put on or taken off a queue); no reply
-TURN_SPAWNED = "spawned"  # this thread started a student process (child); no reply
+TURN_SPAWNED = "spawned"  # this thread started a student process (child) or thread of its process (thread); no reply
 TURN_OFF = "off"  # leaving the schedule for a call the conductor does not model (a join, a wait); no reply
 TURN_BYE = "bye"  # the thread ends; no reply
 TURN_MARK = "mark"  # the driver begins step `step` of its plan (taken: go on from this count of turns); no reply

@@ -378,8 +378,8 @@ def _patch_virtual_time(probe: Probe) -> None:
             timed.append((cls, "select", 1, "timeout"))
     for owner, attr, position, name in timed:
         real = getattr(owner, attr, None)
-        if turns is not None and (owner is threading.Timer or (owner is process.BaseProcess and attr == "join")):
-            continue  # see _patch_timers and _patch_processes
+        if turns is not None and (owner is threading.Timer or (attr == "join" and owner in (process.BaseProcess, threading.Thread))):
+            continue  # see _patch_timers, _patch_processes and _patch_threads
         if real is not None:
             blocking = turns is not None and attr != "__init__"
             probe.install(owner, attr, (_off_schedule if blocking else _timed)(probe, real, position, name))
@@ -627,11 +627,16 @@ def _patch_threads(probe: Probe) -> None:
     @functools.wraps(original_start)
     def start(self: Any) -> None:
         where = probe.where() if probe.called_by_student() else None
+        scheduled = where is not None and probe.turns is not None and _student_target(probe, self)
         if where is not None:
             self._grader_where = where
-            if probe.turns is not None and _student_target(probe, self):
+            if scheduled:
                 _schedule_thread(probe, self)
+                probe.turns.step("start")
         original_start(self)
+        if scheduled and probe.turns is not None and self.ident is not None:
+            self._grader_scheduled = True
+            probe.turns.spawned_thread(self.ident)  # the conductor waits for it to arrive before it decides
         if where is not None:
             target = getattr(self, "_target", None)
             probe.emit(grader_events.THREAD_SPAWN, name=self.name, daemon=self.daemon, thread=self.ident, where=where,
@@ -651,6 +656,23 @@ def _patch_threads(probe: Probe) -> None:
     probe.install(threading, "RLock", rlock_factory)
     probe.install(threading.Thread, "start", start)
     probe.install(threading.Thread, "_bootstrap_inner", _bootstrap_inner)
+    if probe.turns is not None:
+        original_join = threading.Thread.join
+
+        @functools.wraps(original_join)
+        def join(self: Any, timeout: float | None = None) -> None:
+            if not probe.student_frame(sys._getframe(1)) or probe.turns is None:
+                return original_join(self, timeout)
+            if not getattr(self, "_grader_scheduled", False) or self.ident is None:
+                return _wait_off_schedule(probe, original_join, (self, timeout), {}, 1)
+            verdict = probe.turns.join(self.ident, timeout, thread=True)
+            if verdict == "timeout":
+                return None
+            if verdict == "go":  # its code has ended: the thread is on its way out
+                return original_join(self, None if timeout is None else max(probe.real_seconds(timeout), 1.0))
+            return _wait_off_schedule(probe, original_join, (self, timeout), {}, 1)
+
+        probe.install(threading.Thread, "join", join)
 
 
 def _patch_managers(probe: Probe) -> None:

@@ -111,6 +111,10 @@ class Turns:
         (a replay of that one step then draws the priorities the whole run drew)."""
         self.ask({"op": grader_events.TURN_MARK, "step": step, "taken": taken}, reply=False)
 
+    def spawned_thread(self, tid: int) -> None:
+        """Say that this thread started a student thread of this process: the conductor waits for it to arrive."""
+        self.ask({"op": grader_events.TURN_SPAWNED, "thread": tid}, reply=False)
+
     def bye(self) -> None:
         """This thread ends: leave the schedule."""
         conn = getattr(self.local, "conn", None)
@@ -150,9 +154,11 @@ class Turns:
         answer = self.ask({"op": grader_events.TURN_GET, "res": res, "deadline": self.deadline(timeout)})
         return _verdict(answer), (answer or {}).get("cut")
 
-    def join(self, child: int, timeout: float | None) -> str:
-        """Wait for a student process to end: "go" (it has: join it), "timeout" or "real"."""
-        return _verdict(self.ask({"op": grader_events.TURN_JOIN, "child": child, "deadline": self.deadline(timeout)}))
+    def join(self, child: int, timeout: float | None, thread: bool = False) -> str:
+        """Wait for a student process (or, with `thread`, a thread of this process, by its ident) to end: "go"
+        (it has: join it), "timeout" or "real"."""
+        return _verdict(self.ask({"op": grader_events.TURN_JOIN, "thread" if thread else "child": child,
+                                  "deadline": self.deadline(timeout)}))
 
     def off(self, call: Callable[..., Any], *args: Any,
             timeouts: tuple[float | None, float | None] = (None, None), **kwargs: Any) -> Any:

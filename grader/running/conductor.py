@@ -51,7 +51,11 @@ class Rules:
     strategy: str = "pos"
     depth: int = 3  # pct: the bug depth it aims at (d - 1 priority change points)
     steps_hint: int = 400  # pct: the expected number of steps, where change points are drawn
-    budget: float = 0.05  # real seconds a thread may hold the turn without reaching a point (then it runs free)
+    # Real seconds a thread may hold the turn without reaching a point before it runs free: at once past
+    # `budget` when its process is blocked in a call the probe does not see; while it is runnable (computing,
+    # or waiting for a CPU on a busy machine) up to `busy_budget`, so that load does not change the schedule.
+    budget: float = 0.05
+    busy_budget: float = 2.0
     quiet: float = 0.004  # real seconds with no message before a wait becomes the real call (see _decide)
     arrival_wait: float = 2.0  # real seconds to wait for a started process to arrive before deciding without it
     max_steps: int = 200_000  # then the schedule steps aside (a livelock is the runner's to call)
@@ -90,6 +94,7 @@ class _Thread:
     taken: int = 0
     cut: float | None = None  # the wait's deadline was brought forward to the rules' patience
     parent: tuple[int, int] | None = None  # the thread that started this process, once known
+    host_pid: int | None = None  # its process as the grader's /proc numbers it (from the kernel, at hello)
     arrived: int = 0  # the step count when this thread arrived
     latest: float = 0.0  # a sleeper: the latest it may wake (its end plus the rules' slack)
     holding: bool | None = None  # a sleeper whose end came: whether it waits for the next sleeper (None: not chosen)
@@ -162,10 +167,14 @@ class Conductor:
         self.offset = 0.0
         self.threads: dict[socket.socket, _Thread] = {}
         self.counts: dict[str, int] = {}  # items known to be on each queue
-        self.expected: dict[int, tuple[tuple[int, int], float]] = {}  # child pid -> (starting thread, since)
+        # started and not yet arrived: a process by its pid, a thread by (pid, tid) -> (the thread that started it, since)
+        self.expected: dict[Any, tuple[tuple[int, int], float]] = {}
         self.arrived: set[int] = set()
         self.finished: set[int] = set()  # started processes whose every thread has left
-        self.parents: dict[int, tuple[int, int]] = {}  # a started process's pid -> the thread that started it
+        self.arrived_threads: set[tuple[int, int]] = set()  # (pid, tid) of every thread that said hello
+        self.left_threads: set[tuple[int, int]] = set()  # ... and of those that have left
+        # a started process's pid, or a started thread's (pid, tid) -> the thread that started it
+        self.parents: dict[Any, tuple[int, int]] = {}
         self.last_message = time.monotonic()
         self.change_points: set[int] = set()
         if rules.strategy == "pct":
@@ -275,6 +284,8 @@ class Conductor:
 
     def _gone(self, thread: _Thread) -> None:
         if self.threads.pop(thread.sock, None) is not None:
+            self.left_threads.add(thread.key)
+            self._signal(f"thread-{thread.key[0]}-{thread.key[1]}")  # a join of it may go on
             pid = thread.key[0]
             if pid in self.arrived and not any(t.key[0] == pid for t in self.threads.values()):
                 self.finished.add(pid)  # its last thread left: a join of it may go on
@@ -295,7 +306,8 @@ class Conductor:
             thread.state = FREE  # whatever it says first, it is no longer on its way
         if op == ev.TURN_HELLO:
             pid, tid = int(message.get("pid", 0)), int(message.get("tid", 0))
-            actual = peer_pid(thread.sock)
+            thread.host_pid = _peer_host_pid(thread.sock)
+            actual = _pid_inside(thread.host_pid)
             if actual is not None and actual != pid:  # it speaks as another process: cut it off, say so
                 self.schedule.impostors.append(f"process {actual} said it was process {pid}")
                 self._gone(thread)
@@ -305,8 +317,12 @@ class Conductor:
             thread.name = process if message.get("main") else f"{process}/{message.get('thread', tid)}"
             thread.priority = self._priority(thread.name)
             self.expected.pop(pid, None)
+            self.expected.pop(thread.key, None)
             self.arrived.add(pid)
-            thread.parent, thread.arrived = self.parents.get(pid), self.schedule.steps
+            self.arrived_threads.add(thread.key)
+            self.left_threads.discard(thread.key)  # a new thread may reuse the ident of one that ended
+            thread.parent = self.parents.get(thread.key) or self.parents.get(pid)
+            thread.arrived = self.schedule.steps
             self.schedule.threads += 1
         elif op == ev.TURN_STEP:
             self._ready(thread, str(message.get("point", "")), message.get("res"))
@@ -337,12 +353,28 @@ class Conductor:
             if delta:
                 self.counts[res] = max(0, self.counts.get(res, 0) + delta)
             self._signal(res)
+        elif op == ev.TURN_JOIN and message.get("thread"):  # a thread of this process, by its tid
+            joined = (thread.key[0], int(message.get("thread") or 0))
+            if joined in self.left_threads or (joined not in self.arrived_threads and joined not in self.expected):
+                self._reply(thread, {"go": 1})  # it ended (or is no thread of the schedule's): the join returns
+            else:
+                thread.point = "join"
+                self._block(thread, f"thread-{joined[0]}-{joined[1]}", message)
         elif op == ev.TURN_JOIN:
             child = int(message.get("child") or 0)
             if child in self.finished or (child not in self.arrived and child not in self.expected):
                 self._reply(thread, {"go": 1})  # it ended (or is no process of the student's): the join returns
             else:
+                thread.point = "join"
                 self._block(thread, f"proc-{child}", message)
+        elif op == ev.TURN_SPAWNED and message.get("thread"):  # a thread of this process, by its tid
+            started = (thread.key[0], int(message.get("thread") or 0))
+            self.parents[started] = thread.key
+            arrived = next((t for t in self.threads.values() if t.key == started), None)
+            if arrived is not None:  # it said hello before its starter said this
+                arrived.parent = thread.key
+            else:
+                self.expected[started] = (thread.key, time.monotonic())
         elif op == ev.TURN_SPAWNED:
             child = int(message.get("child") or 0)
             if child:
@@ -415,7 +447,8 @@ class Conductor:
                     thread.pending = {"timeout": 1, **({"cut": cut} if cut else {})}
         holder = next((t for t in self.threads.values() if t.state == TURN), None)
         if holder is not None:
-            if now - holder.since <= self.rules.budget:
+            held = now - holder.since
+            if held <= self.rules.budget or (held <= self.rules.busy_budget and _runnable(holder.host_pid)):
                 return False
             holder.state = FREE  # it computes, or waits for something the probe does not see: let it run
             self.schedule.freed += 1
@@ -476,9 +509,9 @@ class Conductor:
         return True
 
     def _eligible(self, thread: _Thread) -> bool:
-        """A new process starts its code only once the thread that started it stops to wait (its burst of
-        starts is over) or has taken HELD_STEPS more turns: so which processes compete at a decision does not
-        depend on how fast each happened to boot."""
+        """A new process (or thread) starts its code only once the thread that started it stops to wait (its
+        burst of starts is over) or has taken HELD_STEPS more turns: so which ones compete at a decision does
+        not depend on how fast each happened to boot."""
         if thread.point != "run" or thread.parent is None:
             return True
         parent = next((t for t in self.threads.values() if t.key == thread.parent), None)
@@ -487,7 +520,7 @@ class Conductor:
         return self.schedule.steps - thread.arrived >= HELD_STEPS
 
     def _awaiting_arrivals(self, now: float, any_parent: bool = False) -> bool:
-        """Whether to wait for started processes to arrive before deciding: when the thread that started them
+        """Whether to wait for started processes (and threads) to arrive before deciding: when the thread that started them
         has stopped starting (it is not about to run) or, with `any_parent`, whenever one is on its way."""
         if any(t.state == NEW and now - t.connected < self.rules.arrival_wait for t in self.threads.values()):
             return True  # a thread said hello and its first point is on its way
@@ -560,9 +593,39 @@ def peer_pid(sock: socket.socket) -> int | None:
     """The pid of the process at the other end of a Unix socket, as the student's processes number it (in the
     run's own pid namespace, if it has one): from the kernel (SO_PEERCRED), so a process cannot claim to be
     another. None where that cannot be told (not Linux, or the process has already ended)."""
+    return _pid_inside(_peer_host_pid(sock))
+
+
+def _peer_host_pid(sock: socket.socket) -> int | None:
+    """The pid of the process at the other end of a Unix socket, in the grader's own pid namespace."""
     try:
-        host_pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[0]
+        return int(struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[0])
     except (AttributeError, OSError, struct.error):
+        return None
+
+
+def _runnable(host_pid: int | None) -> bool:
+    """Whether a thread of the process is running or waiting for a CPU (state R), so computing rather than
+    blocked in a call the probe does not see. False when that cannot be told."""
+    if host_pid is None:
+        return False
+    try:
+        tasks = os.listdir(f"/proc/{host_pid}/task")
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            with open(f"/proc/{host_pid}/task/{task}/stat", "rb") as stat:
+                if stat.read().rsplit(b")", 1)[1].split()[0] == b"R":
+                    return True
+        except (OSError, IndexError):
+            continue
+    return False
+
+
+def _pid_inside(host_pid: int | None) -> int | None:
+    """The number the process `host_pid` knows itself by (the innermost pid namespace's); None if gone."""
+    if host_pid is None:
         return None
     try:
         with open(f"/proc/{host_pid}/status", encoding="ascii", errors="replace") as status:
