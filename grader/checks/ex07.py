@@ -22,7 +22,7 @@ import pytest
 
 from grader.checks.common import any_overlap, too_few_ran, whole_program_ends
 from grader.judging.evidence import Run, Step, explain_hang
-from grader.judging.harness import ENDS, CheckFailed, Student, check
+from grader.judging.harness import ENDS, CheckFailed, Student, check, scheduled
 from grader.results import Location
 from grader.probe import grader_events
 
@@ -92,8 +92,9 @@ def runs(student: Student) -> Runs:
     """Run main() with every job list, then the whole program, once for every check."""
     steps = [{"call": "main", "args": [_log(i), list(jobs)], "label": f"{len(jobs)} jobs"} for i, jobs in enumerate(JOBS)]
     jobs = student.run_steps("jobs", steps, contract=CONTRACT, spy=["worker", "heartbeat"],
-                             sleep_scale=SLEEP_SCALE, timeout=TIMEOUT)
-    program = student.run_program("program", sleep_scale=SLEEP_SCALE, timeout=TIMEOUT, watch_files=[PROGRAM_LOG])
+                             sleep_scale=SLEEP_SCALE, timeout=TIMEOUT, **scheduled())
+    program = student.run_program("program", sleep_scale=SLEEP_SCALE, timeout=TIMEOUT, watch_files=[PROGRAM_LOG],
+                                  **scheduled())
     return Runs(jobs, program)
 
 
@@ -115,10 +116,27 @@ def _threads(run: Run) -> list[Thread]:
 
 
 def _jobs(run: Run, step: Step) -> list[Job]:
-    """The worker() calls made from a step's start to the next step's, each paired with its own return (or
-    exception): a worker thread left running may call worker() only after main() has returned."""
-    after = [s.start for s in run.steps if s.index > step.index]
-    until = after[0] if after else float("inf")
+    """The worker() calls of a step, each paired with its own return (or exception): those made in a thread
+    the step's main() started, whenever they ran (a worker thread left running may call worker() only after
+    main() has returned, even after the next step began), and those made outside any such thread from the
+    step's start to the next step's."""
+    def window(t: float) -> int | None:
+        """The step running at `t`."""
+        return next((s.index for s in reversed(run.steps) if s.start <= t), None)
+
+    threads = _threads(run)
+    main = run.main.pid if run.main else None
+
+    def owner(event: dict[str, Any]) -> int | None:
+        """The step whose main() started the thread that made `event` (the latest start of its ident
+        before it, still running), else the step running when it was made."""
+        if event["pid"] == main:
+            mine = [t for t in threads if t.tid == event.get("tid") and t.started <= event["t"]
+                    and (t.exited is None or event["t"] <= t.exited)]
+            if mine:
+                return window(max(mine, key=lambda t: t.started).started)
+        return window(event["t"])
+
     jobs: list[Job] = []
     open_: dict[tuple[int, int], list[Job]] = {}
     for event in run.events(grader_events.CALL, grader_events.RETURN, grader_events.RAISE):
@@ -126,7 +144,7 @@ def _jobs(run: Run, step: Step) -> list[Job]:
             continue
         tid = (event["pid"], event.get("tid", 0))
         if event["ev"] == grader_events.CALL:
-            if not step.start <= event["t"] < until:
+            if owner(event) != step.index:
                 continue
             args = event.get("args") or []
             first = args[0] if args else (event.get("kwargs") or {}).get("n", {})
