@@ -1,5 +1,6 @@
 """Checks of exercise 1, the oversold ticket: many seeded trials of main() with several (tickets, buyers)
-settings, judged from the file the grader reads back and from buy_ticket's results as the probe saw them."""
+settings, judged from the file the grader reads back and from buy_ticket's results as the probe saw them.
+What students see of each check (its title, points and hint) is in grader/course.toml, [exercise.check.NAME]."""
 from __future__ import annotations
 
 import json
