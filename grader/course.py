@@ -51,7 +51,7 @@ def load_course(path: Path = METADATA) -> list[Exercise]:
     exercises = [
         Exercise(number=e["number"], name=e["name"], title=e["title"], points=e["points"], checks=e["checks"],
                  hints=tuple(e.get("hints", ())),
-                 declared_checks=tuple(CheckInfo(name=name, title=c["title"], points=c["points"], hint=c.get("hint", ""))
+                 declared_checks=tuple(CheckInfo(name, c["title"], c["points"], c.get("hint", ""))
                                        for name, c in e.get("check", {}).items()))
         for e in data["exercise"]
     ]
