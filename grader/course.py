@@ -1,4 +1,5 @@
-"""The course metadata (course.toml): each exercise's number, file name, title, points, hints and checks."""
+"""The course metadata (course.toml): each exercise's number, file name, title, points, hints and checks, and
+what students see of each check (its title, points and hint), keyed by the check function's name."""
 from __future__ import annotations
 
 import tomllib
@@ -7,6 +8,16 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).parent
 METADATA = PACKAGE_DIR / "course.toml"
+
+
+@dataclass(frozen=True)
+class CheckInfo:
+    """What students see of one check: its title, its points and its hint (course.toml's [exercise.check.NAME])."""
+
+    name: str
+    title: str
+    points: float
+    hint: str = ""
 
 
 @dataclass(frozen=True)
@@ -19,10 +30,18 @@ class Exercise:
     points: float
     checks: str
     hints: tuple[str, ...] = field(default=())
+    declared_checks: tuple[CheckInfo, ...] = field(default=())
 
     @property
     def filename(self) -> str:
         return f"{self.name}.py"
+
+    def check_info(self, name: str) -> CheckInfo:
+        """The title, points and hint of the check function `name`; KeyError when the metadata has none."""
+        for info in self.declared_checks:
+            if info.name == name:
+                return info
+        raise KeyError(name)
 
 
 def load_course(path: Path = METADATA) -> list[Exercise]:
@@ -31,7 +50,9 @@ def load_course(path: Path = METADATA) -> list[Exercise]:
         data = tomllib.load(f)
     exercises = [
         Exercise(number=e["number"], name=e["name"], title=e["title"], points=e["points"], checks=e["checks"],
-                 hints=tuple(e.get("hints", ())))
+                 hints=tuple(e.get("hints", ())),
+                 declared_checks=tuple(CheckInfo(name, c["title"], c["points"], c.get("hint", ""))
+                                       for name, c in e.get("check", {}).items()))
         for e in data["exercise"]
     ]
     return sorted(exercises, key=lambda e: e.number)

@@ -24,7 +24,8 @@ def _texts(module_name: str) -> list[str]:
 @pytest.mark.parametrize("exercise", load_course(), ids=lambda e: f"ex{e.number:02d}")
 def test_no_hint_or_message_text_quotes_the_fix(exercise) -> None:  # noqa: ANN001 - an Exercise
     fixed = fixed_lines(exercise.number)
-    for text in [*exercise.hints, *_texts(exercise.checks)]:
+    declared = [text for info in exercise.declared_checks for text in (info.title, info.hint)]
+    for text in [*exercise.hints, *declared, *_texts(exercise.checks)]:
         quoted = [line for line in fixed if line in text]
         assert not quoted, f"ex{exercise.number:02d} quotes its fix {quoted}: {text!r}"
 

@@ -1,5 +1,6 @@
 """Checks of exercise 1, the oversold ticket: many seeded trials of main() with several (tickets, buyers)
-settings, judged from the file the grader reads back and from buy_ticket's results as the probe saw them."""
+settings, judged from the file the grader reads back and from buy_ticket's results as the probe saw them.
+What students see of each check (its title, points and hint) is in grader/course.toml, [exercise.check.NAME]."""
 from __future__ import annotations
 
 import json
@@ -111,8 +112,7 @@ def _buy_ticket_line(run: Run) -> list:
     return run.location({"line": call["def_line"], "func": "buy_ticket"}, "buy_ticket") if call else []
 
 
-@check("No ticket is sold twice", points=3,
-       hint="Hold the lock around the whole read-decide-write of buy_ticket, so no two buyers read the same count.")
+@check()
 def check_no_ticket_is_oversold(student: Student, tickets: TicketRuns) -> None:
     _require_completed(tickets)
     student.show(tickets.run)
@@ -150,8 +150,7 @@ def _shrunk_witness(student: Student, tickets: TicketRuns, trial: Trial, seen: w
                             path=trial.db, what=sales, who="buyer")
 
 
-@check("The file ends at exactly count - sold", points=2,
-       hint="Every ticket sold must be written back: a lost update leaves the count too high, a double sale too low.")
+@check()
 def check_file_matches_sales(student: Student, tickets: TicketRuns) -> None:
     _require_completed(tickets)
     student.show(tickets.run)
@@ -173,8 +172,7 @@ def check_file_matches_sales(student: Student, tickets: TicketRuns) -> None:
                           locations=_buy_ticket_line(tickets.run), run=tickets.run)
 
 
-@check("Every ticket is sold when there are enough buyers", points=1,
-       hint="A buyer who finds a ticket left must get it: do not refuse a sale the count allows.")
+@check()
 def check_all_tickets_sold(student: Student, tickets: TicketRuns) -> None:
     _require_completed(tickets)
     student.show(tickets.run)
@@ -186,8 +184,7 @@ def check_all_tickets_sold(student: Student, tickets: TicketRuns) -> None:
                 locations=_buy_ticket_line(tickets.run), run=tickets.run)
 
 
-@check("Every buyer finishes", judges=ENDS, points=2,
-       hint="Every buyer must end normally: no exception, and no lock left held on any path (the early return too).")
+@check(judges=ENDS)
 def check_every_buyer_finishes(student: Student, tickets: TicketRuns) -> None:
     run = tickets.run
     student.show(run)
@@ -202,8 +199,7 @@ def check_every_buyer_finishes(student: Student, tickets: TicketRuns) -> None:
     _require_completed(tickets)
 
 
-@check("The buyers run at the same time", points=2,
-       hint="Start every buyer, then join them all. Joining each one right after starting it removes all concurrency.")
+@check()
 def check_buyers_are_concurrent(student: Student, tickets: TicketRuns) -> None:
     _require_completed(tickets)
     run = tickets.run

@@ -400,9 +400,7 @@ def _once(sentences: list[str], notes: tuple[str, ...]) -> list[str]:
     return kept
 
 
-@check("The program ends", judges=ENDS, points=3,
-       hint="After every producer has been joined, put one sentinel per consumer: a consumer waits in q.get() "
-            "until something arrives.")
+@check(judges=ENDS)
 def check_program_ends(student: Student, shapes: ShapeRuns) -> None:
     """Every call of main() returns: a hang is explained consumer by consumer, naming the missing sentinel."""
     run = shapes.run
@@ -514,9 +512,7 @@ def _why_extra(run: Run, trial: Trial, extra: Counter[Key]) -> tuple[str, list[L
             "exactly one get(): put every item once, and consume each item you take once."), []
 
 
-@check("Every item is consumed exactly once", points=3,
-       hint="Consume every item, 0, '' and False included, and stop only on the sentinel itself: never on an "
-            "empty-looking item, an empty queue or a get() that timed out.")
+@check()
 def check_every_item_consumed_once(student: Student, shapes: ShapeRuns) -> None:
     """consume() sees each item of every shape exactly once: none lost, none twice, no sentinel among them."""
     run = shapes.run
@@ -600,9 +596,7 @@ def _crash_text(run: Run, consumer: Consumer) -> str:
             "the report.")
 
 
-@check("Every consumer returns because it received a sentinel", points=3,
-       hint="A consumer loops on q.get() and returns when what it took is the sentinel, compared by value: not "
-            "when get(timeout=...) raises queue.Empty, and not when q.empty() says so.")
+@check()
 def check_consumers_stop_on_sentinel(student: Student, shapes: ShapeRuns) -> None:
     """Each consumer returns normally, right after taking a non-item (a sentinel) off the queue."""
     run = shapes.run
@@ -619,8 +613,7 @@ def check_consumers_stop_on_sentinel(student: Student, shapes: ShapeRuns) -> Non
 
 
 # ---- main() starts the consumers it is asked for and waits for them -----------------------------------
-@check("main() starts `consumers` consumers and returns when they are done", points=1,
-       hint="Start exactly `consumers` consumer processes, and join every one of them before main() returns.")
+@check()
 def check_main_starts_and_waits(student: Student, shapes: ShapeRuns) -> None:
     """main() honours its consumers parameter and returns only after every consumer has ended."""
     run = shapes.run

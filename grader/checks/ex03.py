@@ -143,15 +143,13 @@ def _thread_instead(run: Run) -> dict[str, Any] | None:
 
 
 # ---- checks -------------------------------------------------------------------------------------
-@check("The program ends soon after the work ends", judges=ENDS, points=3,
-       hint="When the main process's code ends, Python joins every non-daemonic child: make the heartbeat a daemon.")
+@check(judges=ENDS)
 def check_program_ends_after_work(student: Student, runs: Runs) -> None:
     """The whole program, run as the course runs it, must end by itself once main() returns."""
     whole_program_ends(student, runs.program, _kept_alive, "do its work")
 
 
-@check("The heartbeat writes while the work runs", points=1,
-       hint="Start the heartbeat worker before do_work(), so that it appends its lines while the work runs.")
+@check()
 def check_heartbeat_writes_during_work(student: Student, runs: Runs) -> None:
     """The grader's do_work waits for heartbeat lines: they prove the worker runs alongside the work."""
     run = runs.raising
@@ -189,9 +187,7 @@ def check_heartbeat_writes_during_work(student: Student, runs: Runs) -> None:
         locations=run.location(_error_line(step), "do_work() is called here"), run=run)
 
 
-@check("The worker is a daemon process from its start", points=3,
-       hint="Pass daemon=True to Process, or set worker.daemon = True before worker.start(): after it, it is "
-            "too late.")
+@check()
 def check_worker_is_daemon_from_start(student: Student, runs: Runs) -> None:
     """The daemon flag counts when start() runs: every worker must carry it from then on."""
     run = runs.raising
@@ -240,9 +236,7 @@ def _require_daemon_workers(run: Run) -> None:
                 locations=run.location(proc.spawn_where, "started as a non-daemon process"), run=run)
 
 
-@check("When do_work raises, the program still ends", points=2,
-       hint="A daemon is terminated when the main process's code ends, with an exception too; cleanup on the normal "
-            "path only is not enough.")
+@check()
 def check_program_ends_when_work_raises(student: Student, runs: Runs) -> None:
     """An exception in do_work must not leave a worker behind that keeps the program alive."""
     run = runs.raising
@@ -259,8 +253,7 @@ def check_program_ends_when_work_raises(student: Student, runs: Runs) -> None:
     student.show(run)
 
 
-@check("Nothing outlives the program", judges=CLEAN, points=1,
-       hint="Do not detach the heartbeat (os.fork, setsid): when the program ends, its heartbeat ends with it.")
+@check(judges=CLEAN)
 def check_nothing_outlives_program(student: Student, runs: Runs) -> None:
     """Once the program ended, no process of it may go on writing (a detached heartbeat does)."""
     for run, log in ((runs.program, PROGRAM_LOG), (runs.raising, WORK_LOG)):

@@ -204,18 +204,14 @@ def _require_finished(bank: Bank) -> Step:
     return step
 
 
-@check("The clients finish and the program ends", judges=ENDS, points=2,
-       hint="deposit must not take the lock twice, and withdraw must release it when it refuses: then every "
-            "client finishes.")
+@check(judges=ENDS)
 def check_program_ends(student: Student, bank: Bank) -> None:
     """main() returns and every client ends normally; a hang is explained (a double acquire, a lock left held)."""
     student.show(bank.run)
     _require_finished(bank)
 
 
-@check("No process acquires a Lock it already holds", points=2,
-       hint="deposit holds the lock: read the balance with load() there (or use an RLock) instead of calling "
-            "read_balance, which takes the lock again.")
+@check()
 def check_no_double_acquire(student: Student, bank: Bank, withdrawals: Withdrawals) -> None:
     """No process blocks on a Lock it holds itself (in main(), or inside one direct call of withdraw)."""
     for run, during in ((bank.run, ""), (withdrawals.run, withdrawals.kind)):
@@ -248,8 +244,7 @@ def _double_acquire_failure(run: Run, event: dict[str, Any], scenario_kind: str)
         + run.location(since, "first acquired the lock here"), run=run)
 
 
-@check("No deposit is lost: the final balance is exact", points=3,
-       hint="Hold one shared lock from deposit's read to its write, so that no two clients read the same balance.")
+@check()
 def check_final_balance_exact(student: Student, bank: Bank) -> None:
     """After 20 concurrent deposits and 4 refused withdrawals, the account holds exactly what was deposited."""
     run = bank.run
@@ -347,9 +342,7 @@ def _holding_failure(withdrawals: Withdrawals, step: Step, hold: Hold) -> CheckF
                        locations=run.location(hold.where, "acquires the lock") + locations, run=run)
 
 
-@check("A withdrawal releases the lock on every path, a refused one included", points=2,
-       hint="withdraw raises InsufficientFunds while it holds the lock: use `with lock:` (or try/finally) so that "
-            "every acquire() has its release() on every path.")
+@check()
 def check_withdraw_releases_lock(student: Student, withdrawals: Withdrawals) -> None:
     """Each direct call is over with no lock still held and none released twice, a refused withdrawal included."""
     run = withdrawals.run
@@ -373,10 +366,7 @@ def check_withdraw_releases_lock(student: Student, withdrawals: Withdrawals) -> 
         raise too_few_ran(run, len(run.steps), len(SCENARIO), "calls ran")
 
 
-@check("A withdrawal takes what the balance covers; a refused one raises InsufficientFunds and changes nothing",
-       points=1,
-       hint="Check the balance before you write anything: when it is too small, raise InsufficientFunds and leave the "
-            "file as it was.")
+@check()
 def check_refusal_changes_nothing(student: Student, withdrawals: Withdrawals) -> None:
     """withdraw(100) from 30 raises InsufficientFunds and leaves 30; withdraw(10) from 30 leaves 20."""
     run = withdrawals.run

@@ -152,8 +152,7 @@ def _check_finished(runs: CounterRuns) -> None:
         raise too_few_ran(run, len(runs.trials), len(SETTINGS), "calls of main() ran to the end")
 
 
-@check("The workers finish and main() returns", judges=ENDS, points=2,
-       hint="Every acquire() needs its release(), on every path: with a `with` block on the lock every worker finishes.")
+@check(judges=ENDS)
 def check_program_ends(student: Student, counters: CounterRuns) -> None:
     """Every call of main() returns and every worker process ends normally; a hang is explained."""
     student.show(counters.run)
@@ -292,9 +291,7 @@ def _final_failure(run: Run, trial: Trial) -> CheckFailed:
                        locations=_decrement_line(run), run=run)
 
 
-@check("No sale is lost: the final value is exact", points=4,
-       hint="Hold one shared lock from decrement's read to its write: two requests to the Manager are two steps, "
-            "and another worker can act in between.")
+@check()
 def check_final_value_exact(student: Student, counters: CounterRuns) -> None:
     """Every call of main() returns exactly start - workers * times, over several seeded settings."""
     _require_finished(counters, "The final value")
@@ -370,9 +367,7 @@ def _sharing_problem(run: Run, trial: Trial) -> CheckFailed | None:
     return None
 
 
-@check("Every worker holds the same lock, the one main() shares", points=2,
-       hint="A lock only works if every process uses the same lock object: create it once in main() and pass it "
-            "to every worker; a threading.Lock or a Lock made inside a worker keeps nobody out.")
+@check()
 def check_lock_is_shared(student: Student, counters: CounterRuns) -> None:
     """In every trial, each decrement() ran while its worker held a lock, and all the workers held one lock."""
     _require_finished(counters, "The lock the workers use")
@@ -382,9 +377,7 @@ def check_lock_is_shared(student: Student, counters: CounterRuns) -> None:
 
 
 # ---- the workers run at the same time -----------------------------------------------------------
-@check("The workers run at the same time", points=2,
-       hint="Start every worker, then join them all. Joining each one right after starting it removes the "
-            "concurrency along with the race.")
+@check()
 def check_workers_concurrent(student: Student, counters: CounterRuns) -> None:
     """In at least one trial, two workers were running at the same moment."""
     _require_finished(counters, "Whether the workers run at the same time")

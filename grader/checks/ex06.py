@@ -404,18 +404,14 @@ def _require_both_ended(queues: QueueRuns, judged: str) -> None:
         _require_ended(trial, GET_ADVICE if trial is queues.finish else PUT_ADVICE, judged=judged)
 
 
-@check("No hang when the consumers are gone: the producer stops", judges=ENDS, points=2,
-       hint="A put() on a full queue waits forever once the consumers have left: put(job, timeout=patience), and "
-            "stop when it raises queue.Full.")
+@check(judges=ENDS)
 def check_ends_when_consumers_leave(student: Student, queues: QueueRuns) -> None:
     """With consumers that leave after their shift, the producer gives up and main() returns."""
     student.show(queues.leave.run)
     _require_ended(queues.leave, PUT_ADVICE)
 
 
-@check("No hang when the producers are done: the consumers stop", judges=ENDS, points=2,
-       hint="A get() on an empty queue waits forever once the producers are done: get(timeout=patience), and "
-            "return when it raises queue.Empty.")
+@check(judges=ENDS)
 def check_ends_when_producers_finish(student: Student, queues: QueueRuns) -> None:
     """Once the producers have delivered everything, every consumer gives up and main() returns."""
     student.show(queues.finish.run)
@@ -485,9 +481,7 @@ def _left_in_queue(trial: Trial) -> tuple[str, list[Location], bool]:
     return "it was put on the queue, but no consumer took it.", [], True
 
 
-@check("No job is lost or done twice", points=2,
-       hint="Every job a producer puts must be done exactly once: a consumer may only give up once no job has come "
-            "for `patience` seconds, and must do every job it takes.")
+@check()
 def check_nothing_lost_or_twice(student: Student, queues: QueueRuns) -> None:
     """Every job of the producers-finish run is done exactly once; in both runs no job is done twice."""
     raise_first(_twice(trial) for trial in (queues.finish, queues.leave))
@@ -553,9 +547,7 @@ def _early_failure(trial: Trial, give_up: GiveUp) -> CheckFailed:
         locations=run.location(where, "gives up too early"), run=run)
 
 
-@check("No side gives up on a side that is only slow", points=2,
-       hint="Wait the whole `patience` before you give up: the timeout of put() and of get() is `patience`, "
-            "never put_nowait()/get_nowait(), a shorter timeout, or q.empty()/q.full().")
+@check()
 def check_waits_patience(student: Student, queues: QueueRuns) -> None:
     """Every producer or consumer that stopped early had waited at least `patience` seconds without progress."""
     _require_both_ended(queues, judged="How long each side waits before it gives up")
@@ -614,9 +606,7 @@ def _queue_call_text(event: dict[str, Any] | None) -> str:
             grader_events.Q_PUT_RAISE: f"a put() that raised {event.get('error')}"}.get(event["ev"], event["ev"])
 
 
-@check("A side stops on queue.Full or queue.Empty, and catches exactly those", points=2,
-       hint="put(timeout=...) raises queue.Full and get(timeout=...) raises queue.Empty (of the standard module queue): "
-            "catch those, not TimeoutError, and let them decide when to stop.")
+@check()
 def check_right_exceptions(student: Student, queues: QueueRuns) -> None:
     """No producer or consumer crashes, and each one that stopped early did so on queue.Full / queue.Empty."""
     _require_both_ended(queues, judged="How each side reacts to queue.Full and queue.Empty")

@@ -341,16 +341,13 @@ def _worker_starts(run: Run) -> list[Location]:
 
 
 # ---- checks -------------------------------------------------------------------------------------
-@check("The program ends when the jobs are done", judges=ENDS, points=3,
-       hint="The main thread waits for every non-daemon thread before the program ends: a heartbeat that loops "
-            "forever must be a daemon thread, and must never be joined.")
+@check(judges=ENDS)
 def check_program_ends(student: Student, runs: Runs) -> None:
     """The whole program, run as the course runs it, must do its jobs and end by itself."""
     whole_program_ends(student, runs.program, _hang, "do its jobs")
 
 
-@check("main() returns every job's result", points=3,
-       hint="Read the results only after every worker thread has ended: start them all, then join() each of them.")
+@check()
 def check_every_result(student: Student, runs: Runs) -> None:
     """For every job list, main() returns {n: n * n} for every job, computed by the worker threads."""
     run = runs.jobs
@@ -426,9 +423,7 @@ def _names(values: list[Any]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-@check("The heartbeat runs while the jobs run, and does not keep the program alive", points=2,
-       hint="Start the heartbeat thread before the workers, as a daemon (daemon=True before start()): it is "
-            "stopped when every non-daemon thread has ended.")
+@check()
 def check_heartbeat_is_daemon(student: Student, runs: Runs) -> None:
     """Each call of main() starts heartbeat() before its jobs are done, and the program ends once main() is."""
     run = runs.jobs
@@ -455,9 +450,7 @@ def check_heartbeat_is_daemon(student: Student, runs: Runs) -> None:
     student.show(run)
 
 
-@check("The worker threads run at the same time", points=2,
-       hint="Start every worker, then join them all: joining each one right after starting it runs the jobs one "
-            "at a time.")
+@check()
 def check_workers_concurrent(student: Student, runs: Runs) -> None:
     """In some call of main(), two worker() calls were running at the same moment."""
     run = runs.jobs

@@ -143,17 +143,14 @@ def _def_location(run: Run, func: str) -> list[Location]:
 
 
 # ---- checks -------------------------------------------------------------------------------------
-@check("The workers finish and main() returns", judges=ENDS, points=2,
-       hint="Every acquire() needs its release() before the lock is taken again: `with lock:` does that for you.")
+@check(judges=ENDS)
 def check_workers_finish(student: Student, totals: Totals) -> None:
     """Every call of main() returns, and every worker process ends normally."""
     student.show(totals.run)
     _require_finished(totals)
 
 
-@check("No update is lost: the total is exact", points=3,
-       hint="Hold one shared lock around the whole read-modify-write of the total, so that no two workers read "
-            "the same total.")
+@check()
 def check_total_exact(student: Student, totals: Totals) -> None:
     """After every call of main(), the file holds 1 + 2 + ... + count, and main() returns it."""
     run = totals.run
@@ -225,9 +222,7 @@ def _lost_update_cause(run: Run, trial: Trial) -> str:
             "one critical section.")
 
 
-@check("The slow scoring runs outside the lock", points=3,
-       hint="score() only reads its document: call it before you take the lock, and hold the lock only around "
-            "add_to_total().")
+@check()
 def check_scoring_outside_lock(student: Student, totals: Totals) -> None:
     """No score() call runs while its worker holds the lock: the lock covers only the read-modify-write."""
     run = totals.run
@@ -261,9 +256,7 @@ def _scored_under_lock(run: Run, trial: Trial, interval: Interval, hold: Hold) -
         run=run)
 
 
-@check("The scoring of different workers runs in parallel", points=2,
-       hint="Start every worker, then join them all, and keep score() outside the lock: then the workers score "
-            "at the same time.")
+@check()
 def check_scoring_parallel(student: Student, totals: Totals) -> None:
     """In some call of main(), score() calls of two different worker processes overlapped."""
     run = totals.run

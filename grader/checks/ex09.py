@@ -341,9 +341,7 @@ def _require_every_call_ran(pool: PoolRuns) -> None:
 
 
 # ---- checks -----------------------------------------------------------------------------------------------
-@check("main()'s q.join() returns, even when tasks fail, and the program ends", judges=ENDS, points=3,
-       hint="join() waits until every task put has been marked done: a worker that dies with a failing task, or "
-            "skips task_done() for it, leaves join() waiting forever.")
+@check(judges=ENDS)
 def check_join_returns(student: Student, pool: PoolRuns) -> None:
     """Every call of main() returns after its q.join() returned, and the program then ends by itself."""
     run = pool.run
@@ -364,9 +362,7 @@ def check_join_returns(student: Student, pool: PoolRuns) -> None:
         raise _kept_alive(run)
 
 
-@check("task_done() is called once per task, after its work", points=2,
-       hint="Call tasks.task_done() exactly once for every task a worker takes, after handle() and the result are "
-            "through, on every path: a `finally:` does that.")
+@check()
 def check_task_done_once_per_task(student: Student, pool: PoolRuns) -> None:
     """Each task a worker took is marked done exactly once, after handle() finished with it."""
     run = pool.run
@@ -441,9 +437,7 @@ def _missing_cause(run: Run, trial: Trial, missing: list[Any]) -> str:
             "that dict once q.join() has returned.")
 
 
-@check("Every task is handled exactly once, and main() returns every result", points=3,
-       hint="Each task is taken off the queue by one worker and handled once; the result of every task that "
-            "succeeds is in the dict main() returns, and a failing task is left out.")
+@check()
 def check_every_task_handled_once(student: Student, pool: PoolRuns) -> None:
     """handle() sees every task once, and main() returns {task: result} of exactly the tasks that succeeded."""
     run = pool.run
@@ -486,9 +480,7 @@ def check_every_task_handled_once(student: Student, pool: PoolRuns) -> None:
     _require_every_call_ran(pool)
 
 
-@check("A failing task does not stop its worker", points=2,
-       hint="Catch the exception of a failing task inside the worker's loop, report it and take the next task: a "
-            "worker that dies (or returns) with every failing task leaves the pool empty.")
+@check()
 def check_workers_survive_failures(student: Student, pool: PoolRuns) -> None:
     """No worker dies with the exception of a failing task, and none stops working after one."""
     run = pool.run

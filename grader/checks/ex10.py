@@ -199,9 +199,7 @@ def _count_text(values: list[int]) -> str:
 
 
 # ---- checks -----------------------------------------------------------------------------------------------
-@check("main() returns the exact number of primes", points=4,
-       hint="Add up every range's count exactly once, after each process has sent its count back (a Pool's "
-            "results, a Queue or a Manager list): a child's own list never reaches the parent.")
+@check()
 def check_result_exact(student: Student, counts: CountRuns) -> None:
     """Each call of main(limit, workers) returns the number of primes below limit."""
     run = counts.run
@@ -266,9 +264,7 @@ def _one_process_failure(run: Run, trial: Trial) -> CheckFailed | None:
         locations=run.location(proc.spawn_where if proc else None, "the only process that counts"), run=run)
 
 
-@check("The counting runs in several processes, not threads", points=3,
-       hint="Threads share one GIL: only one of them runs Python code at a time. Give the ranges to processes: "
-            "Pool(workers).starmap(count_primes, split(limit, workers)).")
+@check()
 def check_work_runs_in_processes(student: Student, counts: CountRuns) -> None:
     """In every call of main(), count_primes() runs in at least two processes (or a pool of several processes)."""
     run = counts.run
@@ -288,9 +284,7 @@ def _overlap(trial: Trial) -> bool:
     return any_overlap([_interval(trial, p) for p in trial.computing()])
 
 
-@check("The processes compute at the same time", points=3,
-       hint="Start every process before you wait for any of them (or use a Pool): joining each process right after "
-            "starting it runs them one after another.")
+@check()
 def check_processes_compute_together(student: Student, counts: CountRuns) -> None:
     """In some call of main(), two processes that count were alive at the same time (judged from events)."""
     run = counts.run

@@ -9,12 +9,13 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Sequence, TypeVar
 
 import pytest
 
 from grader.running import conductor, limits, runner
-from grader.course import Exercise
+from grader.course import METADATA, CheckInfo, Exercise, find_exercise
 from grader.judging.evidence import Run, explain_hang
 from grader.judging.request import Request
 from grader.results import Location
@@ -103,11 +104,16 @@ class MachineTooBusy(RuntimeError):
 
 
 
-def check(title: str, points: float, hint: str = "", timeout: float = 300,
-          depends: tuple[str, ...] = (LOADS, ENDS, CLEAN),
+class CheckDeclarationError(Exception):
+    """A grader error, raised when the checks are collected: a check module and course.toml disagree on its
+    checks (a check function without its title, points and hint there, or an entry naming no check)."""
+
+
+def check(timeout: float = 300, depends: tuple[str, ...] = (LOADS, ENDS, CLEAN),
           judges: str | None = None) -> Callable[[Callable[..., None]], Any]:
-    """Declare a check: its title, points, hint, what it depends on (LOADS always; ENDS and CLEAN by default)
-    and the prerequisite it judges itself (e.g. ENDS for "the program ends"), if any.
+    """Declare a check: what it depends on (LOADS always; ENDS and CLEAN by default) and the prerequisite it
+    judges itself (e.g. ENDS for "the program ends"), if any. Its title, points and hint are the course's
+    metadata (course.toml, [exercise.check.NAME] under the module's EXERCISE), one file for all exercises.
 
     When a prerequisite it depends on fails, the check is not judged (SKIPPED, pointing at the check that
     judges it, else the first that met it): one cause is said once. pytest-timeout guards it as a last
@@ -118,11 +124,40 @@ def check(title: str, points: float, hint: str = "", timeout: float = 300,
         raise ValueError(f"unknown prerequisite(s) {sorted(unknown)}: known are {sorted(PREREQUISITES)}")
 
     def decorate(func: Callable[..., None]) -> Any:
+        info = declared_check(func)
         needs = (LOADS, *(d for d in depends if d != LOADS))
-        marked = pytest.mark.grader_check(title=title, points=points, hint=hint, depends=needs)(func)
+        marked = pytest.mark.grader_check(title=info.title, points=info.points, hint=info.hint, depends=needs)(func)
         return pytest.mark.timeout(timeout)(marked)
 
     return decorate
+
+
+def declared_check(func: Callable[..., None]) -> CheckInfo:
+    """The title, points and hint course.toml gives the check function `func` of its module's EXERCISE."""
+    where = f"{func.__module__}.{func.__name__}"
+    number = func.__globals__.get("EXERCISE")
+    if not isinstance(number, int):
+        raise CheckDeclarationError(f"{where}: its module must set EXERCISE (the exercise's number) before its checks")
+    try:
+        return find_exercise(number).check_info(func.__name__)
+    except KeyError:
+        raise CheckDeclarationError(
+            f"{where} has no title, points and hint in {METADATA}: add [exercise.check.{func.__name__}] "
+            f"to exercise {number}") from None
+
+
+def require_metadata_agrees(module: ModuleType) -> None:
+    """Collection fails, naming them, when course.toml declares checks of the module's EXERCISE that the module
+    does not define (a check function without an entry already failed when it was declared)."""
+    number = getattr(module, "EXERCISE", None)
+    if not isinstance(number, int):
+        return
+    checks = {name for name, value in vars(module).items()
+              if any(getattr(m, "name", "") == "grader_check" for m in getattr(value, "pytestmark", ()))}
+    extra = [info.name for info in find_exercise(number).declared_checks if info.name not in checks]
+    if extra:
+        raise CheckDeclarationError(f"{METADATA} declares check(s) {', '.join(extra)} of exercise {number}, but "
+                                    f"{module.__name__} defines no such check function")
 
 
 @dataclass

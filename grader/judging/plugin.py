@@ -16,7 +16,7 @@ from grader.course import find_exercise
 from grader.judging import startmethods
 from grader.judging.causes import Causes, Stated, not_judged
 from grader.judging.evidence import Run
-from grader.judging.harness import CheckFailed, Student
+from grader.judging.harness import CheckFailed, Student, require_metadata_agrees
 from grader.judging.request import DEFAULT_METHOD, Request
 from grader.results import ERROR, FAILED, PASSED, CheckResult, CriticalSection, RunResult
 
@@ -43,6 +43,12 @@ class Judge:
         """Make this judge the one the `student` fixture reads."""
         config.stash[JUDGE_KEY] = self
         config.addinivalue_line("markers", "grader_check(title, points, hint, depends): a check of the grader")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Every check module collected agrees with course.toml: each entry there names one of its checks."""
+        for module in dict.fromkeys(item.module for item in items if isinstance(item, pytest.Function)):
+            require_metadata_agrees(module)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
