@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -28,12 +27,12 @@ from typing import Any, Callable
 
 import psutil
 
-import grader
 from grader.course import Exercise
 from grader.gradebook.book import (FILES_DIR, RESULT_FILE, STAGING, BatchError, Gradebook, StudentResult, atomic_write,
                               exclusive, exercise_meta, install, merge, read_result, summarize, write_gradebook)
 from grader.results import Report
 from grader.gradebook import engines
+from grader.gradebook.fingerprint import grader_fingerprint
 from grader.gradebook.summary import render as summary_page
 from grader.gradebook.submissions import Collected, Submission, collect, content_hash, shard, student_seed
 from grader.gradebook.workers import DEFAULT_TIME_LIMIT, Job, JobEnd, default_workers, planned_checks, why_stopped
@@ -41,23 +40,7 @@ from grader.judging.request import METHOD_CHOICES, Request
 from grader.lms import batching as lms
 
 TEMP_PREFIX = "grader-batch-"
-# The grader's files that cannot change a grade: reports, the command line, batch and CI plumbing.
-_GRADING_EXCLUDED = ("render/", "templates/", "lms/", "cli.py", "batch.py", "gradebook.py", "submissions.py", "workers.py",
-                     "ci.py", "__main__.py")
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
-
-
-# ---- what a stored result depends on ------------------------------------------------------------------------------
-def grader_fingerprint(package: Path | None = None) -> str:
-    """A hash of everything in the grader that can change a grade: its version, checks, probe and core."""
-    package = package or Path(grader.__file__).parent
-    digest = hashlib.sha256(grader.__version__.encode())
-    for path in sorted(package.rglob("*")):
-        rel = path.relative_to(package).as_posix()
-        if path.suffix not in (".py", ".toml") or "__pycache__" in rel or rel.startswith(_GRADING_EXCLUDED):
-            continue
-        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
 
 
 # ---- grading one student, in a worker process ---------------------------------------------------------------------

@@ -3,7 +3,7 @@ than one machine is graded by every node of a Ray cluster, and a node that dies 
 
 The driver (the batch) ships each student's collected exercise files through Ray's object store to a
 GradingHost, a Ray actor (one per CPU of the cluster) whose `grade` task unpacks them into a private folder on
-its node. The actor started, once, a grading host program (`python -m grader.gradebook.ray_engine`, exec'ed:
+its node. The actor started, once, a grading host program (`python -m grader.commands.ray_host`, exec'ed:
 a clean single-threaded Python with the grader, pytest and the checks imported), and each grading is forked
 from that program, never from the Ray worker, whose threads make fork unsafe. The grading is the local engine
 on one student with its whole supervision: the time limit, the process tree killed, a crash turned into a
@@ -21,7 +21,6 @@ grader gives no verdict rather than another grade)."""
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
@@ -34,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -43,6 +41,7 @@ from typing import Any, Callable, Iterator
 import psutil
 
 from grader.gradebook.book import FILES_DIR, RESULT_FILE, STAGING, BatchError, atomic_write, install
+from grader.gradebook.fingerprint import grader_fingerprint
 from grader.gradebook.workers import Job, JobEnd
 
 MAX_RETRIES = 3  # runs of a task whose worker or node died, beyond the first
@@ -52,7 +51,7 @@ AF_UNIX_LIMIT = 107  # bytes of a Unix socket's path
 RAY_ROOM = 90  # bytes that Ray's sockets add to the temporary root: grader-ray-x/session_<date>_<pid>/sockets/…
 BATCH_KEEP = 86400.0  # seconds after its last task on a node that a batch's private folders there are removed
 GRADING_ROOM = 80  # bytes that a grading's sockets (forkserver, Manager) add: grader-ray-tasks-uid/pid-x/tmp/pymp-…
-PROGRAM = "grader.gradebook.ray_engine"
+PROGRAM = "grader.commands.ray_host"  # the grading host program (see GradingHost)
 
 
 # ---- the driver ---------------------------------------------------------------------------------------------------
@@ -67,8 +66,6 @@ class RayEngine:
         """Submit every job as a task, install each student's folder as their task returns, then stop."""
         if not jobs:
             return
-        from grader.commands.batch import grader_fingerprint
-
         ray = _import_ray()
         fingerprint, batch = grader_fingerprint(), secrets.token_hex(6)
         with self._cluster(ray, workers):
@@ -230,8 +227,6 @@ class GradingHost:
 
     def __init__(self) -> None:
         """Start the host program (it dies with this worker, and its grading with it); note this node's grader."""
-        from grader.commands.batch import grader_fingerprint
-
         self.host = _start_host()
         self.fingerprint = grader_fingerprint()
 
@@ -350,83 +345,3 @@ def _empty(folder: Path) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
-
-
-
-# ---- the grading host program, and one student's grading forked from it -------------------------------------------
-def serve(parent: int) -> int:
-    """`python -m grader.gradebook.ray_engine PARENT`: import once what every grading needs, then for each
-    request line on stdin fork a grading (this program is single-threaded: fork is safe here), wait for it and
-    reply {"exitcode": N}. Dies with the Ray worker PARENT, and its grading with it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the batch's business; the batch ends us
-    _die_with(parent)  # SIGTERM, default action: we die, and the grading is told by its own parent-death signal
-    from grader.commands import batch
-    from grader.judging import session
-
-    batch.preload([e.number for e in session.select([])])
-    for line in sys.stdin:
-        request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                code = grade_one(request["spec"], Path(request["own"]), Path(request["out"]), os.getppid())
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        sys.stdout.write(json.dumps({"exitcode": os.waitstatus_to_exitcode(status)}) + "\n")
-        sys.stdout.flush()
-    return 0
-
-
-def grade_one(spec: dict[str, Any], own: Path, out: Path, host: int) -> int:
-    """One student graded by the local engine (time limit, process tree, crash turned into a result) into
-    OUT/<student>/; the forked grading's first code: its own signals, output and parent-death signal."""
-    signal.signal(signal.SIGTERM, _stop)
-    _die_with(host)
-    log = os.open(own / "grading.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)  # the host's requests are not ours to read, nor its replies ours to write
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    from grader.commands import batch
-    from grader.gradebook.book import Gradebook
-    from grader.gradebook.submissions import Collected, Submission
-
-    collected = Collected(own / FILES_DIR, spec["found"], spec["digests"], spec["notes"], spec["problems"])
-    submission = Submission(spec["name"], Path(spec["entry"]), spec["kind"])
-    task = batch.StudentTask(submission, collected, spec["digest"], spec["seed"], spec["numbers"],
-                             spec["start_method"], out)
-    options = batch.BatchOptions(submissions=submission.path.parent, out=out, numbers=spec["numbers"], workers=1,
-                                 start_method=spec["start_method"], time_limit=spec["time_limit"])
-    (out / STAGING).mkdir()
-    summary = batch.BatchSummary(Gradebook([], [], {}))
-    try:
-        batch._grade_all([task], options, summary, batch.Progress(1, io.StringIO(), terminal=False))
-    except KeyboardInterrupt:
-        return 130
-    except BaseException:  # noqa: BLE001 - told to the driver through the log: this student has no verdict
-        traceback.print_exc()
-        sys.stderr.flush()
-        return 1
-    return 0
-
-
-def _stop(signum: int, frame: Any) -> None:
-    """SIGTERM (the host died with its worker, or the grading ran past its margin): stop now, tree killed."""
-    raise KeyboardInterrupt
-
-
-def _die_with(parent: int) -> None:
-    """Be sent SIGTERM when `parent` dies, even by SIGKILL; exit at once if it already has."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        os._exit(1)
-
-
-if __name__ == "__main__":
-    sys.exit(serve(int(sys.argv[1])))
