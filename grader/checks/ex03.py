@@ -20,7 +20,7 @@ import pytest
 from grader.checks.common import waited_at_exit, whole_program_ends
 from grader.running import runner
 from grader.judging.evidence import Proc, Run, Step, explain_hang
-from grader.judging.harness import CLEAN, ENDS, CheckFailed, Student, check, crashed_children
+from grader.judging.harness import CLEAN, ENDS, CheckFailed, Student, check, crashed_children, scheduled
 from grader.probe import grader_events
 
 EXERCISE = 3
@@ -58,9 +58,9 @@ def runs(student: Student) -> Runs:
     step = {"call": "main", "args": [WORK_LOG, 0.5], "label": "do_work raises"}
     raising = student.run_steps("work raises", [step], contract=CONTRACT, replace=replace,
                                 watch_files=[WORK_LOG], exit_grace=EXIT_GRACE, waiting_grace=WAITING_GRACE,
-                                timeout=WAIT + 10)
+                                timeout=WAIT + 10, **scheduled())
     program = student.run_program("program", watch_files=[PROGRAM_LOG], sleep_scale=PROGRAM_SLEEP_SCALE,
-                                  exit_grace=EXIT_GRACE, waiting_grace=WAITING_GRACE, timeout=10)
+                                  exit_grace=EXIT_GRACE, waiting_grace=WAITING_GRACE, timeout=10, **scheduled())
     return Runs(raising, program)
 
 
