@@ -122,7 +122,8 @@ def _error_failure(run: Run, trial: Trial, before: str = "") -> CheckFailed:
     frames = error.get("frames") or []
     message = str(error.get("message", ""))
     text = f"{trial.shape.label} raised {error.get('error')} ({message}){before}."
-    if "pickle" in message.lower() or "pickling" in str(error.get("error", "")).lower():
+    # Python 3.11-3.12: "Can't pickle local object ..."; 3.13: "Can't get local object ..." (AttributeError)
+    if "pickl" in message.lower() or "pickling" in str(error.get("error", "")).lower() or "local object" in message:
         text += " " + PICKLE_NOTE
     return CheckFailed(text, locations=run.location(frames[-1] if frames else None, str(error.get("error"))),
                        run=run)
