@@ -358,18 +358,26 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
+def _student_frames(error: dict[str, Any]) -> list[dict[str, Any]]:
+    """The error's frames in the student's file (not importlib's frozen ones, which a 3.13 import error has)."""
+    return [f for f in error.get("frames") or [] if not str(f.get("file", "")).startswith("<")]
+
+
 def _frames_to_locations(run: Run, error: dict[str, Any]) -> list[Location]:
-    frames = error.get("frames") or []
+    frames = _student_frames(error)
     return [Location(run.student_file, f["line"], error.get("error", "")) for f in frames[-1:] if f.get("line")]
 
 
 def _import_message(error: dict[str, Any], shown_as: str) -> str:
-    frames = error.get("frames") or []
+    frames = _student_frames(error)
     line = f" at line {frames[-1]['line']}" if frames and frames[-1].get("line") else ""
     if error["ev"] == grader_events.IMPORT_EXIT:
         return (f"Your file called sys.exit({error.get('code')}){line} while it was being imported: code at the "
                 f"top level of {shown_as} must not exit; put it under `if __name__ == \"__main__\":`.")
-    if error["error"] in ("SyntaxError", "IndentationError", "TabError"):
+    # A file that is not UTF-8 text: SyntaxError up to Python 3.12, UnicodeDecodeError from the import
+    # machinery itself (no frame of the student's, only importlib's frozen ones) in 3.13.
+    if error["error"] in ("SyntaxError", "IndentationError", "TabError") or (
+            error["error"] == "UnicodeDecodeError" and not frames):
         text = f": `{error['text'].strip()}`" if error.get("text") else ""
         return f"Python cannot read {shown_as}: {error['error']}{line}{text} ({error['message']})."
     return (f"Importing {shown_as} raised {error['error']}{line}: {error['message']}. The grader imports your "

@@ -51,9 +51,10 @@ class Rules:
     strategy: str = "pos"
     depth: int = 3  # pct: the bug depth it aims at (d - 1 priority change points)
     steps_hint: int = 400  # pct: the expected number of steps, where change points are drawn
-    # Real seconds a thread may hold the turn without reaching a point before it runs free: at once past
-    # `budget` when its process is blocked in a call the probe does not see; while it is runnable (computing,
-    # or waiting for a CPU on a busy machine) up to `busy_budget`, so that load does not change the schedule.
+    # Seconds a thread may hold the turn without reaching a point before it runs free: `budget` of real time
+    # when its process is blocked in a call the probe does not see; when it is runnable (computing, or
+    # waiting for a CPU on a busy machine), once its process has also used `budget` of CPU since, or after
+    # `busy_budget` of real time: so that load, which slows a computing thread, does not change the schedule.
     budget: float = 0.05
     busy_budget: float = 2.0
     quiet: float = 0.004  # real seconds with no message before a wait becomes the real call (see _decide)
@@ -95,6 +96,7 @@ class _Thread:
     cut: float | None = None  # the wait's deadline was brought forward to the rules' patience
     parent: tuple[int, int] | None = None  # the thread that started this process, once known
     host_pid: int | None = None  # its process as the grader's /proc numbers it (from the kernel, at hello)
+    cpu_mark: float | None = None  # holding the turn past the budget: its process's CPU seconds then
     arrived: int = 0  # the step count when this thread arrived
     latest: float = 0.0  # a sleeper: the latest it may wake (its end plus the rules' slack)
     holding: bool | None = None  # a sleeper whose end came: whether it waits for the next sleeper (None: not chosen)
@@ -446,10 +448,9 @@ class Conductor:
                 if timed_out:
                     thread.pending = {"timeout": 1, **({"cut": cut} if cut else {})}
         holder = next((t for t in self.threads.values() if t.state == TURN), None)
+        if holder is not None and self._keeps_turn(holder, now):
+            return False
         if holder is not None:
-            held = now - holder.since
-            if held <= self.rules.budget or (held <= self.rules.busy_budget and _runnable(holder.host_pid)):
-                return False
             holder.state = FREE  # it computes, or waits for something the probe does not see: let it run
             self.schedule.freed += 1
         if self.schedule.steps >= self.rules.max_steps:
@@ -482,6 +483,21 @@ class Conductor:
             self.schedule.real_waits += 1
             self._reply(thread, {"real": 1})
         return False
+
+    def _keeps_turn(self, holder: _Thread, now: float) -> bool:
+        """Whether the thread holding the turn keeps it: within the budget, or past it while its process
+        computes and has not yet had the budget's worth of CPU (see Rules.budget)."""
+        held = now - holder.since
+        if held <= self.rules.budget:
+            return True
+        if held > self.rules.busy_budget or not _runnable(holder.host_pid):
+            return False
+        used = _cpu_seconds(holder.host_pid)
+        if used is None:
+            return False
+        if holder.cpu_mark is None:
+            holder.cpu_mark = used
+        return used - holder.cpu_mark < self.rules.budget
 
     def _jump(self, vt: float) -> bool:
         """Move virtual time to the next timer (a sleep's end, a timed wait's deadline), if there is one."""
@@ -574,7 +590,7 @@ class Conductor:
         self.last = thread
         if len(self.schedule.decisions) < DECISIONS_KEPT:
             self.schedule.decisions.append(f"{thread.name}:{thread.point}")
-        thread.state, thread.since = TURN, now
+        thread.state, thread.since, thread.cpu_mark = TURN, now, None
         self.still += 1
         if thread.pending.pop("tick", None):
             self.offset += self.rules.tick
@@ -621,6 +637,18 @@ def _runnable(host_pid: int | None) -> bool:
         except (OSError, IndexError):
             continue
     return False
+
+
+def _cpu_seconds(host_pid: int | None) -> float | None:
+    """The CPU time (user and system) the process has used, from /proc; None when that cannot be told."""
+    if host_pid is None:
+        return None
+    try:
+        with open(f"/proc/{host_pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _pid_inside(host_pid: int | None) -> int | None:
