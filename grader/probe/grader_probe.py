@@ -657,22 +657,27 @@ def _patch_threads(probe: Probe) -> None:
     probe.install(threading.Thread, "start", start)
     probe.install(threading.Thread, "_bootstrap_inner", _bootstrap_inner)
     if probe.turns is not None:
-        original_join = threading.Thread.join
+        _patch_join(probe, threading.Thread, lambda thread: thread.ident, thread=True)
 
-        @functools.wraps(original_join)
-        def join(self: Any, timeout: float | None = None) -> None:
-            if not probe.student_frame(sys._getframe(1)) or probe.turns is None:
-                return original_join(self, timeout)
-            if not getattr(self, "_grader_scheduled", False) or self.ident is None:
-                return _wait_off_schedule(probe, original_join, (self, timeout), {}, 1)
-            verdict = probe.turns.join(self.ident, timeout, thread=True)
-            if verdict == "timeout":
-                return None
-            if verdict == "go":  # its code has ended: the thread is on its way out
-                return original_join(self, None if timeout is None else max(probe.real_seconds(timeout), 1.0))
-            return _wait_off_schedule(probe, original_join, (self, timeout), {}, 1)
 
-        probe.install(threading.Thread, "join", join)
+def _patch_join(probe: Probe, owner: Any, ident: Callable[[Any], int | None], thread: bool) -> None:
+    """Under the scheduler, a student's join of a process or thread it started on the schedule waits for the
+    conductor to say it has ended (a modelled wait, in virtual time); any other join is made off the schedule."""
+    original_join = owner.join
+
+    @functools.wraps(original_join)
+    def join(self: Any, timeout: float | None = None) -> None:
+        if not probe.student_frame(sys._getframe(1)) or probe.turns is None:
+            return original_join(self, timeout)
+        joined = ident(self) if getattr(self, "_grader_scheduled", False) else None
+        verdict = "real" if joined is None else probe.turns.join(joined, timeout, thread=thread)
+        if verdict == "timeout":
+            return None
+        if verdict == "go":  # its code has ended: it is on its way out
+            return original_join(self, None if timeout is None else max(probe.real_seconds(timeout), 1.0))
+        return _wait_off_schedule(probe, original_join, (self, timeout), {}, 1)
+
+    probe.install(owner, "join", join)
 
 
 def _patch_managers(probe: Probe) -> None:
@@ -1084,23 +1089,7 @@ def _patch_processes(probe: Probe) -> None:
     probe.install(process.BaseProcess, "start", start)
     probe.install(process.BaseProcess, "_bootstrap", _bootstrap)
     if probe.turns is not None:
-        original_join = process.BaseProcess.join
-
-        @functools.wraps(original_join)
-        def join(self: Any, timeout: float | None = None) -> None:
-            if not probe.student_frame(sys._getframe(1)):
-                return original_join(self, timeout)
-            if not getattr(self, "_grader_scheduled", False) or probe.turns is None:
-                return _wait_off_schedule(probe, original_join, (self, timeout), {}, 1)
-            verdict = probe.turns.join(self.pid, timeout)
-            if verdict == "timeout":
-                return None
-            if verdict == "go":  # its code has ended: the process is on its way out
-                return original_join(self, None if timeout is None else max(probe.real_seconds(timeout), 1.0))
-            return probe.turns.off(original_join, self, None if timeout is None else probe.real_seconds(timeout),
-                                   timeouts=(timeout, None if timeout is None else probe.real_seconds(timeout)))
-
-        probe.install(process.BaseProcess, "join", join)
+        _patch_join(probe, process.BaseProcess, lambda child: child.pid, thread=False)
 
 
 def _patch_exit(probe: Probe) -> None:

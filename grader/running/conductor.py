@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.probe import grader_events as ev
+from grader.running import proctree
 
 # Thread states
 NEW = "new"  # connected, its first point not read yet (a decision waits for it: it is about to be ready)
@@ -625,44 +626,22 @@ def _runnable(host_pid: int | None) -> bool:
     blocked in a call the probe does not see. False when that cannot be told."""
     if host_pid is None:
         return False
-    try:
-        tasks = os.listdir(f"/proc/{host_pid}/task")
-    except OSError:
-        return False
-    for task in tasks:
-        try:
-            with open(f"/proc/{host_pid}/task/{task}/stat", "rb") as stat:
-                if stat.read().rsplit(b")", 1)[1].split()[0] == b"R":
-                    return True
-        except (OSError, IndexError):
-            continue
+    for stat in proctree.task_files(host_pid, "stat"):
+        if stat[stat.rfind(b")") + 2:].split()[:1] == [b"R"]:
+            return True
     return False
 
 
 def _cpu_seconds(host_pid: int | None) -> float | None:
-    """The CPU time (user and system) the process has used, from /proc; None when that cannot be told."""
-    if host_pid is None:
-        return None
-    try:
-        with open(f"/proc/{host_pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
-    except (OSError, IndexError, ValueError):
-        return None
+    """The CPU time (user and system) the process has used; None when that cannot be told."""
+    stat = proctree.read_stat(host_pid) if host_pid is not None else None
+    return stat[1] if stat is not None else None
 
 
 def _pid_inside(host_pid: int | None) -> int | None:
-    """The number the process `host_pid` knows itself by (the innermost pid namespace's); None if gone."""
-    if host_pid is None:
-        return None
-    try:
-        with open(f"/proc/{host_pid}/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("NSpid:"):
-                    return int(line.split()[-1])  # the innermost namespace's number: the one it knows itself by
-    except (OSError, ValueError, IndexError):
-        return None  # it has already ended: nothing to compare (never accuse on a guess)
-    return host_pid
+    """The number the process `host_pid` knows itself by (the innermost pid namespace's); None if gone
+    (then nothing is compared: never accuse on a guess)."""
+    return None if host_pid is None else proctree.live_ns_pid(host_pid)
 
 
 def _number(value: Any) -> float | None:

@@ -212,15 +212,38 @@ def catches_sigusr1(pid: int) -> bool:
 
 
 def ns_pid(pid: int) -> int:
-    """A process's pid as seen inside its own pid namespace (what the probe records), from our host pid."""
+    """A process's pid as seen inside its own pid namespace (what the probe records), from our host pid (the
+    host pid itself once the process has ended)."""
+    inside = live_ns_pid(pid)
+    return pid if inside is None else inside
+
+
+def live_ns_pid(pid: int) -> int | None:
+    """A process's pid inside its own pid namespace; None when it has ended (nothing to tell it by)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("NSpid:"):
                     return int(line.split()[-1])
     except (OSError, ValueError):
-        pass
+        return None
     return pid
+
+
+def task_files(pid: int, name: str) -> list[bytes]:
+    """The file `name` of each thread of a process (/proc/PID/task/TID/NAME), as read; none when it is gone."""
+    found: list[bytes] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/{name}", "rb") as f:
+                found.append(f.read())
+        except OSError:
+            continue
+    return found
 
 
 def stopped(pids: list[int]) -> list[int]:

@@ -239,15 +239,10 @@ def _children_of(pid: int) -> list[int]:
     """The direct children of a process, from the children file of each of its threads (a child belongs to
     the thread that forked it); none when the process is gone."""
     found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for tid in tasks:
+    for data in proctree.task_files(pid, "children"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                found.extend(int(c) for c in f.read().split())
-        except (OSError, ValueError):
+            found.extend(int(c) for c in data.split())
+        except ValueError:
             continue
     return found
 
