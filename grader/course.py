@@ -2,6 +2,8 @@
 what students see of each check (its title, points and hint), keyed by the check function's name."""
 from __future__ import annotations
 
+import functools
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +47,15 @@ class Exercise:
 
 
 def load_course(path: Path = METADATA) -> list[Exercise]:
-    """Every exercise, in number order."""
+    """Every exercise, in number order (read again only when the file changed: each check's declaration
+    looks itself up here when its module is imported)."""
+    stat = os.stat(path)
+    return list(_parsed(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(path: str, mtime_ns: int, size: int) -> tuple[Exercise, ...]:
+    """The exercises of the metadata file `path` as it is at (mtime_ns, size): frozen, so shared safely."""
     with open(path, "rb") as f:
         data = tomllib.load(f)
     exercises = [
@@ -55,7 +65,7 @@ def load_course(path: Path = METADATA) -> list[Exercise]:
                                        for name, c in e.get("check", {}).items()))
         for e in data["exercise"]
     ]
-    return sorted(exercises, key=lambda e: e.number)
+    return tuple(sorted(exercises, key=lambda e: e.number))
 
 
 def find_exercise(number: int, course: list[Exercise] | None = None) -> Exercise:
