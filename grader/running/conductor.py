@@ -42,6 +42,9 @@ SLEEPING = "sleeping"  # waiting for virtual time to reach its deadline
 
 STRATEGIES = ("pos", "pct")
 DECISIONS_KEPT = 400
+# Preemptions kept for a shrink (a run of the course makes a few hundred): the report of a run that spins
+# through the 200,000 turns of max_steps stays small; a shrink of a trial past them is then only less exact.
+PREEMPTIONS_KEPT = 20_000
 HELD_STEPS = 200  # turns its starter may take before a new process runs anyway (see Conductor._eligible)  # of the schedule, kept in the outcome for the witness and replay checks
 
 
@@ -586,7 +589,8 @@ class Conductor:
             thread.waiting_get = False
         self.schedule.steps += 1
         last = self.last
-        if last is not None and last is not thread and last.state == READY and self._eligible(last):
+        if last is not None and last is not thread and last.state == READY and self._eligible(last) \
+                and len(self.schedule.preemptions) < PREEMPTIONS_KEPT:
             self.schedule.preemptions.append((last.name, last.taken, thread.name))
         self.last = thread
         if len(self.schedule.decisions) < DECISIONS_KEPT:
