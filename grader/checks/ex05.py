@@ -210,8 +210,7 @@ def _interleaving(run: Run, calls: tuple[Call, Call], names: list[str]) -> str:
         line = (event.get("frames") or [{}])[0].get("line")
         value = (event.get("value") or {}).get("repr", "?")
         verb = "read" if event["ev"] == grader_events.SHARED_READ else "wrote"
-        locked = any(h.pid == event["pid"] and h.acquired <= event["t"] and (h.released is None or h.released >= event["t"])
-                     for h in holds)
+        locked = any(h.pid == event["pid"] and h.covers(event["t"]) for h in holds)
         return (f"{verb} {value}" + (f" at line {line}" if line else "")
                 + (" holding a lock" if locked else " without holding a lock") + f" ({witness.moment(run, event['t'])})")
 

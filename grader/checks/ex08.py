@@ -242,8 +242,7 @@ def _scored_under_lock(run: Run, trial: Trial, interval: Interval, hold: Hold) -
     proc = run.processes.get(interval.pid)
     who = proc.label if proc else f"process {interval.pid}"
     own = [s for s in trial.scores if s.pid == interval.pid]
-    under = [s for s in own if any(h.pid == s.pid and h.acquired <= s.called and (h.released is None or h.released >= s.called)
-                                   for h in trial.holds)]
+    under = [s for s in own if any(h.pid == s.pid and h.covers(s.called) for h in trial.holds)]
     share = f" It did so for {len(under)} of its {len(own)} document(s)." if len(own) > 1 else ""
     where = f" at {run.describe_where(interval.where)}" if interval.where else ""
     return CheckFailed(
@@ -279,9 +278,7 @@ def check_scoring_parallel(student: Student, totals: Totals) -> None:
 def _serial_cause(run: Run, trials: list[Trial]) -> str:
     """Why the scoring was serial: the lock around it, or workers that never ran at the same time."""
     for trial in trials:
-        under = [s for s in trial.scores if any(h.pid == s.pid and h.acquired <= s.called
-                                                and (h.released is None or h.released >= s.called)
-                                                for h in trial.holds)]
+        under = [s for s in trial.scores if any(h.pid == s.pid and h.covers(s.called) for h in trial.holds)]
         if under:
             return (f"Every worker called score() while it held the lock, so each waited for the lock before it could "
                     f"even read its document. {GRANULARITY_ADVICE}")
@@ -299,8 +296,7 @@ def _serial_locations(run: Run, trials: list[Trial]) -> list[Location]:
     """The lock's acquire under which a worker scored, else the line that starts the workers."""
     for trial in trials:
         for interval in trial.scores:
-            hold = next((h for h in trial.holds if h.pid == interval.pid and h.acquired <= interval.called
-                         and (h.released is None or h.released >= interval.called)), None)
+            hold = next((h for h in trial.holds if h.pid == interval.pid and h.covers(interval.called)), None)
             if hold is not None:
                 return run.location(hold.where, "acquires the lock before score()")
     first = next((p for trial in trials for p in trial.workers_seen if p.spawn_where), None)

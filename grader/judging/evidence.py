@@ -70,6 +70,10 @@ class Hold:
     released: float | None
     where: dict[str, Any] | None
 
+    def covers(self, t: float) -> bool:
+        """Whether the lock was held at `t` (a hold never released lasts to the end of the run)."""
+        return self.acquired <= t and (self.released is None or t <= self.released)
+
 
 @dataclass
 class StackFrame:

@@ -235,7 +235,7 @@ def _witness(run: Run, a: Section, b: Section) -> Witness:
 def _access(event: dict[str, Any], kind: str, func: str, holds: list[Hold]) -> Access:
     frames = event.get("frames") or []
     frame = next((f for f in frames if f.get("func") == func), frames[0] if frames else {})
-    locked = any(h.acquired <= event["t"] and (h.released is None or event["t"] <= h.released) for h in holds)
+    locked = any(h.covers(event["t"]) for h in holds)
     return Access(event["pid"], event["t"], kind, frame.get("line"), _state(event.get("head", "")), locked)
 
 
