@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from grader.probe import grader_events as ev
 from grader.running import proctree
@@ -361,35 +361,17 @@ class Conductor:
             self._signal(res)
         elif op == ev.TURN_JOIN and message.get("thread"):  # a thread of this process, by its tid
             joined = (thread.key[0], int(message.get("thread") or 0))
-            if joined in self.left_threads or (joined not in self.arrived_threads and joined not in self.expected):
-                self._reply(thread, {"go": 1})  # it ended (or is no thread of the schedule's): the join returns
-            else:
-                thread.point = "join"
-                self._block(thread, f"thread-{joined[0]}-{joined[1]}", message)
+            self._join(thread, joined, joined in self.left_threads, joined in self.arrived_threads,
+                       f"thread-{joined[0]}-{joined[1]}", message)
         elif op == ev.TURN_JOIN:
             child = int(message.get("child") or 0)
-            if child in self.finished or (child not in self.arrived and child not in self.expected):
-                self._reply(thread, {"go": 1})  # it ended (or is no process of the student's): the join returns
-            else:
-                thread.point = "join"
-                self._block(thread, f"proc-{child}", message)
+            self._join(thread, child, child in self.finished, child in self.arrived, f"proc-{child}", message)
         elif op == ev.TURN_SPAWNED and message.get("thread"):  # a thread of this process, by its tid
             started = (thread.key[0], int(message.get("thread") or 0))
-            self.parents[started] = thread.key
-            arrived = next((t for t in self.threads.values() if t.key == started), None)
-            if arrived is not None:  # it said hello before its starter said this
-                arrived.parent = thread.key
-            else:
-                self.expected[started] = (thread.key, time.monotonic())
-        elif op == ev.TURN_SPAWNED:
+            self._started(thread, started, lambda other: other.key == started, arrived=started in self.arrived_threads)
+        elif op == ev.TURN_SPAWNED and message.get("child"):
             child = int(message.get("child") or 0)
-            if child:
-                self.parents[child] = thread.key
-                for other in self.threads.values():  # a fork child may say hello before its parent says this
-                    if other.key[0] == child:
-                        other.parent = thread.key
-            if child and child not in self.arrived:
-                self.expected[child] = (thread.key, time.monotonic())
+            self._started(thread, child, lambda other: other.key[0] == child, arrived=child in self.arrived)
         elif op == ev.TURN_OFF:
             thread.state = FREE
         elif op == ev.TURN_BYE:
@@ -399,6 +381,27 @@ class Conductor:
             taken = message.get("taken")
             if taken is not None:
                 thread.taken = int(taken)
+
+    def _join(self, thread: _Thread, joined: Any, ended: bool, arrived: bool, res: str,
+              message: dict[str, Any]) -> None:
+        """A join of a process (by pid) or thread (by (pid, tid)): it returns at once when that one has ended
+        or is none of the schedule's, else waits until `res` is signalled (it left) or its deadline."""
+        if ended or (not arrived and joined not in self.expected):
+            self._reply(thread, {"go": 1})
+        else:
+            thread.point = "join"
+            self._block(thread, res, message)
+
+    def _started(self, starter: _Thread, started: Any, is_it: Callable[[_Thread], bool],
+                 arrived: bool = False) -> None:
+        """`starter` started a process (by pid) or thread (by (pid, tid)): remember who started it, and wait
+        for it to arrive unless it already said hello (a fork child may say it before its parent says this)."""
+        self.parents[started] = starter.key
+        said_hello = [other for other in self.threads.values() if is_it(other)]
+        for other in said_hello:
+            other.parent = starter.key
+        if not said_hello and not arrived:
+            self.expected[started] = (starter.key, time.monotonic())
 
     @staticmethod
     def _block(thread: _Thread, res: Any, message: dict[str, Any], waiting_get: bool = False) -> None:
