@@ -591,22 +591,6 @@ class _ProbedThreadLock:
         return getattr(self._real, name)
 
 
-def _schedule_thread(probe: Probe, thread: Any) -> None:
-    """Make a student thread wait for its turn before its first line, and leave the schedule when it ends."""
-    turns = probe.turns
-    run = thread.run
-
-    def scheduled_run() -> None:
-        assert turns is not None
-        turns.step("run")
-        try:
-            run()
-        finally:
-            turns.bye()
-
-    thread.run = scheduled_run
-
-
 def _patch_threads(probe: Probe) -> None:
     """Record threads the student starts (daemon flag, target, where) and their locks."""
     real_lock, real_rlock = threading.Lock, threading.RLock
@@ -631,7 +615,7 @@ def _patch_threads(probe: Probe) -> None:
         if where is not None:
             self._grader_where = where
             if scheduled:
-                _schedule_thread(probe, self)
+                _leave_after_run(probe, self, wait_first=True)  # its first line waits for its turn too
                 probe.turns.step("start")
         original_start(self)
         if scheduled and probe.turns is not None and self.ident is not None:
@@ -691,7 +675,8 @@ def _patch_managers(probe: Probe) -> None:
     @functools.wraps(original_callmethod)
     def _callmethod(self: Any, methodname: str, args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> Any:
         student = probe.where() is not None
-        if student and probe.turns is not None and getattr(getattr(self, "_token", None), "typeid", "") in _MANAGER_WAITS:
+        typeid = getattr(getattr(self, "_token", None), "typeid", "")
+        if student and probe.turns is not None and typeid in _MANAGER_WAITS:
             probe.delay("queue")  # it may wait in the server for another process (a Manager queue's get, an
             return probe.turns.off(original_callmethod, self, methodname, args, kwds or {})  # Event's wait)
         if not ((methodname in reads or methodname in writes) and student):
@@ -699,7 +684,6 @@ def _patch_managers(probe: Probe) -> None:
         write = methodname in writes
         probe.delay("write" if write else "read")
         result = original_callmethod(self, methodname, args, kwds or {})
-        typeid = getattr(getattr(self, "_token", None), "typeid", "")
         if methodname in _SHARED_ACCESSES and typeid not in _MANAGER_WAITS:  # one value of shared state (not a
             value = args[-1] if write else result  # queue's item): the witness of a lost update is built from these
             probe.emit(grader_events.SHARED_WRITE if write else grader_events.SHARED_READ, typeid=typeid, method=methodname,
@@ -1009,14 +993,17 @@ class _Gate:
             _real_sleep(poll)
 
 
-def _leave_after_run(probe: Probe, process: Any) -> None:
-    """When the process's run() returns, its thread leaves the schedule at once: what follows is Python's
-    own shutdown (flushing, finalizers, the exit), and the conductor need not wait for the process to exit
-    before it gives the next turn."""
-    run = process.run
+def _leave_after_run(probe: Probe, runnable: Any, wait_first: bool = False) -> None:
+    """When a student Process's or Thread's run() returns, its thread leaves the schedule at once: what follows
+    is Python's own shutdown (flushing, finalizers, the exit), and the conductor need not wait for it before it
+    gives the next turn. With `wait_first`, its first line also waits for the turn (a thread; a process waits
+    in its bootstrap)."""
+    run = runnable.run
 
     @functools.wraps(run)
     def run_then_leave() -> Any:
+        if wait_first and probe.turns is not None:
+            probe.turns.step("run")
         try:
             return run()
         finally:
@@ -1024,8 +1011,8 @@ def _leave_after_run(probe: Probe, process: Any) -> None:
                 probe.turns.bye()
 
     try:
-        process.run = run_then_leave
-    except AttributeError:  # a Process subclass with __slots__: it leaves at the end of its bootstrap
+        runnable.run = run_then_leave
+    except AttributeError:  # a class with __slots__ and no run of its own to replace: it stays as it is
         pass
 
 
